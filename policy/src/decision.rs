@@ -1,0 +1,231 @@
+//! The decision for one session at one moment. Pure: `now` is an argument.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::effective::Effective;
+use crate::revocation::{RevocationKeys, RevocationSet};
+use crate::session::{EndReason, Session};
+
+/// What the decision needs to know about a session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionState<'a> {
+    /// The session id; `None` for a login that has no session yet.
+    pub id: Option<&'a str>,
+    /// The user.
+    pub user: &'a str,
+    /// The OIDC client, if any.
+    pub client_id: Option<&'a str>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Last activity.
+    pub last_activity: DateTime<Utc>,
+    /// A persistent OIDC login (remember_me.max_duration applies).
+    pub remember_me: bool,
+    /// An administrator asked for it to end.
+    pub terminate_requested: bool,
+}
+
+impl<'a> SessionState<'a> {
+    /// A login that is starting at `now`.
+    pub fn login(user: &'a str, client_id: Option<&'a str>, now: DateTime<Utc>) -> Self {
+        SessionState {
+            id: None,
+            user,
+            client_id,
+            started_at: now,
+            last_activity: now,
+            remember_me: false,
+            terminate_requested: false,
+        }
+    }
+
+    /// The state of a stored session, with activity last seen at `last_activity`
+    /// (the later of the record's `last_seen` and what the caller observed).
+    pub fn of(session: &'a Session, last_activity: DateTime<Utc>) -> Self {
+        SessionState {
+            id: Some(&session.id),
+            user: &session.user,
+            client_id: session.client_id.as_deref(),
+            started_at: session.started_at,
+            last_activity: last_activity.max(session.last_seen),
+            remember_me: session.remember_me,
+            terminate_requested: session.terminate_requested_at.is_some(),
+        }
+    }
+}
+
+/// Which limit will end an allowed session first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextEnd {
+    /// The inactivity deadline, unless there is activity first.
+    Idle,
+    /// The absolute deadline.
+    MaxDuration,
+}
+
+/// An allowed session and its deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Allow {
+    /// Lifetime of a token issued now.
+    #[serde(with = "crate::serde_secs")]
+    pub token_lifetime: Duration,
+    /// When a token issued now expires: `now + token_lifetime`, never past
+    /// the absolute deadline.
+    pub token_expires_at: DateTime<Utc>,
+    /// Sign-out for inactivity, unless there is activity first.
+    pub idle_deadline: DateTime<Utc>,
+    /// The end, whatever the activity.
+    pub absolute_deadline: DateTime<Utc>,
+    /// Which of the two comes first.
+    pub next_end: NextEnd,
+    /// When to warn the user: `warn_before` ahead of the earlier deadline.
+    pub warn_at: DateTime<Utc>,
+}
+
+/// Why a session is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Deny {
+    /// A revocation applies.
+    Revoked {
+        /// Its id.
+        revocation_id: String,
+        /// Its target, e.g. `user alice`.
+        target: String,
+        /// Its reason, if one was given.
+        detail: Option<String>,
+    },
+    /// An administrator terminated the session.
+    Terminated,
+    /// Past the absolute deadline.
+    MaxDuration {
+        /// The deadline.
+        deadline: DateTime<Utc>,
+    },
+    /// Idle past the inactivity deadline.
+    Idle {
+        /// The deadline.
+        deadline: DateTime<Utc>,
+    },
+}
+
+impl Deny {
+    /// How a session ended by this denial is recorded.
+    pub fn end_reason(&self) -> EndReason {
+        match self {
+            Deny::Revoked { .. } => EndReason::Revoked,
+            Deny::Terminated => EndReason::Terminated,
+            Deny::MaxDuration { .. } => EndReason::MaxDuration,
+            Deny::Idle { .. } => EndReason::Idle,
+        }
+    }
+}
+
+impl std::fmt::Display for Deny {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deny::Revoked {
+                revocation_id,
+                target,
+                detail,
+            } => {
+                write!(f, "revoked ({target}, revocation {revocation_id}")?;
+                if let Some(d) = detail {
+                    write!(f, ": {d}")?;
+                }
+                f.write_str(")")
+            }
+            Deny::Terminated => f.write_str("terminated by an administrator"),
+            Deny::MaxDuration { deadline } => {
+                write!(f, "past its maximum duration (ended at {})", deadline.to_rfc3339())
+            }
+            Deny::Idle { deadline } => {
+                write!(f, "idle past the inactivity limit (ended at {})", deadline.to_rfc3339())
+            }
+        }
+    }
+}
+
+/// The answer for one session at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Go on, with these deadlines.
+    Allow(Allow),
+    /// Stop.
+    Deny(Deny),
+}
+
+impl Decision {
+    /// Whether the session may go on.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    // Bounded durations (at most 90 d) never overflow a chrono timestamp.
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
+}
+
+/// Decides whether `session` may go on at `now` under `eff`, given the
+/// revocation list. `token_lifetime` is the lifetime a token issued now would
+/// get (see [`Effective::token_lifetime`]).
+///
+/// Order: revocation, termination, absolute deadline, inactivity.
+pub fn decide(
+    eff: &Effective<'_>,
+    session: &SessionState<'_>,
+    revocations: &RevocationSet,
+    token_lifetime: Duration,
+    now: DateTime<Utc>,
+) -> Decision {
+    let keys = RevocationKeys {
+        session: session.id,
+        user: session.user,
+        client: session.client_id,
+    };
+    if let Some(r) = revocations.find(&keys, session.started_at, now) {
+        return Decision::Deny(Deny::Revoked {
+            revocation_id: r.id.clone(),
+            target: r.target.to_string(),
+            detail: r.reason.clone(),
+        });
+    }
+    if session.terminate_requested {
+        return Decision::Deny(Deny::Terminated);
+    }
+    let absolute_deadline = add(session.started_at, eff.absolute_limit(session.remember_me));
+    if now >= absolute_deadline {
+        return Decision::Deny(Deny::MaxDuration {
+            deadline: absolute_deadline,
+        });
+    }
+    let idle_deadline = add(session.last_activity, eff.inactivity.value);
+    if now >= idle_deadline {
+        return Decision::Deny(Deny::Idle {
+            deadline: idle_deadline,
+        });
+    }
+    let (first, next_end) = if idle_deadline < absolute_deadline {
+        (idle_deadline, NextEnd::Idle)
+    } else {
+        (absolute_deadline, NextEnd::MaxDuration)
+    };
+    Decision::Allow(Allow {
+        token_lifetime,
+        token_expires_at: add(now, token_lifetime).min(absolute_deadline),
+        idle_deadline,
+        absolute_deadline,
+        next_end,
+        warn_at: sub(first, eff.warn_before.value),
+    })
+}

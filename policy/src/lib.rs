@@ -1,0 +1,65 @@
+//! `curfew-policy`: one policy for how long a login may live, how long it may
+//! sit idle, what banner it shows and who is locked out.
+//!
+//! Data flows one way: YAML → [`Policy`] (validated) → [`Effective`] (for one
+//! subject) → [`Decision`] (for one moment). Every enforcement point (PAM
+//! module, OIDC issuer, token hook, enforcer, CLI) takes those three steps
+//! here, so a bound, a match or a deadline is computed in one place.
+//!
+//! The decision code is pure: `now` is always an argument. Revocations and
+//! sessions live behind the [`Store`] trait.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use curfew_policy::{decide, Decision, Policy, RevocationSet, SessionState, Subject};
+//!
+//! let policy = Policy::parse(
+//!     "version: 1\n\
+//!      session: { max_duration: 8h, inactivity: 15m }\n\
+//!      rules:\n\
+//!        - name: admins\n\
+//!          match: { groups: [wheel] }\n\
+//!          session: { inactivity: 5m }\n",
+//!     "policy.yaml",
+//! )?;
+//! let groups = vec!["wheel".to_string()];
+//! let subject = Subject { user: "alice", groups: &groups, service: Some("sshd"), ..Default::default() };
+//! let eff = policy.effective(&subject);
+//! assert_eq!(eff.inactivity.value.as_secs(), 300);
+//!
+//! let login = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+//! let state = SessionState::login("alice", None, login);
+//! let lifetime = eff.token_lifetime(None).value;
+//! let now = login + chrono::Duration::minutes(4);
+//! match decide(&eff, &state, &RevocationSet::new(), lifetime, now) {
+//!     Decision::Allow(a) => assert_eq!(a.idle_deadline, login + chrono::Duration::minutes(5)),
+//!     Decision::Deny(d) => panic!("denied: {d}"),
+//! }
+//! # Ok::<(), curfew_policy::PolicyError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod decision;
+pub mod duration;
+pub mod effective;
+pub mod error;
+pub mod fsperm;
+pub mod locate;
+pub mod policy;
+pub mod raw;
+pub mod revocation;
+pub mod schema;
+mod serde_secs;
+pub mod session;
+pub mod store;
+
+pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};
+pub use effective::{Effective, Source, Sourced, Subject};
+pub use error::{Diagnostic, PolicyError};
+pub use policy::{
+    AuditConfig, Limits, LimitsOverride, Match, OnUnavailable, Policy, Rule, StoreBackend,
+    StoreConfig,
+};
+pub use revocation::{Revocation, RevocationKeys, RevocationSet, Target};
+pub use session::{EndReason, Session, SessionKind};
+pub use store::{SessionFilter, Store, StoreError};

@@ -1,0 +1,194 @@
+//! Where each value of a YAML document sits, so that validation errors can
+//! name `FILE:LINE:COL` even though serde hands us values without positions.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Line, counting from 1.
+    pub line: usize,
+    /// Column, counting from 1.
+    pub column: usize,
+}
+
+/// Value positions by dotted path (`rules[0].session.inactivity`).
+#[derive(Debug, Default)]
+pub struct Locations {
+    values: HashMap<String, Position>,
+}
+
+impl Locations {
+    /// Indexes `text`. A document that does not parse yields an empty index:
+    /// the serde pass reports the syntax error itself.
+    pub fn index(text: &str) -> Locations {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut builder, false).is_err() {
+            return Locations::default();
+        }
+        Locations {
+            values: builder.values,
+        }
+    }
+
+    /// The position of the value at `path`, or of its nearest ancestor that
+    /// exists in the file, or 1:1.
+    pub fn find(&self, path: &str) -> Position {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.values.get(p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => {
+                    return self.values.get("").copied().unwrap_or(Position {
+                        line: 1,
+                        column: 1,
+                    })
+                }
+            }
+        }
+    }
+}
+
+enum Frame {
+    Map { key: Option<String> },
+    Seq { index: usize },
+}
+
+/// Nesting deeper than this is not indexed; the serde pass refuses such
+/// documents anyway (its recursion limit is lower).
+const MAX_DEPTH: usize = 256;
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    segments: Vec<String>,
+    values: HashMap<String, Position>,
+    opaque: usize,
+    opaque_is_key: bool,
+}
+
+impl Builder {
+    fn path(&self) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            if !s.starts_with('[') && !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(s);
+        }
+        out
+    }
+
+    /// Called for every node. Returns true if the node is a mapping key.
+    fn node(&mut self, mark: Marker, scalar: Option<&str>) -> bool {
+        let pos = Position {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
+        match self.stack.last_mut() {
+            Some(Frame::Map { key }) if key.is_none() => {
+                *key = Some(scalar.unwrap_or("?").to_owned());
+                return true;
+            }
+            Some(Frame::Map { key }) => {
+                let k = key.clone().unwrap_or_default();
+                self.segments.push(k);
+            }
+            Some(Frame::Seq { index }) => {
+                let i = *index;
+                self.segments.push(format!("[{i}]"));
+            }
+            None => {}
+        }
+        if self.values.len() < 100_000 {
+            self.values.entry(self.path()).or_insert(pos);
+        }
+        false
+    }
+
+    fn finish_value(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { key }) => {
+                *key = None;
+                self.segments.pop();
+            }
+            Some(Frame::Seq { index }) => {
+                *index += 1;
+                self.segments.pop();
+            }
+            None => {}
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.opaque > 0 {
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => self.opaque += 1,
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.opaque -= 1;
+                    if self.opaque == 0 && !self.opaque_is_key {
+                        self.finish_value();
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        match ev {
+            Event::Scalar(ref v, ..) => {
+                if !self.node(mark, Some(v)) {
+                    self.finish_value();
+                }
+            }
+            Event::Alias(_) => {
+                if !self.node(mark, None) {
+                    self.finish_value();
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let is_key = self.node(mark, None);
+                if is_key || self.stack.len() >= MAX_DEPTH {
+                    // A complex key, or too deep to index: skip its inside.
+                    self.opaque = 1;
+                    self.opaque_is_key = is_key;
+                    return;
+                }
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map { key: None }
+                } else {
+                    Frame::Seq { index: 0 }
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.finish_value();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_values() {
+        let text = "version: 1\nsession:\n  inactivity: 3h\nrules:\n  - name: a\n    match: { users: [x, y] }\n";
+        let l = Locations::index(text);
+        assert_eq!(l.find("session.inactivity"), Position { line: 3, column: 15 });
+        assert_eq!(l.find("rules[0].name"), Position { line: 5, column: 11 });
+        assert_eq!(l.find("rules[0].match.users[1]"), Position { line: 6, column: 25 });
+        // Missing: falls back to the nearest ancestor.
+        assert_eq!(l.find("rules[0].session.inactivity").line, 5);
+    }
+}

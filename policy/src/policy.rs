@@ -1,0 +1,677 @@
+//! The validated policy: every bound checked, every duration parsed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration::{self, RawDuration};
+use crate::error::{Diagnostic, PolicyError};
+use crate::locate::{Locations, Position};
+use crate::raw::{RawMatch, RawPolicy, RawSession};
+
+/// The only policy schema version this build reads.
+pub const VERSION: u32 = 1;
+/// Hard floor of a token lifetime.
+pub const TIMEOUT_FLOOR: Duration = Duration::from_secs(30);
+/// Hard ceiling of a token lifetime (2147482 s, 24d 20h 31m 22s).
+pub const TIMEOUT_CEILING: Duration = Duration::from_secs(2_147_482);
+/// Token lifetime used when nothing else is said.
+pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(300);
+/// Hard ceiling of `max_duration`.
+pub const MAX_DURATION_CEILING: Duration = Duration::from_secs(24 * 3_600);
+/// Hard ceiling of `inactivity`.
+pub const INACTIVITY_CEILING: Duration = Duration::from_secs(2 * 3_600);
+/// Hard ceiling of `remember_me.max_duration`.
+pub const REMEMBER_ME_CEILING: Duration = Duration::from_secs(90 * 86_400);
+/// Largest policy file read, in bytes.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+/// Default location of the policy.
+pub const DEFAULT_POLICY_PATH: &str = "/etc/curfew/policy.yaml";
+/// Default location of the SQLite store.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/curfew/state.db";
+/// Default key prefix in Redis.
+pub const DEFAULT_REDIS_PREFIX: &str = "curfew:";
+
+/// Session lifetimes, fully resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// Token lifetime unless the user chose another.
+    pub timeout_default: Duration,
+    /// Shortest token lifetime a user may choose.
+    pub timeout_min: Duration,
+    /// Longest token lifetime a user may choose.
+    pub timeout_max: Duration,
+    /// Absolute life of a session.
+    pub max_duration: Duration,
+    /// Sign-out after this long without activity.
+    pub inactivity: Duration,
+    /// Warning ahead of a forced end.
+    pub warn_before: Duration,
+    /// Absolute life of a persistent OIDC login.
+    pub remember_me_max_duration: Duration,
+}
+
+impl Limits {
+    /// The built-in values, used for whatever a policy leaves out. They
+    /// follow NIST SP 800-63B AAL2: 12 h absolute, 30 min inactivity.
+    pub const BUILTIN: Limits = Limits {
+        timeout_default: TIMEOUT_DEFAULT,
+        timeout_min: TIMEOUT_FLOOR,
+        timeout_max: TIMEOUT_CEILING,
+        max_duration: Duration::from_secs(12 * 3_600),
+        inactivity: Duration::from_secs(30 * 60),
+        warn_before: Duration::from_secs(2 * 60),
+        remember_me_max_duration: Duration::from_secs(20 * 86_400),
+    };
+}
+
+/// The lifetimes a rule (or the policy's `session`) sets explicitly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LimitsOverride {
+    /// See [`Limits::timeout_default`].
+    pub timeout_default: Option<Duration>,
+    /// See [`Limits::timeout_min`].
+    pub timeout_min: Option<Duration>,
+    /// See [`Limits::timeout_max`].
+    pub timeout_max: Option<Duration>,
+    /// See [`Limits::max_duration`].
+    pub max_duration: Option<Duration>,
+    /// See [`Limits::inactivity`].
+    pub inactivity: Option<Duration>,
+    /// See [`Limits::warn_before`].
+    pub warn_before: Option<Duration>,
+    /// See [`Limits::remember_me_max_duration`].
+    pub remember_me_max_duration: Option<Duration>,
+}
+
+impl LimitsOverride {
+    /// `base` with every value this override sets replaced.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        Limits {
+            timeout_default: self.timeout_default.unwrap_or(base.timeout_default),
+            timeout_min: self.timeout_min.unwrap_or(base.timeout_min),
+            timeout_max: self.timeout_max.unwrap_or(base.timeout_max),
+            max_duration: self.max_duration.unwrap_or(base.max_duration),
+            inactivity: self.inactivity.unwrap_or(base.inactivity),
+            warn_before: self.warn_before.unwrap_or(base.warn_before),
+            remember_me_max_duration: self
+                .remember_me_max_duration
+                .unwrap_or(base.remember_me_max_duration),
+        }
+    }
+}
+
+/// Who a rule applies to. `None` means "any"; every list that is given must
+/// contain the subject's value (for groups: any one of the subject's groups).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Match {
+    /// User names.
+    pub users: Option<Vec<String>>,
+    /// Group names.
+    pub groups: Option<Vec<String>>,
+    /// PAM service names.
+    pub services: Option<Vec<String>>,
+    /// OIDC client ids.
+    pub clients: Option<Vec<String>>,
+    /// Host names.
+    pub hosts: Option<Vec<String>>,
+}
+
+/// One validated rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rule {
+    /// The rule's name (`rules[N]` when the file gives none).
+    pub name: String,
+    /// Who it applies to.
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    /// What it changes.
+    pub session: LimitsOverride,
+    /// The banner for matching sessions, if the rule sets one.
+    pub banner: Option<String>,
+}
+
+/// What PAM and the token hook answer when the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Refuse the login or token (the default).
+    Deny,
+    /// Let it through, and log loudly that the store was not consulted.
+    Allow,
+}
+
+/// Which store holds revocations and sessions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// An embedded SQLite file: one host.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A Redis server shared by a fleet.
+    Redis {
+        /// The connection URL; may hold a password, so never log it whole.
+        url: String,
+        /// Prefix of every key.
+        prefix: String,
+    },
+}
+
+/// The validated `store` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreConfig {
+    /// The backend.
+    #[serde(flatten)]
+    pub backend: StoreBackend,
+    /// The answer when the store cannot be reached.
+    pub on_unavailable: OnUnavailable,
+}
+
+/// The validated `audit` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditConfig {
+    /// Log to syslog, LOG_AUTHPRIV.
+    pub syslog: bool,
+    /// Append JSON lines here.
+    pub file: Option<PathBuf>,
+}
+
+/// A validated policy. Build one with [`Policy::parse`], [`Policy::load`] or
+/// [`Policy::builtin`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    /// Where the policy came from (a file name, or `<builtin>`).
+    pub origin: String,
+    /// The top-level lifetimes, built-in values filled in.
+    pub session: Limits,
+    /// Which top-level lifetimes the file set itself.
+    pub session_explicit: LimitsOverride,
+    /// The top-level banner (empty for none).
+    pub banner: String,
+    /// Rules, in file order; the first match wins.
+    pub rules: Vec<Rule>,
+    /// The store.
+    pub store: StoreConfig,
+    /// Audit logging.
+    pub audit: AuditConfig,
+}
+
+impl Policy {
+    /// The policy used when no file is given: built-in lifetimes, no banner,
+    /// no rules, the SQLite store at its default path.
+    pub fn builtin() -> Policy {
+        Policy {
+            origin: "<builtin>".into(),
+            session: Limits::BUILTIN,
+            session_explicit: LimitsOverride::default(),
+            banner: String::new(),
+            rules: Vec::new(),
+            store: StoreConfig {
+                backend: StoreBackend::Sqlite {
+                    path: DEFAULT_STORE_PATH.into(),
+                },
+                on_unavailable: OnUnavailable::Deny,
+            },
+            audit: AuditConfig {
+                syslog: true,
+                file: None,
+            },
+        }
+    }
+
+    /// Reads and validates the policy at `path`. Does not check ownership or
+    /// mode; enforcement points use [`Policy::load_secure`].
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = read_text(path)?;
+        Policy::parse(&text, &path.display().to_string())
+    }
+
+    /// Like [`Policy::load`], after refusing a file that anyone but its owner
+    /// (root or the caller) can change.
+    pub fn load_secure(path: &Path) -> Result<Policy, PolicyError> {
+        crate::fsperm::check(path)?;
+        Policy::load(path)
+    }
+
+    /// Parses and validates policy text. `origin` names the file in errors.
+    /// Every problem is reported, each with its line, column and field.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = match serde_yaml_ng::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Err(PolicyError::Invalid {
+                    diagnostics: vec![serde_diagnostic(origin, &e)],
+                })
+            }
+        };
+        let mut v = Validator {
+            origin,
+            locations: Locations::index(text),
+            diagnostics: Vec::new(),
+        };
+        let policy = v.policy(&raw);
+        if v.diagnostics.is_empty() {
+            Ok(policy)
+        } else {
+            v.diagnostics
+                .sort_by_key(|d| (d.line, d.column, d.path.clone()));
+            Err(PolicyError::Invalid {
+                diagnostics: v.diagnostics,
+            })
+        }
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, PolicyError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Read one byte past the limit rather than trusting metadata, so a
+    // growing file or a device cannot make us read without bound.
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(bytes.len() as u64);
+        return Err(PolicyError::TooLarge {
+            path: path.to_owned(),
+            size,
+            limit: MAX_POLICY_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| PolicyError::NotText {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// Turns a serde_yaml_ng error into `FILE:LINE:COL: PATH: message`.
+fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        })
+        .unwrap_or(Position { line: 1, column: 1 });
+    let mut message = e.to_string();
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    // serde_yaml_ng prefixes the field path ("session.timeout: unknown field ...").
+    let (path, message) = match message.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') => (p.to_owned(), m.to_owned()),
+        _ => (String::new(), message),
+    };
+    Diagnostic::new(origin, pos, &path, message)
+}
+
+struct Validator<'a> {
+    origin: &'a str,
+    locations: Locations,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A bound a single duration must respect.
+struct Bound {
+    floor: Duration,
+    ceiling: Duration,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        let at = self.locations.find(path);
+        self.diagnostics
+            .push(Diagnostic::new(self.origin, at, path, message));
+    }
+
+    fn policy(&mut self, raw: &RawPolicy) -> Policy {
+        if raw.version != VERSION {
+            self.error(
+                "version",
+                format!(
+                    "version {} is not supported (this build reads version {VERSION})",
+                    raw.version
+                ),
+            );
+        }
+        let before = self.diagnostics.len();
+        let explicit = self.session(&raw.session, "session");
+        let session = explicit.apply(&Limits::BUILTIN);
+        // Cross-field checks on values that failed their own bound would
+        // compare against stand-ins and mislead; skip them then.
+        let top_ok = self.diagnostics.len() == before;
+        if top_ok {
+            self.cross_check(&session, &explicit, "session");
+        }
+        let banner = raw
+            .banner
+            .as_ref()
+            .map(|b| b.text.clone())
+            .unwrap_or_default();
+        self.banner(&banner, "banner.text");
+
+        let mut rules = Vec::with_capacity(raw.rules.len());
+        for (i, r) in raw.rules.iter().enumerate() {
+            let prefix = format!("rules[{i}]");
+            let name = r.name.clone().unwrap_or_else(|| prefix.clone());
+            if name.trim().is_empty() {
+                self.error(&format!("{prefix}.name"), "a rule name may not be empty");
+            }
+            if let Some(j) = rules.iter().position(|x: &Rule| x.name == name) {
+                self.error(
+                    &format!("{prefix}.name"),
+                    format!("the name {name:?} is already used by rules[{j}]"),
+                );
+            }
+            let matcher = self.matcher(&r.matcher, &format!("{prefix}.match"));
+            let spath = format!("{prefix}.session");
+            let before = self.diagnostics.len();
+            let ov = match &r.session {
+                Some(s) => self.session(s, &spath),
+                None => LimitsOverride::default(),
+            };
+            if top_ok && self.diagnostics.len() == before {
+                self.cross_check(&ov.apply(&session), &ov, &spath);
+            }
+            let banner = r.banner.as_ref().map(|b| b.text.clone());
+            if let Some(b) = &banner {
+                self.banner(b, &format!("{prefix}.banner.text"));
+            }
+            rules.push(Rule {
+                name,
+                matcher,
+                session: ov,
+                banner,
+            });
+        }
+        Policy {
+            origin: self.origin.to_owned(),
+            session,
+            session_explicit: explicit,
+            banner,
+            rules,
+            store: self.store(raw),
+            audit: AuditConfig {
+                syslog: raw.audit.as_ref().and_then(|a| a.syslog).unwrap_or(true),
+                file: raw
+                    .audit
+                    .as_ref()
+                    .and_then(|a| a.file.as_deref())
+                    .and_then(|f| self.absolute("audit.file", f)),
+            },
+        }
+    }
+
+    fn duration(&mut self, raw: &Option<RawDuration>, path: &str, b: Bound) -> Option<Duration> {
+        let raw = raw.as_ref()?;
+        let d = match raw.parse() {
+            Ok(d) => d,
+            Err(msg) => {
+                self.error(path, msg);
+                return None;
+            }
+        };
+        if d > b.ceiling {
+            self.error(
+                path,
+                format!(
+                    "{} exceeds the ceiling of {}",
+                    duration::format(d),
+                    duration::format(b.ceiling)
+                ),
+            );
+            None
+        } else if d < b.floor {
+            self.error(
+                path,
+                format!(
+                    "{} is below the floor of {}",
+                    duration::format(d),
+                    duration::format(b.floor)
+                ),
+            );
+            None
+        } else {
+            Some(d)
+        }
+    }
+
+    fn session(&mut self, raw: &RawSession, prefix: &str) -> LimitsOverride {
+        let timeout_bound = || Bound {
+            floor: TIMEOUT_FLOOR,
+            ceiling: TIMEOUT_CEILING,
+        };
+        let t = raw.timeout.clone().unwrap_or_default();
+        LimitsOverride {
+            timeout_default: self.duration(
+                &t.default,
+                &format!("{prefix}.timeout.default"),
+                timeout_bound(),
+            ),
+            timeout_min: self.duration(&t.min, &format!("{prefix}.timeout.min"), timeout_bound()),
+            timeout_max: self.duration(&t.max, &format!("{prefix}.timeout.max"), timeout_bound()),
+            max_duration: self.duration(
+                &raw.max_duration,
+                &format!("{prefix}.max_duration"),
+                Bound {
+                    floor: Duration::from_secs(1),
+                    ceiling: MAX_DURATION_CEILING,
+                },
+            ),
+            inactivity: self.duration(
+                &raw.inactivity,
+                &format!("{prefix}.inactivity"),
+                Bound {
+                    floor: Duration::from_secs(1),
+                    ceiling: INACTIVITY_CEILING,
+                },
+            ),
+            warn_before: self.duration(
+                &raw.warn_before,
+                &format!("{prefix}.warn_before"),
+                Bound {
+                    floor: Duration::ZERO,
+                    ceiling: INACTIVITY_CEILING,
+                },
+            ),
+            remember_me_max_duration: self.duration(
+                &raw.remember_me.as_ref().and_then(|r| r.max_duration.clone()),
+                &format!("{prefix}.remember_me.max_duration"),
+                Bound {
+                    floor: Duration::from_secs(1),
+                    ceiling: REMEMBER_ME_CEILING,
+                },
+            ),
+        }
+    }
+
+    /// Cross-field rules on the merged values. The error is reported at the
+    /// field this section sets, or at the section when it inherits both.
+    fn cross_check(&mut self, l: &Limits, set: &LimitsOverride, prefix: &str) {
+        // The first field of `fields` that this section sets, else the section.
+        let at = |fields: &[(&str, bool)]| match fields.iter().find(|(_, is_set)| *is_set) {
+            Some((field, _)) => format!("{prefix}.{field}"),
+            None => prefix.to_owned(),
+        };
+        let f = duration::format;
+        if l.timeout_min > l.timeout_max {
+            let p = at(&[
+                ("timeout.min", set.timeout_min.is_some()),
+                ("timeout.max", set.timeout_max.is_some()),
+            ]);
+            self.error(
+                &p,
+                format!(
+                    "timeout.min {} is greater than timeout.max {} (min <= default <= max)",
+                    f(l.timeout_min),
+                    f(l.timeout_max)
+                ),
+            );
+        } else if l.timeout_default < l.timeout_min || l.timeout_default > l.timeout_max {
+            let p = at(&[
+                ("timeout.default", set.timeout_default.is_some()),
+                ("timeout.min", set.timeout_min.is_some()),
+                ("timeout.max", set.timeout_max.is_some()),
+            ]);
+            self.error(
+                &p,
+                format!(
+                    "timeout.default {} is outside timeout.min..timeout.max ({}..{})",
+                    f(l.timeout_default),
+                    f(l.timeout_min),
+                    f(l.timeout_max)
+                ),
+            );
+        }
+        if l.inactivity > l.max_duration {
+            let p = at(&[
+                ("inactivity", set.inactivity.is_some()),
+                ("max_duration", set.max_duration.is_some()),
+            ]);
+            self.error(
+                &p,
+                format!(
+                    "inactivity {} exceeds max_duration {} (inactivity <= max_duration)",
+                    f(l.inactivity),
+                    f(l.max_duration)
+                ),
+            );
+        }
+        if l.warn_before >= l.inactivity {
+            let p = at(&[
+                ("warn_before", set.warn_before.is_some()),
+                ("inactivity", set.inactivity.is_some()),
+            ]);
+            self.error(
+                &p,
+                format!(
+                    "warn_before {} must be less than inactivity {} (warn_before < inactivity)",
+                    f(l.warn_before),
+                    f(l.inactivity)
+                ),
+            );
+        }
+    }
+
+    fn banner(&mut self, text: &str, path: &str) {
+        if text.len() > 64 * 1024 {
+            self.error(path, format!("the banner is {} bytes; the limit is 65536", text.len()));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            self.error(
+                path,
+                "the banner contains control characters (terminal escapes are not allowed)",
+            );
+        }
+    }
+
+    fn matcher(&mut self, raw: &RawMatch, prefix: &str) -> Match {
+        let mut list = |name: &str, v: &Option<Vec<String>>| -> Option<Vec<String>> {
+            let v = v.as_ref()?;
+            let path = format!("{prefix}.{name}");
+            if v.is_empty() {
+                self.error(
+                    &path,
+                    "an empty list matches nobody; remove the key to match everyone",
+                );
+            }
+            for (i, s) in v.iter().enumerate() {
+                if s.is_empty() || s.chars().any(|c| c.is_control()) {
+                    self.error(
+                        &format!("{path}[{i}]"),
+                        "a name may not be empty or contain control characters",
+                    );
+                }
+            }
+            Some(v.clone())
+        };
+        Match {
+            users: list("users", &raw.users),
+            groups: list("groups", &raw.groups),
+            services: list("services", &raw.services),
+            clients: list("clients", &raw.clients),
+            hosts: list("hosts", &raw.hosts),
+        }
+    }
+
+    fn absolute(&mut self, path: &str, value: &str) -> Option<PathBuf> {
+        if value.starts_with('/') {
+            Some(PathBuf::from(value))
+        } else {
+            self.error(path, format!("{value:?} must be an absolute path"));
+            None
+        }
+    }
+
+    fn store(&mut self, raw: &RawPolicy) -> StoreConfig {
+        let s = raw.store.clone().unwrap_or_default();
+        let on_unavailable = match s.on_unavailable.as_deref() {
+            None | Some("deny") => OnUnavailable::Deny,
+            Some("allow") => OnUnavailable::Allow,
+            Some(other) => {
+                self.error(
+                    "store.on_unavailable",
+                    format!("{other:?} is not one of: deny, allow"),
+                );
+                OnUnavailable::Deny
+            }
+        };
+        let backend = match s.backend.as_deref() {
+            None | Some("sqlite") => {
+                if s.url.is_some() {
+                    self.error("store.url", "url is for the redis backend; sqlite takes path");
+                }
+                let path = match s.path.as_deref() {
+                    Some(p) => self.absolute("store.path", p).unwrap_or_default(),
+                    None => PathBuf::from(DEFAULT_STORE_PATH),
+                };
+                StoreBackend::Sqlite { path }
+            }
+            Some("redis") => {
+                if s.path.is_some() {
+                    self.error("store.path", "path is for the sqlite backend; redis takes url");
+                }
+                let url = s.url.clone().unwrap_or_default();
+                let ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+                    .iter()
+                    .any(|p| url.starts_with(p));
+                if !ok {
+                    self.error(
+                        if s.url.is_some() { "store.url" } else { "store" },
+                        "redis needs url: redis://, rediss://, redis+unix:// or unix://",
+                    );
+                }
+                StoreBackend::Redis {
+                    url,
+                    prefix: s.prefix.clone().unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
+                }
+            }
+            Some(other) => {
+                self.error(
+                    "store.backend",
+                    format!("{other:?} is not one of: sqlite, redis"),
+                );
+                StoreBackend::Sqlite {
+                    path: PathBuf::from(DEFAULT_STORE_PATH),
+                }
+            }
+        };
+        StoreConfig {
+            backend,
+            on_unavailable,
+        }
+    }
+}

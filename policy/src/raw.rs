@@ -1,0 +1,159 @@
+//! The policy file as written: serde structs that mirror the YAML one to one.
+//!
+//! These are parsed once and validated into [`crate::Policy`]; nothing outside
+//! this crate should hold on to them. They also generate the JSON Schema.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::RawDuration;
+
+/// The whole policy file, version 1.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "curfew policy", description = "curfew policy, version 1")]
+pub struct RawPolicy {
+    /// Schema version; must be 1.
+    pub version: u32,
+    /// Session lifetimes that apply unless a rule says otherwise.
+    #[serde(default)]
+    pub session: RawSession,
+    /// The login banner.
+    #[serde(default)]
+    pub banner: Option<RawBanner>,
+    /// Exceptions for users, groups, services, clients or hosts; first match wins.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// Where revocations and sessions are kept.
+    #[serde(default)]
+    pub store: Option<RawStore>,
+    /// Where decisions and admin actions are logged.
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+}
+
+/// Session lifetimes; every field may be omitted.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// Token lifetime, renewed by activity: between 30s and 2147482s.
+    #[serde(default)]
+    pub timeout: Option<RawTimeout>,
+    /// Absolute life of a session, at most 24h.
+    #[serde(default)]
+    pub max_duration: Option<RawDuration>,
+    /// Sign-out after no activity, at most 2h and at most max_duration.
+    #[serde(default)]
+    pub inactivity: Option<RawDuration>,
+    /// Warn the user this long before a forced end; less than inactivity.
+    #[serde(default)]
+    pub warn_before: Option<RawDuration>,
+    /// OIDC only: the absolute life of a persistent ("remember me") login.
+    #[serde(default)]
+    pub remember_me: Option<RawRememberMe>,
+}
+
+/// Token lifetime bounds.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeout {
+    /// Used unless the user chose another value within min..max.
+    #[serde(default)]
+    pub default: Option<RawDuration>,
+    /// The shortest lifetime a user may choose; at least 30s.
+    #[serde(default)]
+    pub min: Option<RawDuration>,
+    /// The longest lifetime a user may choose; at most 2147482s.
+    #[serde(default)]
+    pub max: Option<RawDuration>,
+}
+
+/// Persistent logins (OIDC clients that ask for them).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRememberMe {
+    /// Absolute life of a persistent login; at most 90d.
+    #[serde(default)]
+    pub max_duration: Option<RawDuration>,
+}
+
+/// The login banner.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBanner {
+    /// Text shown at login; empty for none.
+    #[serde(default)]
+    pub text: String,
+}
+
+/// One rule: who it matches and what it changes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// A name shown by `policy explain` and in logs; defaults to `rules[N]`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who the rule applies to; every named list must match (an empty match matches all).
+    #[serde(default, rename = "match")]
+    pub matcher: RawMatch,
+    /// Lifetimes for matching sessions; same fields and bounds as the top-level `session`.
+    #[serde(default)]
+    pub session: Option<RawSession>,
+    /// Banner for matching sessions.
+    #[serde(default)]
+    pub banner: Option<RawBanner>,
+}
+
+/// What a rule matches. Within a list any entry may match; across lists all must.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// User names.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// Group names (system groups for PAM, the groups claim for OIDC).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// PAM service names (sshd, login, su, ...).
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    /// OIDC client ids.
+    #[serde(default)]
+    pub clients: Option<Vec<String>>,
+    /// Host names.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+}
+
+/// The state store.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite` (one host, the default) or `redis` (a fleet).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// SQLite: the database file.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Redis: `redis://`, `rediss://` or `redis+unix://` URL, with user and password if needed.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Redis: prefix of every key, default `curfew:`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `deny` (default) or `allow`: the answer when the store cannot be reached.
+    #[serde(default)]
+    pub on_unavailable: Option<String>,
+}
+
+/// Audit logging.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Log to syslog, facility LOG_AUTHPRIV (default true).
+    #[serde(default)]
+    pub syslog: Option<bool>,
+    /// Append JSON lines to this file.
+    #[serde(default)]
+    pub file: Option<String>,
+}

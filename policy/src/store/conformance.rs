@@ -1,0 +1,254 @@
+//! The conformance suite every [`Store`] backend runs.
+//!
+//! A backend's tests call [`run`] with a function that makes a fresh, empty
+//! store. Each check panics with a message naming what broke.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{SessionFilter, Store, StoreError};
+use crate::revocation::{Revocation, RevocationKeys, Target};
+use crate::session::{EndReason, Session, SessionKind};
+
+fn t(s: i64) -> DateTime<Utc> {
+    // Millisecond precision is part of the contract: revocations made in
+    // the same second as a login must still order correctly.
+    Utc.timestamp_opt(1_700_000_000 + s, 123_000_000)
+        .single()
+        .unwrap_or_default()
+}
+
+/// A session fixture.
+pub fn session(id: &str, user: &str, started: i64) -> Session {
+    Session {
+        id: id.into(),
+        kind: SessionKind::Pam,
+        user: user.into(),
+        service: Some("sshd".into()),
+        client_id: None,
+        host: Some("host1".into()),
+        rhost: Some("127.0.0.1".into()),
+        tty: Some("/dev/pts/3".into()),
+        pid: Some(4242),
+        audit_session_id: Some(17),
+        started_at: t(started),
+        last_seen: t(started),
+        timeout: Duration::from_secs(300),
+        remember_me: false,
+        terminate_requested_at: None,
+        ended_at: None,
+        end_reason: None,
+    }
+}
+
+/// A revocation fixture.
+pub fn revocation(id: &str, target: Target, at: i64, expires: Option<i64>) -> Revocation {
+    Revocation {
+        id: id.into(),
+        target,
+        not_before: t(at),
+        expires_at: expires.map(t),
+        reason: Some("offboarding".into()),
+        actor: "root".into(),
+        created_at: t(at),
+    }
+}
+
+/// Runs every check against fresh stores from `make`.
+pub fn run(make: &dyn Fn() -> Box<dyn Store>) {
+    sessions_round_trip(make().as_ref());
+    list_filters(make().as_ref());
+    touch_only_moves_forward(make().as_ref());
+    end_is_first_wins(make().as_ref());
+    termination_request(make().as_ref());
+    revocations_round_trip(make().as_ref());
+    revocations_for_selects_by_key(make().as_ref());
+    preferences(make().as_ref());
+    duplicates_refused(make().as_ref());
+    odd_bytes_survive(make().as_ref());
+}
+
+fn sessions_round_trip(s: &dyn Store) {
+    let mut a = session("a1", "alice", 0);
+    a.remember_me = true;
+    s.create_session(&a).unwrap();
+    let mut o = session("o1", "bob", 5);
+    o.kind = SessionKind::Oidc;
+    o.service = None;
+    o.client_id = Some("web".into());
+    o.pid = None;
+    o.audit_session_id = None;
+    o.tty = None;
+    s.create_session(&o).unwrap();
+    assert_eq!(s.session("a1").unwrap().as_ref(), Some(&a), "pam session round trip");
+    assert_eq!(s.session("o1").unwrap().as_ref(), Some(&o), "oidc session round trip");
+    assert_eq!(s.session("nope").unwrap(), None, "unknown session");
+}
+
+fn list_filters(s: &dyn Store) {
+    s.create_session(&session("b", "alice", 10)).unwrap();
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    let mut c = session("c", "carol", 5);
+    c.host = Some("host2".into());
+    s.create_session(&c).unwrap();
+    s.end_session("b", t(20), EndReason::Logout).unwrap();
+
+    let ids = |f: SessionFilter| -> Vec<String> {
+        s.list_sessions(&f).unwrap().into_iter().map(|x| x.id).collect()
+    };
+    assert_eq!(ids(SessionFilter::default()), ["a", "c"], "live, oldest first");
+    let all = SessionFilter {
+        include_ended: true,
+        ..Default::default()
+    };
+    assert_eq!(ids(all.clone()), ["a", "c", "b"], "with ended");
+    assert_eq!(
+        ids(SessionFilter {
+            user: Some("alice".into()),
+            ..all.clone()
+        }),
+        ["a", "b"],
+        "by user"
+    );
+    assert_eq!(
+        ids(SessionFilter {
+            host: Some("host2".into()),
+            ..all.clone()
+        }),
+        ["c"],
+        "by host"
+    );
+    assert!(
+        ids(SessionFilter {
+            kind: Some(SessionKind::Oidc),
+            ..all
+        })
+        .is_empty(),
+        "by kind"
+    );
+}
+
+fn touch_only_moves_forward(s: &dyn Store) {
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    assert!(s.touch_session("a", t(50)).unwrap());
+    assert!(s.touch_session("a", t(10)).unwrap());
+    assert_eq!(s.session("a").unwrap().unwrap().last_seen, t(50), "never back");
+    assert!(!s.touch_session("zz", t(10)).unwrap(), "unknown session");
+    s.end_session("a", t(60), EndReason::Logout).unwrap();
+    assert!(!s.touch_session("a", t(70)).unwrap(), "ended session");
+}
+
+fn end_is_first_wins(s: &dyn Store) {
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    assert!(s.end_session("a", t(10), EndReason::Revoked).unwrap());
+    assert!(!s.end_session("a", t(20), EndReason::Logout).unwrap());
+    let a = s.session("a").unwrap().unwrap();
+    assert_eq!(a.ended_at, Some(t(10)));
+    assert_eq!(a.end_reason, Some(EndReason::Revoked), "first end wins");
+    assert!(!s.end_session("zz", t(10), EndReason::Logout).unwrap());
+}
+
+fn termination_request(s: &dyn Store) {
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    assert!(s.request_termination("a", t(5)).unwrap());
+    assert!(s.request_termination("a", t(9)).unwrap());
+    let a = s.session("a").unwrap().unwrap();
+    assert_eq!(a.terminate_requested_at, Some(t(5)), "first request kept");
+    assert!(a.is_live(), "a request does not end it by itself");
+    s.end_session("a", t(10), EndReason::Terminated).unwrap();
+    assert!(!s.request_termination("a", t(11)).unwrap(), "ended");
+}
+
+fn revocations_round_trip(s: &dyn Store) {
+    let r1 = revocation("r1", Target::User("alice".into()), 10, None);
+    let mut r2 = revocation("r2", Target::All, 20, Some(30));
+    r2.reason = None;
+    s.add_revocation(&r2).unwrap();
+    s.add_revocation(&r1).unwrap();
+    assert_eq!(s.list_revocations().unwrap(), [r1.clone(), r2.clone()], "oldest first");
+    assert_eq!(s.remove_revocation("r1").unwrap(), Some(r1));
+    assert_eq!(s.remove_revocation("r1").unwrap(), None, "removed once");
+    assert_eq!(s.list_revocations().unwrap(), [r2]);
+}
+
+fn revocations_for_selects_by_key(s: &dyn Store) {
+    for r in [
+        revocation("u", Target::User("alice".into()), 10, None),
+        revocation("ub", Target::User("bob".into()), 10, None),
+        revocation("s", Target::Session("s1".into()), 10, None),
+        revocation("c", Target::Client("web".into()), 10, None),
+        revocation("all", Target::All, 10, None),
+    ] {
+        s.add_revocation(&r).unwrap();
+    }
+    let set = s
+        .revocations_for(&RevocationKeys {
+            session: Some("s1"),
+            user: "alice",
+            client: Some("web"),
+        })
+        .unwrap();
+    assert_eq!(set.len(), 4, "session, user, client and all; not bob's");
+    let carol = s
+        .revocations_for(&RevocationKeys {
+            session: None,
+            user: "carol",
+            client: None,
+        })
+        .unwrap();
+    assert_eq!(carol.len(), 1, "only the `all` revocation");
+    let keys = RevocationKeys {
+        session: None,
+        user: "carol",
+        client: None,
+    };
+    assert!(carol.find(&keys, t(11), t(12)).is_none(), "all: new sessions live");
+    assert!(carol.find(&keys, t(9), t(12)).is_some(), "all: old sessions dead");
+}
+
+fn preferences(s: &dyn Store) {
+    assert_eq!(s.timeout_preference("alice").unwrap(), None);
+    s.set_timeout_preference("alice", Some(Duration::from_secs(600)))
+        .unwrap();
+    s.set_timeout_preference("alice", Some(Duration::from_secs(900)))
+        .unwrap();
+    assert_eq!(
+        s.timeout_preference("alice").unwrap(),
+        Some(Duration::from_secs(900)),
+        "last write wins"
+    );
+    assert_eq!(s.timeout_preference("bob").unwrap(), None, "per user");
+    s.set_timeout_preference("alice", None).unwrap();
+    assert_eq!(s.timeout_preference("alice").unwrap(), None, "cleared");
+}
+
+fn duplicates_refused(s: &dyn Store) {
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    assert!(matches!(
+        s.create_session(&session("a", "bob", 1)),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(s.session("a").unwrap().unwrap().user, "alice", "first kept");
+    let r = revocation("r", Target::All, 1, None);
+    s.add_revocation(&r).unwrap();
+    assert!(matches!(s.add_revocation(&r), Err(StoreError::Duplicate(_))));
+}
+
+fn odd_bytes_survive(s: &dyn Store) {
+    let odd = "al\u{1b}[31mice\n\u{0}'\"; DROP TABLE sessions;--";
+    let mut a = session("odd", odd, 0);
+    a.tty = Some("pts/\u{7f}\u{9b}".into());
+    s.create_session(&a).unwrap();
+    assert_eq!(s.session("odd").unwrap().unwrap(), a, "stored as given");
+    s.add_revocation(&revocation("r", Target::User(odd.into()), 1, None))
+        .unwrap();
+    let set = s
+        .revocations_for(&RevocationKeys {
+            session: None,
+            user: odd,
+            client: None,
+        })
+        .unwrap();
+    assert_eq!(set.len(), 1, "looked up by the same odd name");
+}
