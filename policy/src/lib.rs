@@ -13,15 +13,15 @@
 //! use chrono::{TimeZone, Utc};
 //! use curfew_policy::{decide, Decision, Policy, RevocationSet, SessionState, Subject};
 //!
-//! let policy = Policy::parse(
-//!     "version: 1\n\
-//!      session: { max_duration: 8h, inactivity: 15m }\n\
-//!      rules:\n\
-//!        - name: admins\n\
-//!          match: { groups: [wheel] }\n\
-//!          session: { inactivity: 5m }\n",
-//!     "policy.yaml",
-//! )?;
+//! let yaml = r#"
+//! version: 1
+//! session: { max_duration: 8h, inactivity: 15m }
+//! rules:
+//!   - name: admins
+//!     match: { groups: [wheel] }
+//!     session: { inactivity: 5m }
+//! "#;
+//! let policy = Policy::parse(yaml, "policy.yaml")?;
 //! let groups = vec!["wheel".to_string()];
 //! let subject = Subject { user: "alice", groups: &groups, service: Some("sshd"), ..Default::default() };
 //! let eff = policy.effective(&subject);
