@@ -1,2 +1,9 @@
-//! End-to-end suites live in tests/tests/; this library holds their shared helpers.
+//! Shared helpers of curfew's end-to-end suites (tests/tests/*.rs).
+//!
+//! The suites drive the built artifacts (`target/<profile>/curfew`,
+//! `libpam_curfew.so`) through the real thing: libpam via pam_wrapper,
+//! sshd on 127.0.0.1, redis-server on a private socket, an OAuth2 client.
+//! `scripts/test` builds the workspace before running them.
 #![forbid(unsafe_code)]
+
+pub mod common;
