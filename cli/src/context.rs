@@ -1,0 +1,114 @@
+//! What every command needs: the policy and the store, loaded once.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use curfew_policy::policy::DEFAULT_POLICY_PATH;
+use curfew_policy::{Policy, Store, StoreBackend};
+
+/// The global options, resolved lazily so that `policy schema` needs no file.
+pub struct Context {
+    policy_arg: Option<PathBuf>,
+    store_path: Option<PathBuf>,
+}
+
+impl Context {
+    /// From the global options.
+    pub fn new(policy_arg: Option<PathBuf>, store_path: Option<PathBuf>) -> Self {
+        Context {
+            policy_arg,
+            store_path,
+        }
+    }
+
+    /// The policy file to read, if any: `--policy`/`$CURFEW_POLICY`, else the
+    /// default path when it exists.
+    pub fn policy_path(&self) -> Option<PathBuf> {
+        match &self.policy_arg {
+            Some(p) => Some(p.clone()),
+            None if Path::new(DEFAULT_POLICY_PATH).exists() => Some(DEFAULT_POLICY_PATH.into()),
+            None => None,
+        }
+    }
+
+    /// Loads and validates the policy. With no file named and none at the
+    /// default path, the built-in policy is used, and a note says so.
+    pub fn policy(&self) -> Result<Policy> {
+        match self.policy_path() {
+            Some(p) => Ok(Policy::load(&p)?),
+            None => {
+                eprintln!(
+                    "curfew: note: {DEFAULT_POLICY_PATH} does not exist; using the built-in policy"
+                );
+                Ok(Policy::builtin())
+            }
+        }
+    }
+
+    /// Opens the store the policy names (or `--store-path`).
+    pub fn store(&self, policy: &Policy) -> Result<Box<dyn Store>> {
+        let mut config = policy.store.clone();
+        if let Some(p) = &self.store_path {
+            config.backend = StoreBackend::Sqlite { path: p.clone() };
+        }
+        let store = curfew_policy::store::open(&config).context("cannot open the store")?;
+        Ok(store)
+    }
+
+    /// The clock. Commands read it here, once, and pass it on.
+    #[allow(clippy::disallowed_methods)] // the CLI is an entry point
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Who is running the command, for the audit trail: the user behind sudo if
+/// any, else the real user.
+pub fn actor() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name of the user running the command.
+pub fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// A user's groups from the system (getgrouplist); empty if the user is
+/// unknown here.
+pub fn system_groups(user: &str) -> Vec<String> {
+    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+        return Vec::new();
+    };
+    let Ok(cname) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    nix::unistd::getgrouplist(&cname, u.gid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
+        .map(|g| g.name)
+        .collect()
+}
+
+/// This host's name.
+pub fn hostname() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+}
