@@ -1,1 +1,103 @@
-fn main() {}
+//! The decision path: effective policy (100 rules, first match at the end)
+//! plus the revocation check against 1,000,000 revocations; and parsing
+//! examples/policy.yaml.
+//!
+//! cargo bench -p curfew-policy --bench decision
+
+use std::hint::black_box;
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion};
+use curfew_policy::{decide, Policy, Revocation, RevocationSet, SessionState, Subject, Target};
+
+fn policy_with_rules(n: usize) -> Policy {
+    let mut text = String::from("version: 1\nsession: { max_duration: 12h, inactivity: 30m }\nrules:\n");
+    for i in 0..n - 1 {
+        text.push_str(&format!(
+            "  - name: team{i}\n    match: {{ users: [u{i}a, u{i}b], groups: [g{i}], services: [sshd] }}\n    session: {{ inactivity: {}m }}\n",
+            5 + i % 50
+        ));
+    }
+    text.push_str("  - name: last\n    match: { groups: [staff] }\n    session: { inactivity: 20m }\n");
+    Policy::parse(&text, "bench.yaml").expect("valid bench policy")
+}
+
+fn revocations(n: usize) -> RevocationSet {
+    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    (0..n)
+        .map(|i| Revocation {
+            id: format!("r{i}"),
+            target: match i % 3 {
+                0 => Target::User(format!("user{i}")),
+                1 => Target::Session(format!("{i:032x}")),
+                _ => Target::Client(format!("client{i}")),
+            },
+            not_before: t,
+            expires_at: None,
+            reason: None,
+            actor: "bench".into(),
+            created_at: t,
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = policy_with_rules(100);
+    let revs = revocations(1_000_000);
+    let groups = vec!["users".to_string(), "staff".to_string()];
+    let start = Utc.with_ymd_and_hms(2026, 1, 2, 9, 0, 0).unwrap();
+    let now = start + chrono::Duration::minutes(10);
+    let session_id = format!("{:032x}", u128::MAX - 7);
+
+    c.bench_function("decision/100 rules + 1M revocations (allow)", |b| {
+        b.iter(|| {
+            let subject = Subject {
+                user: black_box("alice"),
+                groups: &groups,
+                service: Some("sshd"),
+                client: None,
+                host: Some("host1"),
+            };
+            let eff = policy.effective(&subject);
+            let state = SessionState {
+                id: Some(&session_id),
+                user: "alice",
+                client_id: None,
+                started_at: start,
+                last_activity: start,
+                remember_me: false,
+                terminate_requested: false,
+            };
+            let lifetime = eff.token_lifetime(None).value;
+            black_box(decide(&eff, &state, &revs, lifetime, black_box(now)))
+        })
+    });
+
+    c.bench_function("decision/100 rules + 1M revocations (revoked user)", |b| {
+        b.iter(|| {
+            let subject = Subject {
+                user: black_box("user999"),
+                groups: &groups,
+                service: Some("sshd"),
+                client: None,
+                host: None,
+            };
+            let eff = policy.effective(&subject);
+            let state = SessionState::login("user999", None, now);
+            let lifetime = eff.token_lifetime(None).value;
+            black_box(decide(&eff, &state, &revs, lifetime, black_box(now)))
+        })
+    });
+
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policy.yaml"
+    ))
+    .expect("examples/policy.yaml");
+    c.bench_function("parse/examples/policy.yaml", |b| {
+        b.iter(|| black_box(Policy::parse(black_box(&example), "policy.yaml").is_ok()))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -141,10 +141,18 @@ impl std::fmt::Display for Deny {
             }
             Deny::Terminated => f.write_str("terminated by an administrator"),
             Deny::MaxDuration { deadline } => {
-                write!(f, "past its maximum duration (ended at {})", deadline.to_rfc3339())
+                write!(
+                    f,
+                    "past its maximum duration (ended at {})",
+                    deadline.to_rfc3339()
+                )
             }
             Deny::Idle { deadline } => {
-                write!(f, "idle past the inactivity limit (ended at {})", deadline.to_rfc3339())
+                write!(
+                    f,
+                    "idle past the inactivity limit (ended at {})",
+                    deadline.to_rfc3339()
+                )
             }
         }
     }

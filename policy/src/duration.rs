@@ -25,9 +25,9 @@ impl RawDuration {
     /// Parses the literal into a whole number of seconds.
     pub fn parse(&self) -> Result<Duration, String> {
         match self {
-            RawDuration::Seconds(s) if *s < 0 => {
-                Err(format!("{s} is negative; a duration is zero or more seconds"))
-            }
+            RawDuration::Seconds(s) if *s < 0 => Err(format!(
+                "{s} is negative; a duration is zero or more seconds"
+            )),
             RawDuration::Seconds(s) => Ok(Duration::from_secs(*s as u64)),
             RawDuration::Fraction(f) => Err(format!(
                 "{f} has a fraction; write whole seconds or a string such as \"90s\""
@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse("2h 30m").unwrap(), Duration::from_secs(9_000));
         assert_eq!(parse("2147482s").unwrap(), Duration::from_secs(2_147_482));
-        assert_eq!(RawDuration::Seconds(30).parse().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            RawDuration::Seconds(30).parse().unwrap(),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -164,8 +167,14 @@ mod tests {
         assert!(parse("5 parsecs").unwrap_err().contains("not a duration"));
         assert!(parse("").is_err());
         assert!(parse("500ms").unwrap_err().contains("whole number"));
-        assert!(RawDuration::Seconds(-1).parse().unwrap_err().contains("negative"));
-        assert!(RawDuration::Fraction(1.5).parse().unwrap_err().contains("fraction"));
+        assert!(RawDuration::Seconds(-1)
+            .parse()
+            .unwrap_err()
+            .contains("negative"));
+        assert!(RawDuration::Fraction(1.5)
+            .parse()
+            .unwrap_err()
+            .contains("fraction"));
     }
 
     #[test]

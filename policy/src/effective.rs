@@ -123,8 +123,10 @@ impl Policy {
                 Source::Builtin
             },
         };
-        let pick = |rule_value: Option<Duration>, explicit: Option<Duration>, value: Duration| {
-            match (matched, rule_value) {
+        let pick =
+            |rule_value: Option<Duration>, explicit: Option<Duration>, value: Duration| match (
+                matched, rule_value,
+            ) {
                 (Some((index, rule)), Some(v)) => Sourced {
                     value: v,
                     source: Source::Rule {
@@ -133,8 +135,7 @@ impl Policy {
                     },
                 },
                 _ => top(explicit, value),
-            }
-        };
+            };
         let ov = matched.map(|(_, r)| r.session).unwrap_or_default();
         let ex = &self.session_explicit;
         let l: &Limits = &self.session;

@@ -46,10 +46,11 @@ impl Locations {
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
                 None => {
-                    return self.values.get("").copied().unwrap_or(Position {
-                        line: 1,
-                        column: 1,
-                    })
+                    return self
+                        .values
+                        .get("")
+                        .copied()
+                        .unwrap_or(Position { line: 1, column: 1 })
                 }
             }
         }
@@ -185,9 +186,27 @@ mod tests {
     fn finds_nested_values() {
         let text = "version: 1\nsession:\n  inactivity: 3h\nrules:\n  - name: a\n    match: { users: [x, y] }\n";
         let l = Locations::index(text);
-        assert_eq!(l.find("session.inactivity"), Position { line: 3, column: 15 });
-        assert_eq!(l.find("rules[0].name"), Position { line: 5, column: 11 });
-        assert_eq!(l.find("rules[0].match.users[1]"), Position { line: 6, column: 25 });
+        assert_eq!(
+            l.find("session.inactivity"),
+            Position {
+                line: 3,
+                column: 15
+            }
+        );
+        assert_eq!(
+            l.find("rules[0].name"),
+            Position {
+                line: 5,
+                column: 11
+            }
+        );
+        assert_eq!(
+            l.find("rules[0].match.users[1]"),
+            Position {
+                line: 6,
+                column: 25
+            }
+        );
         // Missing: falls back to the nearest ancestor.
         assert_eq!(l.find("rules[0].session.inactivity").line, 5);
     }

@@ -485,7 +485,9 @@ impl Validator<'_> {
                 },
             ),
             remember_me_max_duration: self.duration(
-                &raw.remember_me.as_ref().and_then(|r| r.max_duration.clone()),
+                &raw.remember_me
+                    .as_ref()
+                    .and_then(|r| r.max_duration.clone()),
                 &format!("{prefix}.remember_me.max_duration"),
                 Bound {
                     floor: Duration::from_secs(1),
@@ -565,7 +567,10 @@ impl Validator<'_> {
 
     fn banner(&mut self, text: &str, path: &str) {
         if text.len() > 64 * 1024 {
-            self.error(path, format!("the banner is {} bytes; the limit is 65536", text.len()));
+            self.error(
+                path,
+                format!("the banner is {} bytes; the limit is 65536", text.len()),
+            );
         }
         if text
             .chars()
@@ -632,7 +637,10 @@ impl Validator<'_> {
         let backend = match s.backend.as_deref() {
             None | Some("sqlite") => {
                 if s.url.is_some() {
-                    self.error("store.url", "url is for the redis backend; sqlite takes path");
+                    self.error(
+                        "store.url",
+                        "url is for the redis backend; sqlite takes path",
+                    );
                 }
                 let path = match s.path.as_deref() {
                     Some(p) => self.absolute("store.path", p).unwrap_or_default(),
@@ -642,7 +650,10 @@ impl Validator<'_> {
             }
             Some("redis") => {
                 if s.path.is_some() {
-                    self.error("store.path", "path is for the sqlite backend; redis takes url");
+                    self.error(
+                        "store.path",
+                        "path is for the sqlite backend; redis takes url",
+                    );
                 }
                 let url = s.url.clone().unwrap_or_default();
                 let ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
@@ -650,13 +661,20 @@ impl Validator<'_> {
                     .any(|p| url.starts_with(p));
                 if !ok {
                     self.error(
-                        if s.url.is_some() { "store.url" } else { "store" },
+                        if s.url.is_some() {
+                            "store.url"
+                        } else {
+                            "store"
+                        },
                         "redis needs url: redis://, rediss://, redis+unix:// or unix://",
                     );
                 }
                 StoreBackend::Redis {
                     url,
-                    prefix: s.prefix.clone().unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
+                    prefix: s
+                        .prefix
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
                 }
             }
             Some(other) => {

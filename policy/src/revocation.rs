@@ -213,10 +213,16 @@ mod tests {
             client: None,
         };
         assert!(set.find(&keys, t(50), t(150)).is_some(), "old session dead");
-        assert!(set.find(&keys, t(150), t(150)).is_some(), "new login locked");
+        assert!(
+            set.find(&keys, t(150), t(150)).is_some(),
+            "new login locked"
+        );
         assert!(set.find(&keys, t(250), t(250)).is_none(), "lock lifted");
         assert!(set.find(&keys, t(50), t(250)).is_some(), "old stays dead");
-        let bob = RevocationKeys { user: "bob", ..keys };
+        let bob = RevocationKeys {
+            user: "bob",
+            ..keys
+        };
         assert!(set.find(&bob, t(50), t(150)).is_none());
     }
 
@@ -249,6 +255,9 @@ mod tests {
         assert!(set.find(&k(Some("s2"), None), t(0), t(150)).is_none());
         assert!(set.find(&k(None, Some("ci")), t(0), t(150)).is_some());
         assert!(set.find(&k(None, Some("web")), t(0), t(150)).is_none());
-        assert_eq!(Target::from_parts("client", "ci"), Some(Target::Client("ci".into())));
+        assert_eq!(
+            Target::from_parts("client", "ci"),
+            Some(Target::Client("ci".into()))
+        );
     }
 }

@@ -81,8 +81,16 @@ fn sessions_round_trip(s: &dyn Store) {
     o.audit_session_id = None;
     o.tty = None;
     s.create_session(&o).unwrap();
-    assert_eq!(s.session("a1").unwrap().as_ref(), Some(&a), "pam session round trip");
-    assert_eq!(s.session("o1").unwrap().as_ref(), Some(&o), "oidc session round trip");
+    assert_eq!(
+        s.session("a1").unwrap().as_ref(),
+        Some(&a),
+        "pam session round trip"
+    );
+    assert_eq!(
+        s.session("o1").unwrap().as_ref(),
+        Some(&o),
+        "oidc session round trip"
+    );
     assert_eq!(s.session("nope").unwrap(), None, "unknown session");
 }
 
@@ -95,9 +103,17 @@ fn list_filters(s: &dyn Store) {
     s.end_session("b", t(20), EndReason::Logout).unwrap();
 
     let ids = |f: SessionFilter| -> Vec<String> {
-        s.list_sessions(&f).unwrap().into_iter().map(|x| x.id).collect()
+        s.list_sessions(&f)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.id)
+            .collect()
     };
-    assert_eq!(ids(SessionFilter::default()), ["a", "c"], "live, oldest first");
+    assert_eq!(
+        ids(SessionFilter::default()),
+        ["a", "c"],
+        "live, oldest first"
+    );
     let all = SessionFilter {
         include_ended: true,
         ..Default::default()
@@ -133,7 +149,11 @@ fn touch_only_moves_forward(s: &dyn Store) {
     s.create_session(&session("a", "alice", 0)).unwrap();
     assert!(s.touch_session("a", t(50)).unwrap());
     assert!(s.touch_session("a", t(10)).unwrap());
-    assert_eq!(s.session("a").unwrap().unwrap().last_seen, t(50), "never back");
+    assert_eq!(
+        s.session("a").unwrap().unwrap().last_seen,
+        t(50),
+        "never back"
+    );
     assert!(!s.touch_session("zz", t(10)).unwrap(), "unknown session");
     s.end_session("a", t(60), EndReason::Logout).unwrap();
     assert!(!s.touch_session("a", t(70)).unwrap(), "ended session");
@@ -166,7 +186,11 @@ fn revocations_round_trip(s: &dyn Store) {
     r2.reason = None;
     s.add_revocation(&r2).unwrap();
     s.add_revocation(&r1).unwrap();
-    assert_eq!(s.list_revocations().unwrap(), [r1.clone(), r2.clone()], "oldest first");
+    assert_eq!(
+        s.list_revocations().unwrap(),
+        [r1.clone(), r2.clone()],
+        "oldest first"
+    );
     assert_eq!(s.remove_revocation("r1").unwrap(), Some(r1));
     assert_eq!(s.remove_revocation("r1").unwrap(), None, "removed once");
     assert_eq!(s.list_revocations().unwrap(), [r2]);
@@ -203,8 +227,14 @@ fn revocations_for_selects_by_key(s: &dyn Store) {
         user: "carol",
         client: None,
     };
-    assert!(carol.find(&keys, t(11), t(12)).is_none(), "all: new sessions live");
-    assert!(carol.find(&keys, t(9), t(12)).is_some(), "all: old sessions dead");
+    assert!(
+        carol.find(&keys, t(11), t(12)).is_none(),
+        "all: new sessions live"
+    );
+    assert!(
+        carol.find(&keys, t(9), t(12)).is_some(),
+        "all: old sessions dead"
+    );
 }
 
 fn preferences(s: &dyn Store) {
@@ -232,7 +262,10 @@ fn duplicates_refused(s: &dyn Store) {
     assert_eq!(s.session("a").unwrap().unwrap().user, "alice", "first kept");
     let r = revocation("r", Target::All, 1, None);
     s.add_revocation(&r).unwrap();
-    assert!(matches!(s.add_revocation(&r), Err(StoreError::Duplicate(_))));
+    assert!(matches!(
+        s.add_revocation(&r),
+        Err(StoreError::Duplicate(_))
+    ));
 }
 
 fn odd_bytes_survive(s: &dyn Store) {

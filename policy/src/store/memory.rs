@@ -115,8 +115,7 @@ impl Store for MemoryStore {
 
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
         let mut g = self.lock();
-        Ok(g
-            .revocations
+        Ok(g.revocations
             .iter()
             .position(|r| r.id == id)
             .map(|i| g.revocations.remove(i)))

@@ -124,8 +124,7 @@ impl SqliteStore {
         // holds it (only the very first opens race here).
         let mut tries = 0;
         loop {
-            let mode: Result<String, _> =
-                c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
+            let mode: Result<String, _> = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
             match mode {
                 Ok(_) => break,
                 Err(e) if tries < 300 && is_busy(&e) => {
@@ -203,13 +202,18 @@ impl SqliteStore {
             audit_session_id: r.get("audit_session_id").map_err(get_err)?,
             started_at: from_ms(r.get("started_at").map_err(get_err)?),
             last_seen: from_ms(r.get("last_seen").map_err(get_err)?),
-            timeout: Duration::from_secs(r.get::<_, i64>("timeout_secs").map_err(get_err)?.max(0) as u64),
+            timeout: Duration::from_secs(
+                r.get::<_, i64>("timeout_secs").map_err(get_err)?.max(0) as u64
+            ),
             remember_me: r.get("remember_me").map_err(get_err)?,
             terminate_requested_at: r
                 .get::<_, Option<i64>>("terminate_requested_at")
                 .map_err(get_err)?
                 .map(from_ms),
-            ended_at: r.get::<_, Option<i64>>("ended_at").map_err(get_err)?.map(from_ms),
+            ended_at: r
+                .get::<_, Option<i64>>("ended_at")
+                .map_err(get_err)?
+                .map(from_ms),
             end_reason: end_reason
                 .map(|s| s.parse::<EndReason>().map_err(|e| self.corrupt(e)))
                 .transpose()?,
@@ -225,7 +229,10 @@ impl SqliteStore {
             target: Target::from_parts(&kind, &value)
                 .ok_or_else(|| self.corrupt(format!("unknown target kind {kind:?}")))?,
             not_before: from_ms(r.get("not_before").map_err(get_err)?),
-            expires_at: r.get::<_, Option<i64>>("expires_at").map_err(get_err)?.map(from_ms),
+            expires_at: r
+                .get::<_, Option<i64>>("expires_at")
+                .map_err(get_err)?
+                .map(from_ms),
             reason: r.get("reason").map_err(get_err)?,
             actor: r.get("actor").map_err(get_err)?,
             created_at: from_ms(r.get("created_at").map_err(get_err)?),
@@ -344,12 +351,7 @@ impl Store for SqliteStore {
                AND (?3 IS NULL OR kind = ?3)
                AND (?4 IS NULL OR host = ?4)
              ORDER BY started_at, id",
-            params![
-                f.include_ended,
-                f.user,
-                f.kind.map(|k| k.as_str()),
-                f.host
-            ],
+            params![f.include_ended, f.user, f.kind.map(|k| k.as_str()), f.host],
         )?;
         Ok(sessions)
     }
@@ -405,12 +407,18 @@ impl Store for SqliteStore {
 
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
         Ok(self
-            .query_revocations("DELETE FROM revocations WHERE id = ?1 RETURNING *", params![id])?
+            .query_revocations(
+                "DELETE FROM revocations WHERE id = ?1 RETURNING *",
+                params![id],
+            )?
             .pop())
     }
 
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        self.query_revocations("SELECT * FROM revocations ORDER BY created_at, id", params![])
+        self.query_revocations(
+            "SELECT * FROM revocations ORDER BY created_at, id",
+            params![],
+        )
     }
 
     fn revocations_for(&self, k: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
