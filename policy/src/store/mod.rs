@@ -1,8 +1,10 @@
 //! The revocation list and session registry, behind one trait.
 //!
 //! Every backend runs the same [`conformance`] suite. Backends: [`MemoryStore`]
-//! (tests, benchmarks), [`SqliteStore`] (one host) and, where built, Redis (a
-//! fleet). All calls block; the PAM module must not start an async runtime.
+//! (tests, benchmarks), [`SqliteStore`] (one host) and, where built,
+//! `RedisStore` (a fleet, feature `redis`). All calls block; the PAM module
+//! must not start an async runtime. Stores that push changes hand out an
+//! [`EventStream`] through [`Store::watch`].
 
 use std::time::Duration;
 
@@ -14,9 +16,15 @@ use crate::session::{EndReason, Session, SessionKind};
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -37,7 +45,9 @@ pub enum StoreError {
     #[error(transparent)]
     Insecure(#[from] crate::fsperm::InsecureFile),
     /// The store was written by a newer curfew.
-    #[error("the store at {location} has schema version {found}; this build knows up to {supported}")]
+    #[error(
+        "the store at {location} has schema version {found}; this build knows up to {supported}"
+    )]
     TooNew {
         /// The file.
         location: String,
@@ -83,7 +93,10 @@ impl SessionFilter {
     pub fn accepts(&self, s: &Session) -> bool {
         self.user.as_ref().is_none_or(|u| *u == s.user)
             && self.kind.is_none_or(|k| k == s.kind)
-            && self.host.as_ref().is_none_or(|h| s.host.as_ref() == Some(h))
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|h| s.host.as_ref() == Some(h))
             && (self.include_ended || s.ended_at.is_none())
     }
 }
@@ -112,8 +125,12 @@ pub trait Store: Send + Sync {
 
     /// Marks a session ended. The first end wins: false if it had ended already
     /// or is unknown.
-    fn end_session(&self, id: &str, at: DateTime<Utc>, reason: EndReason)
-        -> Result<bool, StoreError>;
+    fn end_session(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<bool, StoreError>;
 
     /// Adds a revocation. Fails with [`StoreError::Duplicate`] if the id exists.
     fn add_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
@@ -130,21 +147,95 @@ pub trait Store: Send + Sync {
 
     /// Sets (or with `None` clears) a user's own token lifetime. Callers
     /// check it against the policy first; see `Effective::check_preference`.
-    fn set_timeout_preference(&self, user: &str, timeout: Option<Duration>)
-        -> Result<(), StoreError>;
+    fn set_timeout_preference(
+        &self,
+        user: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), StoreError>;
 
     /// A user's own token lifetime, if they chose one.
     fn timeout_preference(&self, user: &str) -> Result<Option<Duration>, StoreError>;
+
+    /// Subscribes to the changes other processes make, for stores that push
+    /// them (Redis): `Ok(None)` for stores that do not (memory, SQLite),
+    /// whose watchers poll instead. Every [`Store::add_revocation`],
+    /// [`Store::remove_revocation`], [`Store::request_termination`] and
+    /// [`Store::end_session`] that changed something is pushed to every
+    /// stream of every process sharing the store.
+    ///
+    /// A stream yields [`StoreEvent::Resync`] each time its subscription is
+    /// (re)established, the first time included: the watcher then re-reads
+    /// what it needs in full, so nothing published before the subscription
+    /// or while it was down is missed. Added in issue 6; the default keeps
+    /// other backends unchanged.
+    fn watch(&self) -> Result<Option<Box<dyn EventStream>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A change pushed by a shared store; see [`Store::watch`].
+///
+/// On the wire (the Redis channel `<prefix>events`) it is one small JSON
+/// object tagged by `event`, e.g.
+/// `{"event":"revocation_added","id":"…","target":{"kind":"user","value":"alice"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StoreEvent {
+    /// A revocation was added: sessions of its target may have to end now.
+    RevocationAdded {
+        /// The revocation's id.
+        id: String,
+        /// What it applies to.
+        target: crate::revocation::Target,
+    },
+    /// A revocation was removed (a lock lifted; nothing has to end).
+    RevocationRemoved {
+        /// The revocation's id.
+        id: String,
+    },
+    /// An administrator asked for a live session to end.
+    TerminationRequested {
+        /// The session's id.
+        session: String,
+    },
+    /// A session ended.
+    SessionEnded {
+        /// The session's id.
+        session: String,
+        /// Why.
+        reason: EndReason,
+    },
+    /// The subscription was (re)established, or a message could not be
+    /// understood: events may have been missed, so re-read everything.
+    Resync,
+}
+
+/// A subscription to a store's changes; see [`Store::watch`].
+///
+/// The stream reconnects by itself: after an error, keep calling
+/// [`EventStream::next`]; once the store is back it yields
+/// [`StoreEvent::Resync`]. Dropping the stream ends the subscription.
+pub trait EventStream: Send {
+    /// Waits up to `timeout` for the next event: `Ok(None)` if none came.
+    /// `Err(StoreError::Unavailable)` once when the connection is lost (and
+    /// once when a first connection fails); further calls wait for it to
+    /// come back.
+    fn next(&mut self, timeout: Duration) -> Result<Option<StoreEvent>, StoreError>;
 }
 
 /// Opens the store a policy names. `store.path` of a SQLite store is created
-/// (mode 0600) if missing; its directory must exist.
+/// (mode 0600) if missing; its directory must exist. A Redis store connects
+/// on its first call, so opening it succeeds while the server is down and
+/// every call reports [`StoreError::Unavailable`] until it is back.
 pub fn open(config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
     match &config.backend {
         #[cfg(feature = "sqlite")]
         StoreBackend::Sqlite { path } => Ok(Box::new(SqliteStore::open(path)?)),
         #[cfg(not(feature = "sqlite"))]
         StoreBackend::Sqlite { .. } => Err(StoreError::NotBuilt("sqlite")),
+        #[cfg(feature = "redis")]
+        StoreBackend::Redis { url, prefix } => Ok(Box::new(RedisStore::open(url, prefix)?)),
+        #[cfg(not(feature = "redis"))]
         StoreBackend::Redis { .. } => Err(StoreError::NotBuilt("redis")),
     }
 }

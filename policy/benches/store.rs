@@ -1,0 +1,94 @@
+//! Store throughput: operations per second of the calls on the login and
+//! logout paths, for SQLite (one host) and Redis (a fleet; unix socket and
+//! loopback TCP), each op on one thread, one after the other.
+//!
+//! `cargo bench -p curfew-policy --bench store` (needs `redis-server`; the
+//! bench starts its own on a temporary socket and port and stops it).
+//! Results and how to read them: BENCHMARKS.md.
+// criterion_group! makes a public function without a doc comment.
+#![allow(missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use curfew_policy::store::conformance::{revocation, session};
+use curfew_policy::store::testing::RedisServer;
+use curfew_policy::store::{RedisStore, SqliteStore};
+use curfew_policy::{EndReason, RevocationKeys, Store, Target};
+
+/// Unrelated revocations in the store while `revocations_for` runs.
+const OTHER_REVOCATIONS: usize = 1_000;
+
+fn bench_one(c: &mut Criterion, name: &str, store: &dyn Store) {
+    for i in 0..OTHER_REVOCATIONS {
+        store
+            .add_revocation(&revocation(
+                &format!("other{i}"),
+                Target::User(format!("user{i}")),
+                0,
+                None,
+            ))
+            .unwrap();
+    }
+    for r in [
+        revocation("mine", Target::User("alice".into()), 0, Some(60)),
+        revocation("everyone", Target::All, 0, None),
+    ] {
+        store.add_revocation(&r).unwrap();
+    }
+    let next = AtomicU64::new(0);
+    let fresh_id = || format!("{name}-{}", next.fetch_add(1, Ordering::Relaxed));
+    let at = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g.bench_function("create_session", |b| {
+        b.iter(|| {
+            store
+                .create_session(&session(&fresh_id(), "alice", 0))
+                .unwrap()
+        })
+    });
+    let keys = RevocationKeys {
+        session: Some("s1"),
+        user: "alice",
+        client: None,
+    };
+    g.bench_function("revocations_for", |b| {
+        b.iter(|| assert_eq!(store.revocations_for(&keys).unwrap().len(), 2))
+    });
+    g.bench_function("end_session", |b| {
+        b.iter_batched(
+            || {
+                let id = fresh_id();
+                store.create_session(&session(&id, "bob", 0)).unwrap();
+                id
+            },
+            |id| assert!(store.end_session(&id, at, EndReason::Logout).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn stores(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    bench_one(c, "sqlite", &sqlite);
+
+    let unix = RedisServer::start().expect("start redis-server");
+    let store = RedisStore::open(&unix.url(), "bench:").unwrap();
+    bench_one(c, "redis-unix", &store);
+
+    let tcp = RedisServer::start_loopback().expect("start redis-server");
+    let store = RedisStore::open(&tcp.url(), "bench:").unwrap();
+    bench_one(c, "redis-tcp", &store);
+}
+
+criterion_group!(benches, stores);
+criterion_main!(benches);

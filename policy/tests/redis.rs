@@ -1,0 +1,367 @@
+//! The Redis store against a real redis-server, started by each test on a
+//! private unix socket (or loopback port) and stopped by its PID on drop.
+//! Needs `redis-server` (Debian package redis-server) on PATH or in
+//! `$REDIS_SERVER`.
+#![cfg(feature = "redis")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use curfew_policy::store::conformance::{revocation, session};
+use curfew_policy::store::redis::{redacted_url, RedisStore, ENDED_SESSION_RETENTION};
+use curfew_policy::store::testing::RedisServer;
+use curfew_policy::store::{self as store, EventStream, StoreEvent};
+use curfew_policy::{
+    EndReason, OnUnavailable, RevocationKeys, SessionFilter, Store, StoreBackend, StoreConfig,
+    StoreError, Target,
+};
+
+fn t(s: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+}
+
+/// Waits for the next event, skipping `None`s, for at most `tries` polls
+/// of one second (a bound on waiting, not a timed assertion).
+fn next_event(stream: &mut dyn EventStream, tries: usize) -> Result<StoreEvent, StoreError> {
+    for _ in 0..tries {
+        if let Some(e) = stream.next(Duration::from_secs(1))? {
+            return Ok(e);
+        }
+    }
+    panic!("no event after {tries} s");
+}
+
+/// The next event that is not an error (errors are expected while the
+/// server is down).
+fn next_ok_event(stream: &mut dyn EventStream, tries: usize) -> StoreEvent {
+    for _ in 0..tries {
+        match stream.next(Duration::from_secs(1)) {
+            Ok(Some(e)) => return e,
+            Ok(None) | Err(StoreError::Unavailable { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    panic!("no event after {tries} s");
+}
+
+#[test]
+fn conformance_on_a_unix_socket() {
+    let server = RedisServer::start().expect("start redis-server");
+    let n = AtomicUsize::new(0);
+    store::conformance::run(&|| {
+        // A fresh, empty store per check: its own prefix on the one server.
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        Box::new(RedisStore::open(&server.url(), &format!("t{i}:")).unwrap())
+    });
+}
+
+#[test]
+fn conformance_on_loopback_tcp_through_store_open() {
+    let server = RedisServer::start_loopback().expect("start redis-server");
+    let n = AtomicUsize::new(0);
+    store::conformance::run(&|| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        let config = StoreConfig {
+            backend: StoreBackend::Redis {
+                url: server.url(),
+                prefix: format!("tcp{i}:"),
+            },
+            on_unavailable: OnUnavailable::Deny,
+        };
+        store::open(&config).unwrap()
+    });
+}
+
+#[test]
+fn prefixes_keep_stores_apart() {
+    let server = RedisServer::start().unwrap();
+    let a = RedisStore::open(&server.url(), "a:").unwrap();
+    let b = RedisStore::open(&server.url(), "b:").unwrap();
+    a.create_session(&session("s1", "alice", 0)).unwrap();
+    a.add_revocation(&revocation("r1", Target::All, 1, None))
+        .unwrap();
+    assert!(b.session("s1").unwrap().is_none());
+    assert!(b.list_revocations().unwrap().is_empty());
+    assert_eq!(b.list_sessions(&SessionFilter::default()).unwrap(), []);
+    b.create_session(&session("s1", "bob", 0)).unwrap();
+    assert_eq!(a.session("s1").unwrap().unwrap().user, "alice");
+}
+
+#[test]
+fn host_index_serves_the_enforcer_query() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "h:").unwrap();
+    let mut other = session("o", "alice", 1);
+    other.host = Some("host2".into());
+    let mut no_host = session("n", "alice", 2);
+    no_host.host = None;
+    for x in [session("a", "alice", 0), other, no_host] {
+        s.create_session(&x).unwrap();
+    }
+    let mine = |include_ended| {
+        s.list_sessions(&SessionFilter {
+            host: Some("host1".into()),
+            include_ended,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(mine(false), ["a"]);
+    assert!(s.end_session("a", t(10), EndReason::Idle).unwrap());
+    assert!(
+        mine(false).is_empty(),
+        "ended sessions leave the live host index"
+    );
+    assert_eq!(mine(true), ["a"], "and are still listed with ended ones");
+    assert!(s.end_session("n", t(10), EndReason::Logout).unwrap());
+}
+
+#[test]
+fn ended_sessions_expire_and_revocations_without_expiry_do_not() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "x:").unwrap();
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    s.end_session("a", t(10), EndReason::Logout).unwrap();
+    s.add_revocation(&revocation("forever", Target::User("bob".into()), 0, None))
+        .unwrap();
+    let mut c = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg("x:session:a").query(&mut c).unwrap();
+    let retention = ENDED_SESSION_RETENTION.as_millis() as i64;
+    assert!(
+        ttl > retention - 60_000 && ttl <= retention,
+        "ended session expires after the retention, got {ttl} ms"
+    );
+    for key in ["x:revocations", "x:revoked:user:bob", "x:schema"] {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut c).unwrap();
+        assert_eq!(ttl, -1, "{key} never expires");
+    }
+}
+
+#[test]
+fn expired_revocations_are_purged_only_after_the_grace() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "g:").unwrap();
+    // One that expired 100 days before the next one is made is past its
+    // grace then, and purged by that add. One that expired a day before stays.
+    s.add_revocation(&revocation("old", Target::User("a".into()), 0, Some(30)))
+        .unwrap();
+    let day = 86_400;
+    let mut recent = revocation("recent", Target::User("b".into()), 30 + 99 * day, None);
+    recent.created_at = t(30 + 100 * day);
+    recent.expires_at = Some(recent.created_at - chrono::Duration::days(1));
+    s.add_revocation(&recent).unwrap();
+    let ids: Vec<String> = s
+        .list_revocations()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["recent"], "the old one was purged by the newer add");
+    let set = s
+        .revocations_for(&RevocationKeys {
+            session: None,
+            user: "a",
+            client: None,
+        })
+        .unwrap();
+    assert!(set.is_empty(), "and its index entry is gone too");
+    let set = s
+        .revocations_for(&RevocationKeys {
+            session: None,
+            user: "b",
+            client: None,
+        })
+        .unwrap();
+    assert_eq!(set.len(), 1, "an expired lock still kills older sessions");
+}
+
+#[test]
+fn unavailable_without_password_then_recovers_without_reopening() {
+    let password = "s3cret-Pa55word";
+    let mut server = RedisServer::start_with_password(password).unwrap();
+    let url = server.url_with_credentials("default");
+    let s = RedisStore::open(&url, "u:").unwrap();
+    assert!(!s.location().contains(password));
+    assert_eq!(s.location(), redacted_url(&url));
+    s.create_session(&session("a", "alice", 0)).unwrap();
+
+    server.stop();
+    for call in 0..2 {
+        match s.session("a") {
+            Err(e @ StoreError::Unavailable { .. }) => {
+                let msg = e.to_string();
+                assert!(!msg.contains(password), "password in {msg:?}");
+                assert!(msg.contains("pass=***"), "location shown: {msg:?}");
+            }
+            other => panic!("call {call} with the server down: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        s.revocations_for(&RevocationKeys {
+            session: None,
+            user: "alice",
+            client: None
+        }),
+        Err(StoreError::Unavailable { .. })
+    ));
+
+    server.restart().unwrap();
+    // The same store object, no reopen: works again (the restarted server
+    // keeps nothing, so the old session is gone).
+    assert_eq!(s.session("a").unwrap(), None);
+    s.create_session(&session("b", "bob", 0)).unwrap();
+    assert_eq!(s.session("b").unwrap().unwrap().user, "bob");
+}
+
+#[test]
+fn wrong_password_is_unavailable_and_not_echoed() {
+    let server = RedisServer::start_with_password("right-password").unwrap();
+    let url = server.url().replace("unix://", "redis+unix://") + "?pass=wrong-password";
+    let s = RedisStore::open(&url, "w:").unwrap();
+    match s.list_revocations() {
+        Err(e @ StoreError::Unavailable { .. }) => {
+            let msg = e.to_string();
+            assert!(!msg.contains("wrong-password"), "{msg}");
+            assert!(!msg.contains("right-password"), "{msg}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn opening_while_down_works_once_the_server_starts() {
+    let mut server = RedisServer::start().unwrap();
+    server.stop();
+    let s = RedisStore::open(&server.url(), "late:").unwrap();
+    assert!(matches!(s.ping(), Err(StoreError::Unavailable { .. })));
+    server.restart().unwrap();
+    s.ping().unwrap();
+    s.set_timeout_preference("alice", Some(Duration::from_secs(600)))
+        .unwrap();
+    assert_eq!(
+        s.timeout_preference("alice").unwrap(),
+        Some(Duration::from_secs(600))
+    );
+}
+
+#[test]
+fn a_newer_layout_is_refused() {
+    let server = RedisServer::start().unwrap();
+    let mut c = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("SET")
+        .arg("new:schema")
+        .arg(99)
+        .exec(&mut c)
+        .unwrap();
+    let s = RedisStore::open(&server.url(), "new:").unwrap();
+    assert!(matches!(
+        s.list_revocations(),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn watch_sees_every_change_and_resyncs_after_a_restart() {
+    let mut server = RedisServer::start().unwrap();
+    let writer = RedisStore::open(&server.url(), "w:").unwrap();
+    let watcher = RedisStore::open(&server.url(), "w:").unwrap();
+    let mut stream = watcher.watch().unwrap().expect("redis pushes changes");
+    assert_eq!(
+        next_event(stream.as_mut(), 10).unwrap(),
+        StoreEvent::Resync,
+        "the first subscription asks for a full read"
+    );
+
+    writer.create_session(&session("s1", "alice", 0)).unwrap();
+    writer
+        .add_revocation(&revocation("r1", Target::User("alice".into()), 1, None))
+        .unwrap();
+    assert!(writer.request_termination("s1", t(2)).unwrap());
+    assert!(writer.end_session("s1", t(3), EndReason::Revoked).unwrap());
+    assert!(!writer.end_session("s1", t(4), EndReason::Logout).unwrap());
+    assert!(!writer.request_termination("s1", t(5)).unwrap());
+    writer.remove_revocation("r1").unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next_event(stream.as_mut(), 10).unwrap());
+    }
+    assert_eq!(
+        got,
+        [
+            StoreEvent::RevocationAdded {
+                id: "r1".into(),
+                target: Target::User("alice".into())
+            },
+            StoreEvent::TerminationRequested {
+                session: "s1".into()
+            },
+            StoreEvent::SessionEnded {
+                session: "s1".into(),
+                reason: EndReason::Revoked
+            },
+            StoreEvent::RevocationRemoved { id: "r1".into() },
+        ],
+        "one event per change, none for the refused ones"
+    );
+
+    // Another prefix on the same server is another channel.
+    let stranger = RedisStore::open(&server.url(), "other:").unwrap();
+    stranger
+        .add_revocation(&revocation("x", Target::All, 1, None))
+        .unwrap();
+
+    server.restart().unwrap();
+    assert_eq!(
+        next_ok_event(stream.as_mut(), 30),
+        StoreEvent::Resync,
+        "after the restart the stream resubscribes and asks for a full read"
+    );
+    writer
+        .add_revocation(&revocation("r2", Target::Client("web".into()), 6, None))
+        .unwrap();
+    assert_eq!(
+        next_event(stream.as_mut(), 10).unwrap(),
+        StoreEvent::RevocationAdded {
+            id: "r2".into(),
+            target: Target::Client("web".into())
+        },
+        "and keeps delivering"
+    );
+}
+
+#[test]
+fn watch_reports_the_outage_once() {
+    let mut server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "o:").unwrap();
+    let mut stream = s.watch().unwrap().unwrap();
+    assert_eq!(next_event(stream.as_mut(), 10).unwrap(), StoreEvent::Resync);
+    server.stop();
+    let err = loop {
+        match stream.next(Duration::from_secs(1)) {
+            Ok(None) => continue,
+            Err(e) => break e,
+            Ok(Some(e)) => panic!("unexpected {e:?}"),
+        }
+    };
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    // While it stays down: quiet, not an error per attempt.
+    assert!(matches!(stream.next(Duration::from_secs(3)), Ok(None)));
+    server.restart().unwrap();
+    assert_eq!(next_event(stream.as_mut(), 30).unwrap(), StoreEvent::Resync);
+}
+
+#[test]
+fn memory_and_sqlite_do_not_push() {
+    let m = curfew_policy::store::MemoryStore::new();
+    assert!(m.watch().unwrap().is_none());
+}
