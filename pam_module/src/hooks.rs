@@ -1,0 +1,531 @@
+//! The three hooks: `acct_mgmt`, `open_session`, `close_session`.
+//!
+//! Each hook gathers what it needs through [`PamHandler`] and [`System`],
+//! takes the policy's three steps in `curfew-policy` (policy → effective →
+//! decision) and answers with one [`PamCode`]. Every refusal is logged with
+//! its cause; nothing here panics.
+#![forbid(unsafe_code)]
+
+use chrono::{DateTime, Utc};
+use curfew_policy::{
+    decide, Decision, Deny, Effective, EndReason, OnUnavailable, Policy, RevocationKeys, Session,
+    SessionKind, SessionState, Store, StoreError, Subject,
+};
+
+use crate::args::ModuleArgs;
+use crate::code::PamCode;
+use crate::handler::{Item, LogLevel, MessageStyle, PamHandler, SESSION_ID_ENV, TMOUT_ENV};
+use crate::system::{GroupsError, System};
+
+/// What the user is told when the policy or the store is unusable. The
+/// cause goes to the log only: it is the administrator's business.
+const BROKEN_MESSAGE: &str =
+    "Access denied: the login policy cannot be applied. Contact your administrator.";
+
+/// One call of a hook.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The module's arguments.
+    pub args: &'a ModuleArgs,
+    /// The application passed `PAM_SILENT`: show the user nothing.
+    pub silent: bool,
+}
+
+/// `pam_sm_acct_mgmt`: refuses a user or service that is revoked.
+pub fn acct_mgmt(pam: &mut dyn PamHandler, sys: &dyn System, call: Call<'_>) -> PamCode {
+    let mut cx = Cx::new(pam, sys, call);
+    cx.account().unwrap_or_else(|code| code)
+}
+
+/// `pam_sm_open_session`: shows the banner, registers the session, hands
+/// the absolute limit to pam_systemd and exports `TMOUT` and the session id.
+pub fn open_session(pam: &mut dyn PamHandler, sys: &dyn System, call: Call<'_>) -> PamCode {
+    let mut cx = Cx::new(pam, sys, call);
+    cx.open().unwrap_or_else(|code| code)
+}
+
+/// `pam_sm_close_session`: marks the session ended (reason logout).
+pub fn close_session(pam: &mut dyn PamHandler, sys: &dyn System, call: Call<'_>) -> PamCode {
+    let mut cx = Cx::new(pam, sys, call);
+    cx.close().unwrap_or_else(|code| code)
+}
+
+/// Who is logging in, from the PAM items.
+struct Login {
+    user: String,
+    service: Option<String>,
+    tty: Option<String>,
+    rhost: Option<String>,
+}
+
+/// One hook call in progress.
+struct Cx<'a> {
+    pam: &'a mut dyn PamHandler,
+    sys: &'a dyn System,
+    args: &'a ModuleArgs,
+    silent: bool,
+}
+
+fn secs(d: std::time::Duration) -> u64 {
+    d.as_secs()
+}
+
+fn or_dash(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+impl<'a> Cx<'a> {
+    fn new(pam: &'a mut dyn PamHandler, sys: &'a dyn System, call: Call<'a>) -> Self {
+        let mut cx = Cx {
+            pam,
+            sys,
+            args: call.args,
+            silent: call.silent,
+        };
+        for arg in &call.args.unknown {
+            cx.log(
+                LogLevel::Warning,
+                &format!("unknown option {arg:?} ignored"),
+            );
+        }
+        cx
+    }
+
+    fn log(&mut self, level: LogLevel, text: &str) {
+        // One syslog record per event: multi-line causes (every diagnostic
+        // of an invalid policy) are joined.
+        let line = text.replace('\n', "; ");
+        self.pam.log(level, &line);
+    }
+
+    fn debug(&mut self, text: impl FnOnce() -> String) {
+        if self.args.debug {
+            let t = text();
+            self.log(LogLevel::Debug, &t);
+        }
+    }
+
+    /// Shows a message unless the application asked for silence. A failed
+    /// conversation is logged; it never changes the answer.
+    fn tell(&mut self, style: MessageStyle, text: &str) {
+        if self.silent {
+            return;
+        }
+        if let Err(code) = self.pam.message(style, text) {
+            self.log(
+                LogLevel::Warning,
+                &format!("cannot show a message through the conversation: {code}"),
+            );
+        }
+    }
+
+    fn login(&mut self, session_items: bool) -> Result<Login, PamCode> {
+        let user = match self.pam.user() {
+            Ok(u) if !u.is_empty() => u,
+            Ok(_) => {
+                self.log(LogLevel::Err, "the application gave an empty user name");
+                return Err(PamCode::UserUnknown);
+            }
+            Err(code) => {
+                self.log(LogLevel::Err, &format!("cannot get the user: {code}"));
+                return Err(code);
+            }
+        };
+        let service = self.item(Item::Service)?;
+        let (tty, rhost) = if session_items {
+            (self.item(Item::Tty)?, self.item(Item::RHost)?)
+        } else {
+            (None, None)
+        };
+        Ok(Login {
+            user,
+            service,
+            tty,
+            rhost,
+        })
+    }
+
+    fn item(&mut self, item: Item) -> Result<Option<String>, PamCode> {
+        self.pam.item(item).inspect_err(|&code| {
+            self.log(LogLevel::Err, &format!("cannot get {item:?}: {code}"));
+        })
+    }
+
+    /// Loads the policy. Unreadable, invalid or insecure: the login is
+    /// refused, whatever `store.on_unavailable` might have said.
+    fn policy(&mut self) -> Result<Policy, PamCode> {
+        let path = self.args.policy.clone();
+        if self.args.relative_policy {
+            self.log(
+                LogLevel::Err,
+                &format!(
+                    "policy={}: the policy must be named by an absolute path; refusing the login",
+                    path.display()
+                ),
+            );
+            self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+            return Err(PamCode::SystemErr);
+        }
+        self.sys.load_policy(&path).map_err(|e| {
+            self.log(
+                LogLevel::Err,
+                &format!("cannot use the policy: {e}; refusing the login"),
+            );
+            self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+            PamCode::SystemErr
+        })
+    }
+
+    fn groups(&mut self, user: &str) -> Result<Vec<String>, PamCode> {
+        match self.sys.groups(user) {
+            Ok(g) => Ok(g),
+            Err(GroupsError::UnknownUser) => {
+                self.log(
+                    LogLevel::Notice,
+                    &format!("user {user:?} is unknown to the system; refusing the login"),
+                );
+                Err(PamCode::UserUnknown)
+            }
+            Err(e @ GroupsError::Lookup(_)) => {
+                // Rules match on groups: guessing "no groups" could hand an
+                // administrator the looser limits of everyone else.
+                self.log(
+                    LogLevel::Err,
+                    &format!("cannot find the groups of {user:?}: {e}; refusing the login"),
+                );
+                self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+                Err(PamCode::SystemErr)
+            }
+        }
+    }
+
+    /// The answer to a store failure: a store others can change is always
+    /// refused; otherwise `store.on_unavailable` decides. `Ok(())` means go
+    /// on without the store.
+    fn store_failed(&mut self, policy: &Policy, e: &StoreError) -> Result<(), PamCode> {
+        if matches!(e, StoreError::Insecure(_)) {
+            self.log(LogLevel::Err, &format!("{e}; refusing the login"));
+            self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+            return Err(PamCode::SystemErr);
+        }
+        match policy.store.on_unavailable {
+            OnUnavailable::Deny => {
+                self.log(
+                    LogLevel::Err,
+                    &format!("{e}; refusing the login (store.on_unavailable: deny)"),
+                );
+                self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+                Err(PamCode::SystemErr)
+            }
+            OnUnavailable::Allow => {
+                self.log(
+                    LogLevel::Err,
+                    &format!(
+                        "{e}; letting the login through WITHOUT checking revocations or \
+                         registering the session (store.on_unavailable: allow)"
+                    ),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `op` on the store, if there is one. A failure goes through
+    /// [`Cx::store_failed`]; when it lets the login go on, the store is
+    /// dropped for the rest of the call and `Ok(None)` is returned.
+    fn with_store<T>(
+        &mut self,
+        policy: &Policy,
+        store: &mut Option<Box<dyn Store>>,
+        op: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, PamCode> {
+        let Some(s) = store.as_deref() else {
+            return Ok(None);
+        };
+        match op(s) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                *store = None;
+                self.store_failed(policy, &e).map(|()| None)
+            }
+        }
+    }
+
+    fn open_store(&mut self, policy: &Policy) -> Result<Option<Box<dyn Store>>, PamCode> {
+        match self.sys.open_store(&policy.store) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => self.store_failed(policy, &e).map(|()| None),
+        }
+    }
+
+    /// Refuses a login that a revocation (of the user, or of the service
+    /// as a `client` target) applies to.
+    fn check_revocations(
+        &mut self,
+        policy: &Policy,
+        store: &mut Option<Box<dyn Store>>,
+        eff: &Effective<'_>,
+        login: &Login,
+        now: DateTime<Utc>,
+    ) -> Result<(), PamCode> {
+        let user = login.user.as_str();
+        let service = login.service.as_deref();
+        let keys = RevocationKeys {
+            session: None,
+            user,
+            client: service,
+        };
+        let Some(revocations) = self.with_store(policy, store, |s| s.revocations_for(&keys))?
+        else {
+            return Ok(());
+        };
+        let state = SessionState::login(user, service, now);
+        match decide(eff, &state, &revocations, eff.timeout_default.value, now) {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(deny) => {
+                self.log(
+                    LogLevel::Notice,
+                    &format!(
+                        "access denied for user {user:?} (service {}): {deny}",
+                        or_dash(&login.service)
+                    ),
+                );
+                self.tell(MessageStyle::ErrorMsg, &user_message(&deny));
+                Err(PamCode::PermDenied)
+            }
+        }
+    }
+
+    fn describe(&mut self, login: &Login, groups: &[String], eff: &Effective<'_>) {
+        self.debug(|| {
+            format!(
+                "user {:?} groups {groups:?} service {}: rule {}; inactivity {}s ({}), \
+                 max_duration {}s ({}), timeout {}s ({}), banner from {}",
+                login.user,
+                or_dash(&login.service),
+                eff.rule.map_or("-", |r| r.name.as_str()),
+                secs(eff.inactivity.value),
+                eff.inactivity.source,
+                secs(eff.max_duration.value),
+                eff.max_duration.source,
+                secs(eff.timeout_default.value),
+                eff.timeout_default.source,
+                eff.banner.source,
+            )
+        });
+    }
+
+    fn account(&mut self) -> Result<PamCode, PamCode> {
+        let login = self.login(false)?;
+        let policy = self.policy()?;
+        let groups = self.groups(&login.user)?;
+        let host = self.sys.hostname();
+        let subject = Subject {
+            user: &login.user,
+            groups: &groups,
+            service: login.service.as_deref(),
+            client: None,
+            host: host.as_deref(),
+        };
+        let eff = policy.effective(&subject);
+        self.describe(&login, &groups, &eff);
+        let now = self.sys.now();
+        let mut store = self.open_store(&policy)?;
+        self.check_revocations(&policy, &mut store, &eff, &login, now)?;
+        self.debug(|| format!("account of user {:?} allowed", login.user));
+        Ok(PamCode::Success)
+    }
+
+    fn open(&mut self) -> Result<PamCode, PamCode> {
+        let login = self.login(true)?;
+        let policy = self.policy()?;
+        let groups = self.groups(&login.user)?;
+        let host = self.sys.hostname();
+        let subject = Subject {
+            user: &login.user,
+            groups: &groups,
+            service: login.service.as_deref(),
+            client: None,
+            host: host.as_deref(),
+        };
+        let eff = policy.effective(&subject);
+        self.describe(&login, &groups, &eff);
+        let now = self.sys.now();
+        let mut store = self.open_store(&policy)?;
+        self.check_revocations(&policy, &mut store, &eff, &login, now)?;
+
+        if !self.args.no_banner && !eff.banner.value.is_empty() {
+            self.tell(MessageStyle::TextInfo, eff.banner.value);
+        }
+
+        let preference = self
+            .with_store(&policy, &mut store, |s| s.timeout_preference(&login.user))?
+            .flatten();
+        let lifetime = eff.token_lifetime(preference).value;
+
+        // pam_systemd (later in the stack) reads this and has logind stop
+        // the session's scope at max_duration, even if no enforcer runs.
+        let max = secs(eff.max_duration.value);
+        self.pam.set_runtime_max_sec(max).map_err(|code| {
+            self.log(
+                LogLevel::Err,
+                &format!("cannot hand systemd.runtime_max_sec to pam_systemd: {code}"),
+            );
+            PamCode::SessionErr
+        })?;
+        if !self.args.no_tmout {
+            let idle = secs(eff.inactivity.value).to_string();
+            self.pam.putenv(TMOUT_ENV, &idle).map_err(|code| {
+                self.log(LogLevel::Err, &format!("cannot export TMOUT: {code}"));
+                PamCode::SessionErr
+            })?;
+        }
+
+        let mut session =
+            Session::start(SessionKind::Pam, &login.user, now, lifetime).map_err(|e| {
+                self.log(LogLevel::Err, &format!("cannot draw a session id: {e}"));
+                PamCode::SessionErr
+            })?;
+        session.service = login.service.clone();
+        session.host = host.clone();
+        session.tty = login.tty.clone();
+        session.rhost = login.rhost.clone();
+        session.pid = Some(self.sys.pid());
+        session.audit_session_id = self.sys.audit_session_id();
+
+        let registered = self
+            .with_store(&policy, &mut store, |s| s.create_session(&session))?
+            .is_some();
+        if registered {
+            if let Err(code) = self.keep_session_id(&session.id) {
+                // The application will not call close_session for a session
+                // that failed to open: end the record now.
+                self.with_store(&policy, &mut store, |s| {
+                    s.end_session(&session.id, now, EndReason::Logout)
+                })?;
+                return Err(code);
+            }
+        }
+
+        if policy.audit.syslog {
+            let id = if registered {
+                session.id.as_str()
+            } else {
+                "(unregistered)"
+            };
+            self.log(
+                LogLevel::Info,
+                &format!(
+                    "session {id} opened for user {:?} (service {}, tty {}, rhost {}): \
+                     timeout {}s, inactivity {}s, max_duration {}s, rule {}",
+                    login.user,
+                    or_dash(&login.service),
+                    or_dash(&login.tty),
+                    or_dash(&login.rhost),
+                    secs(lifetime),
+                    secs(eff.inactivity.value),
+                    max,
+                    eff.rule.map_or("-", |r| r.name.as_str()),
+                ),
+            );
+        }
+        Ok(PamCode::Success)
+    }
+
+    fn keep_session_id(&mut self, id: &str) -> Result<(), PamCode> {
+        if let Err(code) = self.pam.set_session_id(id) {
+            self.log(
+                LogLevel::Err,
+                &format!("cannot keep the session id for close_session: {code}"),
+            );
+            return Err(PamCode::SessionErr);
+        }
+        if let Err(code) = self.pam.putenv(SESSION_ID_ENV, id) {
+            self.log(
+                LogLevel::Err,
+                &format!("cannot export {SESSION_ID_ENV}: {code}"),
+            );
+            return Err(PamCode::SessionErr);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<PamCode, PamCode> {
+        let user = match self.pam.user() {
+            Ok(u) => u,
+            Err(code) => {
+                self.log(LogLevel::Err, &format!("cannot get the user: {code}"));
+                return Err(code);
+            }
+        };
+        let (id, from_env) = match self.pam.session_id() {
+            Some(id) => (id, false),
+            None => match self.pam.getenv(SESSION_ID_ENV) {
+                Some(id) if !id.is_empty() => (id, true),
+                _ => {
+                    self.debug(|| "no curfew session in this PAM handle; nothing to end".into());
+                    return Ok(PamCode::Success);
+                }
+            },
+        };
+        let policy = self.policy()?;
+        let mut store = self.open_store(&policy)?;
+        if from_env {
+            // The PAM environment can be touched by other modules (pam_env
+            // reads ~/.pam_environment): only end a session of this user.
+            let found = self.with_store(&policy, &mut store, |s| s.session(&id))?;
+            match found {
+                None => return Ok(PamCode::Success),
+                Some(Some(s)) if s.user == user && s.kind == SessionKind::Pam => {}
+                Some(_) => {
+                    self.log(
+                        LogLevel::Warning,
+                        &format!(
+                            "{SESSION_ID_ENV}={id} does not name a session of user {user:?}; \
+                             not ending it"
+                        ),
+                    );
+                    return Ok(PamCode::Success);
+                }
+            }
+        }
+        let now = self.sys.now();
+        let ended = self.with_store(&policy, &mut store, |s| {
+            s.end_session(&id, now, EndReason::Logout)
+        })?;
+        match ended {
+            Some(true) if policy.audit.syslog => {
+                self.log(
+                    LogLevel::Info,
+                    &format!("session {id} closed for user {user:?}"),
+                );
+            }
+            Some(false) => {
+                self.log(
+                    LogLevel::Info,
+                    &format!("session {id} of user {user:?} had already ended (or is unknown)"),
+                );
+            }
+            Some(true) | None => {}
+        }
+        Ok(PamCode::Success)
+    }
+}
+
+/// What a refused user reads. The revocation's reason stays in the log.
+fn user_message(deny: &Deny) -> String {
+    match deny {
+        Deny::Revoked {
+            target,
+            revocation_id,
+            ..
+        } => format!(
+            "Access denied: {target} is revoked (revocation {revocation_id}). \
+             Contact your administrator."
+        ),
+        other => format!("Access denied: the session is {other}."),
+    }
+}
+
+#[cfg(test)]
+mod tests;
