@@ -47,13 +47,12 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("{}: cannot read the policy: {source}", path.display())]
+    #[error("{}: cannot read the policy: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (part of the message, so not repeated as a source).
+        error: std::io::Error,
     },
     /// The file is larger than a policy may be.
     #[error("{}: the policy is {size} bytes; the limit is {limit} bytes", path.display())]

@@ -39,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod decision;
 pub mod duration;
 pub mod effective;

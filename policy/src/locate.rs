@@ -22,17 +22,25 @@ pub struct Locations {
 }
 
 impl Locations {
-    /// Indexes `text`. A document that does not parse yields an empty index:
-    /// the serde pass reports the syntax error itself.
-    pub fn index(text: &str) -> Locations {
+    /// Indexes `text`, or returns the YAML syntax error and where it is.
+    ///
+    /// Syntax is checked here, before serde sees the document: serde_yaml_ng
+    /// reports a type mismatch on the first node it cannot use, which for a
+    /// truncated document hides the real problem.
+    pub fn index(text: &str) -> Result<Locations, (Position, String)> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
-            return Locations::default();
+        if let Err(e) = parser.load(&mut builder, false) {
+            let m = e.marker();
+            let at = Position {
+                line: m.line(),
+                column: m.col() + 1,
+            };
+            return Err((at, format!("YAML syntax error: {}", e.info())));
         }
-        Locations {
+        Ok(Locations {
             values: builder.values,
-        }
+        })
     }
 
     /// The position of the value at `path`, or of its nearest ancestor that
@@ -185,7 +193,7 @@ mod tests {
     #[test]
     fn finds_nested_values() {
         let text = "version: 1\nsession:\n  inactivity: 3h\nrules:\n  - name: a\n    match: { users: [x, y] }\n";
-        let l = Locations::index(text);
+        let l = Locations::index(text).unwrap();
         assert_eq!(
             l.find("session.inactivity"),
             Position {

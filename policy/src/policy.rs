@@ -237,6 +237,14 @@ impl Policy {
     /// Parses and validates policy text. `origin` names the file in errors.
     /// Every problem is reported, each with its line, column and field.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let locations = match Locations::index(text) {
+            Ok(l) => l,
+            Err((at, message)) => {
+                return Err(PolicyError::Invalid {
+                    diagnostics: vec![Diagnostic::new(origin, at, "", message)],
+                })
+            }
+        };
         let raw: RawPolicy = match serde_yaml_ng::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -247,7 +255,7 @@ impl Policy {
         };
         let mut v = Validator {
             origin,
-            locations: Locations::index(text),
+            locations,
             diagnostics: Vec::new(),
         };
         let policy = v.policy(&raw);
@@ -265,18 +273,18 @@ impl Policy {
 
 fn read_text(path: &Path) -> Result<String, PolicyError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|source| PolicyError::Read {
+    let file = std::fs::File::open(path).map_err(|error| PolicyError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     // Read one byte past the limit rather than trusting metadata, so a
     // growing file or a device cannot make us read without bound.
     let mut bytes = Vec::new();
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| PolicyError::Read {
+        .map_err(|error| PolicyError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
         let size = std::fs::metadata(path)

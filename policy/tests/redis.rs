@@ -365,3 +365,53 @@ fn memory_and_sqlite_do_not_push() {
     let m = curfew_policy::store::MemoryStore::new();
     assert!(m.watch().unwrap().is_none());
 }
+
+/// The ACL that docs/fleet.md recommends is enough for every call,
+/// including the subscription, and keeps the user inside its prefix.
+#[test]
+fn the_documented_acl_is_enough() {
+    let server = RedisServer::start().unwrap();
+    let mut admin = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // Keep in step with docs/fleet.md.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("curfew")
+        .arg("reset")
+        .arg("on")
+        .arg(">curfew-acl-pass")
+        .arg("~curfew:*")
+        .arg("&curfew:*")
+        .arg("+@connection")
+        .arg("+@read")
+        .arg("+@write")
+        .arg("+@scripting")
+        .arg("+@pubsub")
+        .arg("+@transaction")
+        .arg("-@dangerous")
+        .exec(&mut admin)
+        .unwrap();
+    let url =
+        server.url().replace("unix://", "redis+unix://") + "?user=curfew&pass=curfew-acl-pass";
+    let n = AtomicUsize::new(0);
+    store::conformance::run(&|| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        Box::new(RedisStore::open(&url, &format!("curfew:acl{i}:")).unwrap())
+    });
+    let s = RedisStore::open(&url, "curfew:").unwrap();
+    let mut stream = s.watch().unwrap().unwrap();
+    assert_eq!(next_event(stream.as_mut(), 10).unwrap(), StoreEvent::Resync);
+    s.add_revocation(&revocation("r", Target::All, 1, None))
+        .unwrap();
+    assert!(matches!(
+        next_event(stream.as_mut(), 10).unwrap(),
+        StoreEvent::RevocationAdded { .. }
+    ));
+    let outside = RedisStore::open(&url, "elsewhere:").unwrap();
+    assert!(
+        outside.list_revocations().is_err(),
+        "keys outside the prefix are refused"
+    );
+}

@@ -129,11 +129,12 @@ fn yaml_syntax_errors() {
     for (text, line) in [
         ("version: 1\nsession:\n  inactivity: 5m\n   max_duration: 1h\n", 4),
         ("version: 1\nsession: {inactivity: 5m\n", 3),
-        ("version: 1\nbanner:\n  text: \"unterminated\n", 4),
-        ("version: 1\n\tsession: {}\n", 2),
+        ("version: 1\nbanner:\n  text: \"unterminated\n", 3),
+        ("version: 1\n\tsession: {}\n", 1),
     ] {
         let e = one_error(text);
         assert!(e.starts_with(&format!("policy.yaml:{line}:")), "{text:?} -> {e}");
+        assert!(e.contains("YAML syntax error"), "{text:?} -> {e}");
     }
 }
 

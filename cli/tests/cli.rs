@@ -1,0 +1,420 @@
+//! The `curfew` binary, driven as an administrator would: separate processes
+//! against one SQLite store, so every state change survives a restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use chrono::Utc;
+use curfew_policy::store::SqliteStore;
+use curfew_policy::{Session, SessionKind, Store};
+
+struct Env {
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+}
+
+impl Env {
+    fn new(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        let text = format!(
+            "version: 1\nsession: {{ inactivity: 20m }}\nbanner: {{ text: \"hello\" }}\nrules:\n  - name: admins\n    match: {{ groups: [wheel], services: [sshd] }}\n    session: {{ inactivity: 10m, max_duration: 8h }}\nstore: {{ path: {} }}\n{extra}",
+            dir.path().join("state.db").display()
+        );
+        std::fs::write(&policy, text).unwrap();
+        Env { dir, policy }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        curfew(&self.policy, args, None)
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join("state.db")).unwrap()
+    }
+}
+
+fn curfew(policy: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_curfew"));
+    cmd.arg("--policy").arg(policy).args(args);
+    cmd.env_remove("CURFEW_POLICY")
+        .env_remove("CURFEW_STORE_PATH");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn check(file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["policy", "check"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn policy_check_accepts_every_example() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let o = check(&p);
+            assert!(
+                o.status.success(),
+                "{}: {}{}",
+                p.display(),
+                stdout(&o),
+                stderr(&o)
+            );
+            assert!(stdout(&o).ends_with(": valid\n"));
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}
+
+#[test]
+fn policy_check_rejects_with_file_line_col_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("version: 1\nsession:\n  inactivity: 2h1s\n", "bad.yaml:3:15: session.inactivity: 2h 1s exceeds the ceiling of 2h"),
+        ("version: 1\nsession:\n  max_duration: 24h1s\n", "bad.yaml:3:17: session.max_duration: 24h 1s exceeds the ceiling of 24h"),
+        ("version: 1\nsession:\n  timeout: { min: 29s }\n", "bad.yaml:3:19: session.timeout.min: 29s is below the floor of 30s"),
+        ("version: 1\nsession:\n  timeout: { max: 2147483s }\n", "bad.yaml:3:19: session.timeout.max: 24d 20h 31m 23s exceeds the ceiling"),
+        ("version: 1\nsession:\n  timeout: { default: 1h, max: 30m }\n", "bad.yaml:3:23: session.timeout.default: timeout.default 1h is outside timeout.min..timeout.max (30s..30m)"),
+        ("version: 1\nsesion: {}\n", "bad.yaml:2:1: unknown field `sesion`"),
+        ("version: 1\nsession:\n  inactivity: soon\n", "bad.yaml:3:15: session.inactivity: \"soon\" is not a duration"),
+        ("version: 1\nsession: [\n", "bad.yaml:3:1: "),
+    ];
+    for (text, expected) in cases {
+        let f = dir.path().join("bad.yaml");
+        std::fs::write(&f, text).unwrap();
+        let o = check(&f);
+        assert_eq!(o.status.code(), Some(1), "{text:?}");
+        let out = stdout(&o).replace(&format!("{}/", dir.path().display()), "");
+        assert!(
+            out.starts_with(expected),
+            "{text:?}\n got: {out}\nwant: {expected}"
+        );
+        assert!(stderr(&o).contains("1 problem"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn policy_check_json_and_world_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    std::fs::write(
+        &f,
+        "version: 1\nsession: { inactivity: 3h, max_duration: 25h }\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["policy", "check", "--format", "json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(v["errors"][0]["path"], "session.inactivity");
+    assert_eq!(v["errors"][0]["line"], 2);
+
+    std::fs::write(&f, "version: 1\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = check(&f);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("writable by everyone"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn explain_names_each_source() {
+    let env = Env::new("");
+    let o = env.run(&[
+        "policy",
+        "explain",
+        "--user",
+        "alice",
+        "--group",
+        "wheel",
+        "--service",
+        "sshd",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rule"], "admins");
+    assert_eq!(v["values"]["inactivity"]["seconds"], 600);
+    assert_eq!(v["values"]["inactivity"]["source"]["kind"], "rule");
+    assert_eq!(v["values"]["inactivity"]["source"]["name"], "admins");
+    assert_eq!(v["values"]["max_duration"]["value"], "8h");
+    assert_eq!(v["values"]["timeout.default"]["source"]["kind"], "builtin");
+    assert_eq!(v["banner"]["value"], "hello");
+    assert_eq!(v["banner"]["source"]["kind"], "policy");
+
+    let o = env.run(&[
+        "policy",
+        "explain",
+        "--user",
+        "bob",
+        "--group",
+        "users",
+        "--service",
+        "sshd",
+    ]);
+    let out = stdout(&o);
+    assert!(out.contains("none matched"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("inactivity") && l.contains("20m") && l.contains("policy")),
+        "{out}"
+    );
+}
+
+#[test]
+fn revoke_list_unrevoke_across_processes() {
+    let env = Env::new("");
+    let o = env.run(&[
+        "revoke",
+        "user",
+        "alice",
+        "--reason",
+        "offboarding",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = rev["id"].as_str().unwrap().to_owned();
+    assert_eq!(rev["target"]["kind"], "user");
+    assert_eq!(rev["expires_at"], serde_json::Value::Null);
+
+    let o = env.run(&["revoke", "client", "ci", "--expires", "2h"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("the lock lifts at"));
+
+    // A new process sees both; the store file is the only shared state.
+    let o = env.run(&["revocations", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["reason"], "offboarding");
+    assert!(list[1]["expires_at"].is_string());
+
+    let text = stdout(&env.run(&["revocations", "list"]));
+    assert!(
+        text.contains("user alice") && text.contains("locked"),
+        "{text}"
+    );
+
+    let o = env.run(&["unrevoke", &id]);
+    assert!(o.status.success());
+    let o = env.run(&["unrevoke", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no revocation"), "{}", stderr(&o));
+    let list: serde_json::Value =
+        serde_json::from_slice(&env.run(&["revocations", "list", "--format", "json"]).stdout)
+            .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Revoking an unknown session is refused (typo protection).
+    let o = env.run(&["revoke", "session", "deadbeef"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no session deadbeef"));
+    let o = env.run(&["revoke", "user", "x", "--expires", "soonish"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+fn add_session(store: &SqliteStore, user: &str, tty: &str) -> String {
+    let mut s = Session::start(
+        SessionKind::Pam,
+        user,
+        Utc::now(),
+        std::time::Duration::from_secs(300),
+    )
+    .unwrap();
+    s.tty = Some(tty.into());
+    s.service = Some("sshd".into());
+    store.create_session(&s).unwrap();
+    s.id
+}
+
+#[test]
+fn sessions_list_and_terminate() {
+    let env = Env::new("");
+    let store = env.store();
+    let a1 = add_session(&store, "alice", "pts/1");
+    let a2 = add_session(&store, "alice", "pts/2");
+    let b1 = add_session(&store, "bob", "pts/3");
+
+    let o = env.run(&["sessions", "list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let o = env.run(&["sessions", "list", "--user", "bob", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["id"], b1.as_str());
+    assert_eq!(v[0]["tty"], "pts/3");
+
+    // Without --yes and without a terminal: refused, nothing changes.
+    let o = env.run(&["sessions", "terminate", &b1]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pass --yes"), "{}", stderr(&o));
+    assert!(store
+        .session(&b1)
+        .unwrap()
+        .unwrap()
+        .terminate_requested_at
+        .is_none());
+
+    // "Terminate other sessions": every alice session but a1.
+    let o = env.run(&[
+        "sessions",
+        "terminate",
+        "--user",
+        "alice",
+        "--except",
+        &a1,
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(store
+        .session(&a1)
+        .unwrap()
+        .unwrap()
+        .terminate_requested_at
+        .is_none());
+    assert!(store
+        .session(&a2)
+        .unwrap()
+        .unwrap()
+        .terminate_requested_at
+        .is_some());
+    assert!(store
+        .session(&b1)
+        .unwrap()
+        .unwrap()
+        .terminate_requested_at
+        .is_none());
+    let text = stdout(&env.run(&["sessions", "list"]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&a2) && l.ends_with("terminating")),
+        "{text}"
+    );
+
+    let o = env.run(&["sessions", "terminate", "nope", "--yes"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no session nope"));
+}
+
+#[test]
+fn sessions_list_never_prints_terminal_escapes() {
+    let env = Env::new("");
+    let store = env.store();
+    add_session(&store, "evil\u{1b}]0;pwned\u{7}\u{1b}[2J", "pts/\u{9b}9");
+    let o = env.run(&["sessions", "list"]);
+    assert!(o.status.success());
+    assert!(!o.stdout.contains(&0x1b), "ESC reached the terminal");
+    assert!(!o.stdout.contains(&0x07), "BEL reached the terminal");
+    let text = stdout(&o);
+    assert!(!text.contains('\u{9b}'), "CSI reached the terminal");
+    assert!(
+        text.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"),
+        "{text}"
+    );
+    // JSON keeps the exact bytes, escaped by JSON itself.
+    let o = env.run(&["sessions", "list", "--format", "json"]);
+    assert!(!o.stdout.contains(&0x1b));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["user"], "evil\u{1b}]0;pwned\u{7}\u{1b}[2J");
+}
+
+#[test]
+fn timeout_preferences_stay_within_bounds() {
+    let env = Env::new("");
+    let o = env.run(&["timeout", "set", "--user", "alice", "15m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.run(&["timeout", "show", "--user", "alice", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["timeout"], 900);
+    assert_eq!(v["source"]["kind"], "user");
+    for bad in ["10s", "2147483s"] {
+        let o = env.run(&["timeout", "set", "--user", "alice", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        assert!(
+            stderr(&o).contains("outside the allowed token lifetimes"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = env.run(&["timeout", "set", "--user", "alice", "default"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.run(&["timeout", "show", "--user", "alice", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["timeout"], 300);
+    assert_eq!(v["chosen"], serde_json::Value::Null);
+}
+
+#[test]
+fn errors_are_one_sentence_with_documented_codes() {
+    let env = Env::new("");
+    let o = env.run(&["revoke"]);
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+    let o = curfew(
+        Path::new("/nonexistent/policy.yaml"),
+        &["sessions", "list"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("curfew: /nonexistent/policy.yaml: cannot read the policy"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let o = curfew(Path::new("/dev/null"), &["policy", "schema"], None);
+    assert!(o.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(schema["title"], "curfew policy");
+}
+
+#[test]
+fn schema_command_prints_the_checked_in_schema() {
+    let o = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["policy", "schema"])
+        .output()
+        .unwrap();
+    let on_disk = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/schema/policy.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&o), on_disk);
+}
