@@ -123,6 +123,19 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
         created_at: now,
     };
     store.add_revocation(&revocation)?;
+    ctx.audit(
+        &policy,
+        "revoke",
+        match &revocation.target {
+            Target::User(u) => Some(u.as_str()),
+            _ => None,
+        },
+        match &revocation.target {
+            Target::Session(s) => Some(s.as_str()),
+            _ => None,
+        },
+        serde_json::to_value(&revocation)?,
+    );
     match opts.format {
         Format::Json => output::json(&revocation)?,
         Format::Text => {
@@ -191,6 +204,7 @@ pub fn unrevoke(ctx: &Context, a: UnrevokeArgs) -> Result<Outcome> {
     let store = ctx.store(&policy)?;
     match store.remove_revocation(&a.id)? {
         Some(r) => {
+            ctx.audit(&policy, "unrevoke", None, None, serde_json::to_value(&r)?);
             println!(
                 "removed revocation {} ({})",
                 r.id,

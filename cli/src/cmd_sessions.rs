@@ -172,6 +172,13 @@ fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
     for s in &targets {
         if store.request_termination(&s.id, now)? {
             n += 1;
+            ctx.audit(
+                &policy,
+                "terminate",
+                Some(&s.user),
+                Some(&s.id),
+                serde_json::Value::Null,
+            );
             println!(
                 "terminating {} ({}{})",
                 s.id,

@@ -65,6 +65,13 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
             bail!("{}: {e}", output::escape(&user));
         }
         store.set_timeout_preference(&user, Some(d))?;
+        ctx.audit(
+            &policy,
+            "timeout_set",
+            Some(&user),
+            None,
+            serde_json::json!({ "timeout": d.as_secs() }),
+        );
         println!(
             "{}: token lifetime set to {}",
             output::escape(&user),

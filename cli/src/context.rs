@@ -56,6 +56,31 @@ impl Context {
         Ok(store)
     }
 
+    /// Records an admin action in the policy's audit trail. A failure to
+    /// write is a warning: the action itself is already in the store.
+    pub fn audit(
+        &self,
+        policy: &Policy,
+        event: &str,
+        user: Option<&str>,
+        session: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let audit = curfew_policy::audit::Audit::new(&policy.audit, "curfew");
+        let actor = actor();
+        let record = curfew_policy::audit::AuditEvent {
+            at: self.now(),
+            event,
+            actor: &actor,
+            user,
+            session,
+            detail,
+        };
+        if let Err(e) = audit.record(&record) {
+            eprintln!("curfew: warning: audit: {e}");
+        }
+    }
+
     /// The clock. Commands read it here, once, and pass it on.
     #[allow(clippy::disallowed_methods)] // the CLI is an entry point
     pub fn now(&self) -> DateTime<Utc> {

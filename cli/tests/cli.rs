@@ -418,3 +418,39 @@ fn schema_command_prints_the_checked_in_schema() {
     .unwrap();
     assert_eq!(stdout(&o), on_disk);
 }
+
+#[test]
+fn admin_actions_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let env = Env::new(&format!(
+        "audit: {{ syslog: false, file: {} }}\n",
+        audit.display()
+    ));
+    let o = env.run(&[
+        "revoke",
+        "user",
+        "mallory",
+        "--reason",
+        "compromised",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(env.run(&["unrevoke", &id]).status.success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event"], "revoke");
+    assert_eq!(lines[0]["user"], "mallory");
+    assert_eq!(lines[0]["detail"]["reason"], "compromised");
+    assert_eq!(lines[1]["event"], "unrevoke");
+    assert_eq!(lines[1]["detail"]["id"], id.as_str());
+}
