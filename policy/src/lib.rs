@@ -45,6 +45,7 @@ pub mod duration;
 pub mod effective;
 pub mod error;
 pub mod fsperm;
+pub mod fuzzing;
 pub mod locate;
 pub mod policy;
 pub mod raw;
