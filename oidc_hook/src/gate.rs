@@ -1,0 +1,726 @@
+//! The one decision path for OIDC sessions, shared by [`PolicyIssuer`] and
+//! the HTTP token hook: the policy in force, the store and the clock, and
+//! nothing else. Every bound and deadline comes from `curfew_policy::decide`.
+//!
+//! Store calls block: async servers call the gate on a blocking thread
+//! (`tokio::task::spawn_blocking`).
+//!
+//! [`PolicyIssuer`]: crate::PolicyIssuer
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use curfew_policy::{
+    decide, Allow, Decision, Deny, EndReason, OnUnavailable, Policy, RevocationKeys, RevocationSet,
+    Session, SessionKind, SessionState, Store, StoreError, Subject,
+};
+
+use crate::claims::SessionClaims;
+use crate::clock::Clock;
+use crate::policy_file::PolicyCell;
+
+/// Who a token is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    /// The user (the grant's owner, the ID token's subject).
+    pub user: &'a str,
+    /// The user's groups, from the grant or the claims.
+    pub groups: &'a [String],
+    /// The OAuth2 client.
+    pub client_id: &'a str,
+    /// The client asked for a persistent login (`remember_me.max_duration`
+    /// applies instead of `max_duration`).
+    pub remember_me: bool,
+}
+
+/// What the caller knows about a session without asking the store. Used
+/// only when the store is unavailable and the policy says
+/// `store.on_unavailable: allow`: the decision then rests on these facts
+/// and an empty revocation list.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    /// When the session started.
+    pub started_at: DateTime<Utc>,
+    /// Its last activity the caller saw.
+    pub last_activity: DateTime<Utc>,
+}
+
+/// Whether resuming a session counts as activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// A token refresh: the user is active, the inactivity clock restarts.
+    Record,
+    /// A look (resource access, introspection): no activity is recorded.
+    Inspect,
+}
+
+/// An allowed session at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// The curfew session id.
+    pub session_id: String,
+    /// When the session started.
+    pub started_at: DateTime<Utc>,
+    /// The moment of the decision.
+    pub at: DateTime<Utc>,
+    /// The decision's deadlines.
+    pub allow: Allow,
+    /// The banner for this session (empty for none).
+    pub banner: String,
+    /// False when the store was unavailable and the policy let the request
+    /// through anyway (`store.on_unavailable: allow`): nothing was recorded.
+    pub recorded: bool,
+}
+
+impl Granted {
+    /// The claims a token issued now carries.
+    pub fn claims(&self) -> SessionClaims {
+        SessionClaims::new(&self.session_id, &self.allow, &self.banner)
+    }
+}
+
+/// Why a session may not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The policy says no: revoked, terminated, too old or idle.
+    #[error("{0}")]
+    Denied(Deny),
+    /// The session has already ended (logout, or an earlier denial).
+    #[error("session {id} has ended ({})", reason.map_or("unknown reason", |r| r.as_str()))]
+    Ended {
+        /// The session.
+        id: String,
+        /// Why it ended, as recorded.
+        reason: Option<EndReason>,
+    },
+    /// The store knows no such session.
+    #[error("session {0} is unknown")]
+    UnknownSession(String),
+    /// The session belongs to another user or client than the token's.
+    #[error("session {0} belongs to another user or client")]
+    Mismatch(String),
+    /// The store failed, and the policy does not let requests through
+    /// without it (or the failure was not one of availability).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    /// A short stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Denied(d) => d.end_reason().as_str(),
+            Refusal::Ended { .. } => "ended",
+            Refusal::UnknownSession(_) => "unknown_session",
+            Refusal::Mismatch(_) => "mismatch",
+            Refusal::Store(_) => "store",
+        }
+    }
+}
+
+struct Inner {
+    policy: PolicyCell,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    host: Option<String>,
+}
+
+/// The policy, the store and the clock: decides OIDC sessions. Cloning
+/// shares it.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+/// The store's reads for one decision; empty where the store was
+/// unavailable and the policy allows going on without it.
+struct Reads {
+    preference: Option<std::time::Duration>,
+    revocations: RevocationSet,
+    degraded: bool,
+}
+
+impl Gate {
+    /// A gate over the policy in `policy`, `store` and `clock`.
+    pub fn new(policy: PolicyCell, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Gate {
+            inner: Arc::new(Inner {
+                policy,
+                store,
+                clock,
+                host: None,
+            }),
+        }
+    }
+
+    /// The same gate, naming this host in the sessions it records and in
+    /// rule matching (`match.hosts`).
+    pub fn with_host(self, host: Option<String>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            policy: shared.policy.clone(),
+            store: shared.store.clone(),
+            clock: shared.clock.clone(),
+            host: shared.host.clone(),
+        });
+        Gate {
+            inner: Arc::new(Inner { host, ..inner }),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &PolicyCell {
+        &self.inner.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The gate's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn subject<'a>(&'a self, p: &Principal<'a>) -> Subject<'a> {
+        Subject {
+            user: p.user,
+            groups: p.groups,
+            service: None,
+            client: Some(p.client_id),
+            host: self.inner.host.as_deref(),
+        }
+    }
+
+    /// Turns a store failure into a refusal, unless the store is merely
+    /// unavailable and the policy says to go on without it.
+    fn degrade(&self, policy: &Policy, what: &str, e: StoreError) -> Result<(), Refusal> {
+        match e {
+            StoreError::Unavailable { .. }
+                if policy.store.on_unavailable == OnUnavailable::Allow =>
+            {
+                eprintln!(
+                    "curfew-oidc: warning: {what}: {e}; going on WITHOUT the store because \
+                     store.on_unavailable is allow (revocations are not checked)"
+                );
+                Ok(())
+            }
+            e => {
+                eprintln!("curfew-oidc: error: {what}: {e}");
+                Err(Refusal::Store(e))
+            }
+        }
+    }
+
+    fn reads(
+        &self,
+        policy: &Policy,
+        user: &str,
+        keys: &RevocationKeys<'_>,
+    ) -> Result<Reads, Refusal> {
+        let store = &self.inner.store;
+        let mut degraded = false;
+        let preference = match store.timeout_preference(user) {
+            Ok(p) => p,
+            Err(e) => {
+                self.degrade(policy, "reading a token lifetime", e)?;
+                degraded = true;
+                None
+            }
+        };
+        let revocations = if degraded {
+            RevocationSet::new()
+        } else {
+            match store.revocations_for(keys) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.degrade(policy, "reading revocations", e)?;
+                    degraded = true;
+                    RevocationSet::new()
+                }
+            }
+        };
+        Ok(Reads {
+            preference,
+            revocations,
+            degraded,
+        })
+    }
+
+    /// Whether `p` may log in now (no session is recorded): a revoked user
+    /// or client is refused before a code is ever issued. Returns the
+    /// banner to show.
+    pub fn admit(&self, p: &Principal<'_>) -> Result<String, Refusal> {
+        let policy = self.inner.policy.current();
+        let now = self.now();
+        let eff = policy.effective(&self.subject(p));
+        let state = SessionState {
+            remember_me: p.remember_me,
+            ..SessionState::login(p.user, Some(p.client_id), now)
+        };
+        let reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        let lifetime = eff.token_lifetime(reads.preference).value;
+        match decide(&eff, &state, &reads.revocations, lifetime, now) {
+            Decision::Allow(_) => Ok(eff.banner.value.to_owned()),
+            Decision::Deny(d) => Err(Refusal::Denied(d)),
+        }
+    }
+
+    /// The banner for `p`, whatever the decision.
+    pub fn banner(&self, p: &Principal<'_>) -> String {
+        let policy = self.inner.policy.current();
+        let eff = policy.effective(&self.subject(p));
+        eff.banner.value.to_owned()
+    }
+
+    /// Starts a session for `p`: decides at the gate's `now`, and if
+    /// allowed records the session (id `id`, or a fresh random one; started
+    /// at `started_at`, or now) with the effective token lifetime.
+    pub fn start(
+        &self,
+        p: &Principal<'_>,
+        id: Option<&str>,
+        started_at: Option<DateTime<Utc>>,
+    ) -> Result<Granted, Refusal> {
+        let policy = self.inner.policy.current();
+        let now = self.now();
+        let eff = policy.effective(&self.subject(p));
+        let state = SessionState {
+            id,
+            started_at: started_at.unwrap_or(now),
+            remember_me: p.remember_me,
+            ..SessionState::login(p.user, Some(p.client_id), now)
+        };
+        let reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        let lifetime = eff.token_lifetime(reads.preference).value;
+        let allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => return Err(Refusal::Denied(d)),
+        };
+        let mut session = Session::start(SessionKind::Oidc, p.user, now, lifetime)
+            .map_err(|e| Refusal::Store(StoreError::Random(e)))?;
+        if let Some(id) = id {
+            session.id = id.to_owned();
+        }
+        session.started_at = state.started_at;
+        session.client_id = Some(p.client_id.to_owned());
+        session.host = self.inner.host.clone();
+        session.remember_me = p.remember_me;
+        let mut recorded = !reads.degraded;
+        if recorded {
+            if let Err(e) = self.inner.store.create_session(&session) {
+                self.degrade(&policy, "recording a session", e)?;
+                recorded = false;
+            }
+        }
+        Ok(Granted {
+            session_id: session.id,
+            started_at: state.started_at,
+            at: now,
+            allow,
+            banner: eff.banner.value.to_owned(),
+            recorded,
+        })
+    }
+
+    /// Decides whether session `id` of `p` may go on now; with
+    /// [`Activity::Record`] an allowed session's inactivity clock restarts.
+    /// A denied session is ended in the store with the denial's reason.
+    pub fn resume(
+        &self,
+        id: &str,
+        p: &Principal<'_>,
+        known: &Known,
+        activity: Activity,
+    ) -> Result<Granted, Refusal> {
+        let policy = self.inner.policy.current();
+        let now = self.now();
+        let store = &self.inner.store;
+        let record = match store.session(id) {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => return Err(Refusal::UnknownSession(id.to_owned())),
+            Err(e) => {
+                self.degrade(&policy, "reading a session", e)?;
+                None
+            }
+        };
+        if let Some(s) = &record {
+            if s.user != p.user || s.client_id.as_deref() != Some(p.client_id) {
+                return Err(Refusal::Mismatch(id.to_owned()));
+            }
+            if !s.is_live() {
+                return Err(Refusal::Ended {
+                    id: id.to_owned(),
+                    reason: s.end_reason,
+                });
+            }
+        }
+        let state = match &record {
+            Some(s) => SessionState::of(s, s.last_seen),
+            None => SessionState {
+                id: Some(id),
+                started_at: known.started_at,
+                last_activity: known.last_activity,
+                remember_me: p.remember_me,
+                ..SessionState::login(p.user, Some(p.client_id), now)
+            },
+        };
+        let eff = policy.effective(&self.subject(p));
+        let mut reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        reads.degraded |= record.is_none();
+        let lifetime = eff.token_lifetime(reads.preference).value;
+        let mut allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => {
+                if !reads.degraded {
+                    if let Err(e) = store.end_session(id, now, d.end_reason()) {
+                        eprintln!("curfew-oidc: error: ending session {id}: {e}");
+                    }
+                }
+                return Err(Refusal::Denied(d));
+            }
+        };
+        if activity == Activity::Record {
+            if !reads.degraded {
+                match store.touch_session(id, now) {
+                    Ok(true) => {}
+                    // Ended between our read and now (a logout, the enforcer).
+                    Ok(false) => {
+                        return Err(Refusal::Ended {
+                            id: id.to_owned(),
+                            reason: None,
+                        })
+                    }
+                    Err(e) => {
+                        self.degrade(&policy, "recording activity", e)?;
+                        reads.degraded = true;
+                    }
+                }
+            }
+            // The deadlines as they stand after this activity.
+            let active = SessionState {
+                last_activity: now,
+                ..state
+            };
+            allow = match decide(&eff, &active, &reads.revocations, lifetime, now) {
+                Decision::Allow(a) => a,
+                Decision::Deny(d) => return Err(Refusal::Denied(d)),
+            };
+        }
+        Ok(Granted {
+            session_id: id.to_owned(),
+            started_at: state.started_at,
+            at: now,
+            allow,
+            banner: eff.banner.value.to_owned(),
+            recorded: !reads.degraded,
+        })
+    }
+
+    /// Ends session `id` (a logout: RFC 7009 revocation). False if it had
+    /// ended already or is unknown.
+    pub fn end(&self, id: &str, reason: EndReason) -> Result<bool, StoreError> {
+        self.inner.store.end_session(id, self.now(), reason)
+    }
+}
+
+fn state_keys<'a>(state: &SessionState<'a>) -> RevocationKeys<'a> {
+    RevocationKeys {
+        session: state.id,
+        user: state.user,
+        client: state.client_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use chrono::{Duration as CDuration, TimeZone};
+    use curfew_policy::store::MemoryStore;
+    use curfew_policy::{Revocation, Target};
+
+    const POLICY: &str = r#"
+version: 1
+session:
+  timeout: { default: 5m, min: 1m, max: 1h }
+  max_duration: 1h
+  inactivity: 10m
+  warn_before: 2m
+  remember_me: { max_duration: 2d }
+banner: { text: "Authorized use only." }
+rules:
+  - name: ci
+    match: { clients: [ci] }
+    session: { max_duration: 20m }
+    banner: { text: "" }
+"#;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+    }
+
+    fn gate() -> (Gate, Arc<ManualClock>, Arc<MemoryStore>) {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = Arc::new(MemoryStore::new());
+        let policy = Policy::parse(POLICY, "policy.yaml").unwrap();
+        let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
+        (gate, clock, store)
+    }
+
+    fn alice(client: &str) -> Principal<'_> {
+        Principal {
+            user: "alice",
+            groups: &[],
+            client_id: client,
+            remember_me: false,
+        }
+    }
+
+    fn known() -> Known {
+        Known {
+            started_at: t0(),
+            last_activity: t0(),
+        }
+    }
+
+    #[test]
+    fn start_records_a_session_with_the_effective_lifetime() {
+        let (gate, _, store) = gate();
+        let g = gate.start(&alice("web"), None, None).unwrap();
+        assert!(g.recorded);
+        assert_eq!(g.allow.token_expires_at, t0() + CDuration::minutes(5));
+        assert_eq!(g.allow.idle_deadline, t0() + CDuration::minutes(10));
+        assert_eq!(g.allow.absolute_deadline, t0() + CDuration::hours(1));
+        assert_eq!(g.banner, "Authorized use only.");
+        let s = store.session(&g.session_id).unwrap().unwrap();
+        assert_eq!(s.kind, SessionKind::Oidc);
+        assert_eq!(s.client_id.as_deref(), Some("web"));
+        assert_eq!(s.timeout.as_secs(), 300);
+    }
+
+    #[test]
+    fn a_users_own_lifetime_is_honoured_within_bounds() {
+        let (gate, _, store) = gate();
+        store
+            .set_timeout_preference("alice", Some(std::time::Duration::from_secs(900)))
+            .unwrap();
+        let g = gate.start(&alice("web"), None, None).unwrap();
+        assert_eq!(g.allow.token_expires_at, t0() + CDuration::minutes(15));
+        // A preference outside the (since narrowed) bounds is clamped by the policy.
+        store
+            .set_timeout_preference("alice", Some(std::time::Duration::from_secs(7200)))
+            .unwrap();
+        let g = gate.start(&alice("web"), None, None).unwrap();
+        assert_eq!(g.allow.token_expires_at, t0() + CDuration::hours(1));
+    }
+
+    #[test]
+    fn resume_records_activity_and_refuses_when_idle() {
+        let (gate, clock, store) = gate();
+        let g = gate.start(&alice("web"), None, None).unwrap();
+        clock.advance(CDuration::minutes(9));
+        let r = gate
+            .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap();
+        assert_eq!(r.allow.idle_deadline, t0() + CDuration::minutes(19));
+        // Inspecting is no activity.
+        clock.advance(CDuration::minutes(9));
+        gate.resume(&g.session_id, &alice("web"), &known(), Activity::Inspect)
+            .unwrap();
+        clock.advance(CDuration::minutes(2));
+        let e = gate
+            .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Denied(Deny::Idle { .. })), "{e}");
+        let s = store.session(&g.session_id).unwrap().unwrap();
+        assert_eq!(s.end_reason, Some(EndReason::Idle));
+        let e = gate
+            .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Ended { .. }), "{e}");
+    }
+
+    #[test]
+    fn max_duration_and_remember_me() {
+        let (gate, clock, _) = gate();
+        let short = gate.start(&alice("web"), None, None).unwrap();
+        let p = Principal {
+            remember_me: true,
+            ..alice("web")
+        };
+        let long = gate.start(&p, None, None).unwrap();
+        assert_eq!(long.allow.absolute_deadline, t0() + CDuration::days(2));
+        for _ in 0..7 {
+            clock.advance(CDuration::minutes(9));
+            gate.resume(&long.session_id, &p, &known(), Activity::Record)
+                .unwrap();
+        }
+        let e = gate
+            .resume(&short.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Denied(_)), "{e}");
+        let (gate, clock, _) = self::gate();
+        let s = gate.start(&alice("web"), None, None).unwrap();
+        for _ in 0..6 {
+            clock.advance(CDuration::minutes(9));
+            gate.resume(&s.session_id, &alice("web"), &known(), Activity::Record)
+                .unwrap();
+        }
+        clock.advance(CDuration::minutes(7));
+        let e = gate
+            .resume(&s.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(
+            matches!(e, Refusal::Denied(Deny::MaxDuration { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn revocations_of_user_client_and_session() {
+        let (gate, clock, store) = gate();
+        let a = gate.start(&alice("web"), None, None).unwrap();
+        let b = gate.start(&alice("ci"), None, None).unwrap();
+        assert_eq!(b.banner, "", "the rule clears the banner");
+        clock.advance(CDuration::minutes(1));
+        let rev = |target| Revocation {
+            id: format!("r-{target:?}"),
+            target,
+            not_before: clock.now(),
+            expires_at: None,
+            reason: Some("test".into()),
+            actor: "root".into(),
+            created_at: clock.now(),
+        };
+        store
+            .add_revocation(&rev(Target::Client("ci".into())))
+            .unwrap();
+        gate.resume(&a.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap();
+        let e = gate
+            .resume(&b.session_id, &alice("ci"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Denied(Deny::Revoked { .. })), "{e}");
+        assert!(gate.admit(&alice("ci")).is_err());
+
+        store
+            .add_revocation(&rev(Target::User("alice".into())))
+            .unwrap();
+        let e = gate
+            .resume(&a.session_id, &alice("web"), &known(), Activity::Inspect)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Denied(Deny::Revoked { .. })), "{e}");
+        assert!(matches!(
+            gate.start(&alice("web"), None, None),
+            Err(Refusal::Denied(Deny::Revoked { .. }))
+        ));
+        let bob = Principal {
+            user: "bob",
+            ..alice("web")
+        };
+        assert_eq!(gate.admit(&bob).unwrap(), "Authorized use only.");
+    }
+
+    #[test]
+    fn a_session_of_someone_else_is_refused() {
+        let (gate, _, _) = gate();
+        let a = gate.start(&alice("web"), None, None).unwrap();
+        let e = gate
+            .resume(&a.session_id, &alice("other"), &known(), Activity::Inspect)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Mismatch(_)));
+        let e = gate
+            .resume("nope", &alice("web"), &known(), Activity::Inspect)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::UnknownSession(_)));
+    }
+
+    /// A store that is always down.
+    struct Down;
+    impl Store for Down {
+        fn location(&self) -> String {
+            "down".into()
+        }
+        fn create_session(&self, _: &Session) -> Result<(), StoreError> {
+            Err(down())
+        }
+        fn session(&self, _: &str) -> Result<Option<Session>, StoreError> {
+            Err(down())
+        }
+        fn list_sessions(
+            &self,
+            _: &curfew_policy::SessionFilter,
+        ) -> Result<Vec<Session>, StoreError> {
+            Err(down())
+        }
+        fn touch_session(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            Err(down())
+        }
+        fn request_termination(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+            Err(down())
+        }
+        fn end_session(&self, _: &str, _: DateTime<Utc>, _: EndReason) -> Result<bool, StoreError> {
+            Err(down())
+        }
+        fn add_revocation(&self, _: &Revocation) -> Result<(), StoreError> {
+            Err(down())
+        }
+        fn remove_revocation(&self, _: &str) -> Result<Option<Revocation>, StoreError> {
+            Err(down())
+        }
+        fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+            Err(down())
+        }
+        fn revocations_for(&self, _: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
+            Err(down())
+        }
+        fn set_timeout_preference(
+            &self,
+            _: &str,
+            _: Option<std::time::Duration>,
+        ) -> Result<(), StoreError> {
+            Err(down())
+        }
+        fn timeout_preference(&self, _: &str) -> Result<Option<std::time::Duration>, StoreError> {
+            Err(down())
+        }
+    }
+    fn down() -> StoreError {
+        StoreError::Unavailable {
+            location: "down".into(),
+            detail: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn an_unavailable_store_denies_unless_the_policy_allows() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let deny = Policy::parse(POLICY, "p.yaml").unwrap();
+        let gate = Gate::new(PolicyCell::new(deny), Arc::new(Down), clock.clone());
+        assert!(matches!(
+            gate.start(&alice("web"), None, None),
+            Err(Refusal::Store(_))
+        ));
+
+        let allow = format!("{POLICY}store: {{ backend: sqlite, path: /nonexistent/x.db, on_unavailable: allow }}\n");
+        let allow = Policy::parse(&allow, "p.yaml").unwrap();
+        let gate = Gate::new(PolicyCell::new(allow), Arc::new(Down), clock.clone());
+        let g = gate.start(&alice("web"), None, None).unwrap();
+        assert!(!g.recorded);
+        // Without the store, the facts the caller knows still bound the session.
+        clock.advance(CDuration::minutes(11));
+        let e = gate
+            .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Denied(Deny::Idle { .. })), "{e}");
+        let recent = Known {
+            started_at: t0(),
+            last_activity: clock.now() - CDuration::minutes(1),
+        };
+        let g = gate
+            .resume(&g.session_id, &alice("web"), &recent, Activity::Record)
+            .unwrap();
+        assert!(!g.recorded);
+    }
+}

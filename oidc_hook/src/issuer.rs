@@ -1,0 +1,611 @@
+//! [`PolicyIssuer`]: an oxide-auth [`Issuer`] wrapper that any oxide-auth
+//! server can drop in.
+//!
+//! oxide-auth's `Grant` has no issue time and a refresh sets `until` to one
+//! hour, hard-coded; its `TokenMap` keeps one grant for the access and the
+//! refresh token, so the refresh token would die with the access token. The
+//! wrapper therefore keeps the session (id, start, last activity, token
+//! expiry) in a grant extension, which survives refreshes, and decides every
+//! step itself through the [`Gate`]:
+//!
+//! - **issue**: a session is registered (user = grant owner, client, start =
+//!   now) and the access token lives for the effective timeout (the user's
+//!   own choice within the bounds, else the default), never past the
+//!   session's absolute deadline.
+//! - **refresh**: allowed only while the session is neither idle
+//!   (`inactivity` since the last issue or refresh) nor too old
+//!   (`max_duration`, or `remember_me.max_duration` when the grant asked for a
+//!   persistent login), and neither the user, the client nor the session is
+//!   revoked. A refused refresh token is simply not recovered, which
+//!   oxide-auth answers with `invalid_grant`.
+//! - **recover** (resource access, introspection): the token of an expired,
+//!   revoked, terminated or ended session is not valid.
+//!
+//! The wrapper calls the store synchronously: in an async server run the
+//! oxide-auth flow on a blocking thread.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use curfew_policy::{EndReason, StoreError};
+use oxide_auth::primitives::grant::{Grant, Value};
+use oxide_auth::primitives::issuer::{IssuedToken, Issuer, RefreshedToken};
+use serde::{Deserialize, Serialize};
+
+use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
+
+/// The grant extension holding the session.
+pub const EXTENSION: &str = "curfew_session";
+
+/// The scope by which a client asks for a persistent login, unless
+/// [`PolicyIssuer::with_remember_me`] says otherwise.
+pub const REMEMBER_ME_SCOPE: &str = "offline_access";
+
+/// What a grant carries about its session (a public grant extension, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantSession {
+    /// The curfew session id.
+    pub sid: String,
+    /// When the session started.
+    pub started_at: DateTime<Utc>,
+    /// The last issue or refresh.
+    pub last_activity: DateTime<Utc>,
+    /// When the current access token expires.
+    pub expires_at: DateTime<Utc>,
+    /// The grant asked for a persistent login.
+    pub remember_me: bool,
+}
+
+impl GrantSession {
+    /// The session of `grant`, if it has one.
+    pub fn of(grant: &Grant) -> Option<GrantSession> {
+        let (_, value) = grant.extensions.public().find(|(k, _)| *k == EXTENSION)?;
+        serde_json::from_str(value?).ok()
+    }
+
+    fn store_in(&self, grant: &mut Grant) {
+        // Serializing a struct of strings, dates and a bool cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        grant
+            .extensions
+            .set_raw(EXTENSION.to_owned(), Value::public(Some(json)));
+    }
+
+    fn known(&self) -> Known {
+        Known {
+            started_at: self.started_at,
+            last_activity: self.last_activity,
+        }
+    }
+}
+
+/// A valid token and its session, as introspection reports it.
+#[derive(Debug, Clone)]
+pub struct TokenSession {
+    /// The grant behind the token.
+    pub grant: Grant,
+    /// The session's decision now.
+    pub granted: Granted,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+type GroupsFn = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
+type RememberMeFn = Arc<dyn Fn(&Grant) -> bool + Send + Sync>;
+
+/// An oxide-auth [`Issuer`] that applies curfew's policy to the issuer `I`
+/// it wraps. See the [module documentation](self).
+pub struct PolicyIssuer<I> {
+    inner: I,
+    gate: Gate,
+    groups: GroupsFn,
+    remember_me: RememberMeFn,
+}
+
+impl<I: Issuer> PolicyIssuer<I> {
+    /// Wraps `inner`, deciding through `gate`. Users have no groups and a
+    /// grant asks for a persistent login by the scope
+    /// [`REMEMBER_ME_SCOPE`], unless configured otherwise.
+    pub fn new(inner: I, gate: Gate) -> Self {
+        PolicyIssuer {
+            inner,
+            gate,
+            groups: Arc::new(|_| Vec::new()),
+            remember_me: Arc::new(|g: &Grant| g.scope.iter().any(|s| s == REMEMBER_ME_SCOPE)),
+        }
+    }
+
+    /// Looks up a user's groups (for rules that `match: { groups: [...] }`).
+    pub fn with_groups(
+        mut self,
+        groups: impl Fn(&str) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.groups = Arc::new(groups);
+        self
+    }
+
+    /// Decides which grants ask for a persistent login.
+    pub fn with_remember_me(
+        mut self,
+        remember_me: impl Fn(&Grant) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.remember_me = Arc::new(remember_me);
+        self
+    }
+
+    /// The wrapped issuer.
+    pub fn inner(&self) -> &I {
+        &self.inner
+    }
+
+    /// The wrapped issuer, e.g. for `TokenMap::revoke`.
+    pub fn inner_mut(&mut self) -> &mut I {
+        &mut self.inner
+    }
+
+    /// The gate deciding for this issuer.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    fn resume(
+        &self,
+        grant: &Grant,
+        session: &GrantSession,
+        activity: Activity,
+    ) -> Result<Granted, Refusal> {
+        let groups = (self.groups)(&grant.owner_id);
+        let p = Principal {
+            user: &grant.owner_id,
+            groups: &groups,
+            client_id: &grant.client_id,
+            remember_me: session.remember_me,
+        };
+        self.gate
+            .resume(&session.sid, &p, &session.known(), activity)
+    }
+
+    fn inspect(&self, grant: Grant) -> Option<TokenSession> {
+        let Some(session) = GrantSession::of(&grant) else {
+            // Not issued through curfew: nothing vouches for it.
+            return None;
+        };
+        match self.resume(&grant, &session, Activity::Inspect) {
+            Ok(granted) => Some(TokenSession {
+                expires_at: session.expires_at,
+                granted,
+                grant,
+            }),
+            Err(e) => {
+                log_refusal("token", &grant, &e);
+                None
+            }
+        }
+    }
+
+    /// The session behind a valid access token; `None` if the token is
+    /// unknown, expired, or its session may not go on.
+    pub fn inspect_access(&self, token: &str) -> Option<TokenSession> {
+        let grant = self.inner.recover_token(token).ok()??;
+        let t = self.inspect(grant)?;
+        (self.gate.now() < t.expires_at).then_some(t)
+    }
+
+    /// The session behind a refresh token that may still be used.
+    pub fn inspect_refresh(&self, token: &str) -> Option<TokenSession> {
+        let grant = self.inner.recover_refresh(token).ok()??;
+        self.inspect(grant)
+    }
+
+    /// Ends the session of `grant` (a logout, or an RFC 7009 revocation):
+    /// every token of the grant stops working, access and refresh alike.
+    pub fn end_session(&self, grant: &Grant, reason: EndReason) -> Result<bool, StoreError> {
+        match GrantSession::of(grant) {
+            Some(s) => self.gate.end(&s.sid, reason),
+            None => Ok(false),
+        }
+    }
+}
+
+fn log_refusal(what: &str, grant: &Grant, e: &Refusal) {
+    eprintln!(
+        "curfew-oidc: refused a {what} of user {:?}, client {:?}: {e}",
+        grant.owner_id, grant.client_id
+    );
+}
+
+impl<I: Issuer> Issuer for PolicyIssuer<I> {
+    fn issue(&mut self, mut grant: Grant) -> Result<IssuedToken, ()> {
+        let groups = (self.groups)(&grant.owner_id);
+        let remember_me = (self.remember_me)(&grant);
+        let p = Principal {
+            user: &grant.owner_id,
+            groups: &groups,
+            client_id: &grant.client_id,
+            remember_me,
+        };
+        // oxide-auth can only answer a failed issue with a server error; a
+        // revoked user should be stopped at the login (`Gate::admit`).
+        let granted = self.gate.start(&p, None, None).map_err(|e| {
+            log_refusal("token issue", &grant, &e);
+        })?;
+        let session = GrantSession {
+            sid: granted.session_id.clone(),
+            started_at: granted.started_at,
+            last_activity: granted.at,
+            expires_at: granted.allow.token_expires_at,
+            remember_me,
+        };
+        session.store_in(&mut grant);
+        grant.until = session.expires_at;
+        let mut issued = self.inner.issue(grant)?;
+        issued.until = session.expires_at;
+        Ok(issued)
+    }
+
+    fn refresh(&mut self, refresh: &str, mut grant: Grant) -> Result<RefreshedToken, ()> {
+        // `recover_refresh` already refused what the policy refuses; this
+        // decides again because time passed and this one records activity.
+        let session = GrantSession::of(&grant).ok_or(())?;
+        let granted = self
+            .resume(&grant, &session, Activity::Record)
+            .map_err(|e| log_refusal("refresh", &grant, &e))?;
+        let session = GrantSession {
+            last_activity: granted.at,
+            expires_at: granted.allow.token_expires_at,
+            ..session
+        };
+        session.store_in(&mut grant);
+        // oxide-auth set `until` to one hour; the policy decides instead.
+        grant.until = session.expires_at;
+        let mut refreshed = self.inner.refresh(refresh, grant)?;
+        refreshed.until = session.expires_at;
+        Ok(refreshed)
+    }
+
+    fn recover_token<'a>(&'a self, token: &'a str) -> Result<Option<Grant>, ()> {
+        Ok(self.inspect_access(token).map(|t| t.grant))
+    }
+
+    fn recover_refresh<'a>(&'a self, token: &'a str) -> Result<Option<Grant>, ()> {
+        Ok(self.inspect_refresh(token).map(|t| {
+            let mut grant = t.grant;
+            // The shared grant's `until` is the access token's; the refresh
+            // token lives as long as the session may, so that oxide-auth's
+            // own expiry check lets an allowed refresh through.
+            grant.until = t
+                .granted
+                .allow
+                .idle_deadline
+                .min(t.granted.allow.absolute_deadline);
+            grant
+        }))
+    }
+}
+
+/// Invariants every [`Issuer`] upholds, after oxide-auth's own
+/// `issuer::tests::simple_test_suite` (which is not public): any issuer,
+/// wrapped or not, runs them.
+pub mod conformance {
+    use chrono::{DateTime, Duration, Utc};
+    use oxide_auth::primitives::grant::{Extensions, Grant};
+    use oxide_auth::primitives::issuer::Issuer;
+
+    /// The grant the suite issues: client `Client`, owner `Owner`,
+    /// `https://example.com`, scope `default`, one hour from `now`.
+    pub fn grant_template(now: DateTime<Utc>) -> Grant {
+        Grant {
+            client_id: "Client".to_string(),
+            owner_id: "Owner".to_string(),
+            redirect_uri: "https://example.com".parse().expect("a valid URL"),
+            scope: "default".parse().expect("a valid scope"),
+            until: now + Duration::hours(1),
+            extensions: Extensions::new(),
+        }
+    }
+
+    /// Issues two tokens for the same grant at `now` (the issuer's time) and
+    /// checks that each recovers to its grant, is valid after `now`, and
+    /// that no token or refresh token repeats.
+    pub fn simple_test_suite(issuer: &mut dyn Issuer, now: DateTime<Utc>) {
+        let request = grant_template(now);
+
+        let issued = issuer.issue(request.clone()).expect("issuing failed");
+        let from_token = issuer
+            .recover_token(&issued.token)
+            .expect("the issuer failed during recover")
+            .expect("the issued token appears to be invalid");
+
+        assert_ne!(Some(&issued.token), issued.refresh.as_ref());
+        assert_eq!(from_token.client_id, "Client");
+        assert_eq!(from_token.owner_id, "Owner");
+        assert!(now < from_token.until);
+
+        let issued_2 = issuer.issue(request).expect("issuing failed");
+        assert_ne!(issued.token, issued_2.token);
+        assert_ne!(Some(&issued.token), issued_2.refresh.as_ref());
+        assert_ne!(issued.refresh, issued_2.refresh);
+        assert_ne!(issued.refresh.as_ref(), Some(&issued_2.token));
+    }
+
+    /// For issuers with refresh tokens: a refresh rotates both tokens, the
+    /// new access token recovers to the grant and the old refresh token is
+    /// spent.
+    pub fn refresh_test_suite(issuer: &mut dyn Issuer, now: DateTime<Utc>) {
+        let issued = issuer.issue(grant_template(now)).expect("issuing failed");
+        let refresh = issued.refresh.expect("no refresh token was issued");
+        let grant = issuer
+            .recover_refresh(&refresh)
+            .expect("the issuer failed during recover")
+            .expect("the refresh token appears to be invalid");
+        let refreshed = issuer.refresh(&refresh, grant).expect("refresh failed");
+        let new_refresh = refreshed.refresh.expect("no new refresh token");
+        assert_ne!(refresh, new_refresh);
+        assert_ne!(issued.token, refreshed.token);
+        let g = issuer
+            .recover_token(&refreshed.token)
+            .expect("the issuer failed during recover")
+            .expect("the refreshed token appears to be invalid");
+        assert_eq!(g.owner_id, "Owner");
+        assert!(now < g.until);
+        assert!(issuer
+            .recover_refresh(&refresh)
+            .expect("the issuer failed during recover")
+            .is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conformance::{grant_template, refresh_test_suite, simple_test_suite};
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::policy_file::PolicyCell;
+    use chrono::{Duration as CDuration, TimeZone};
+    use curfew_policy::store::MemoryStore;
+    use curfew_policy::{Policy, Revocation, Store, Target};
+    use oxide_auth::primitives::generator::RandomGenerator;
+    use oxide_auth::primitives::issuer::TokenMap;
+
+    const POLICY: &str = r#"
+version: 1
+session:
+  timeout: { default: 5m }
+  max_duration: 1h
+  inactivity: 10m
+  remember_me: { max_duration: 1d }
+banner: { text: "Authorized use only." }
+rules:
+  - name: admins
+    match: { groups: [wheel] }
+    session: { inactivity: 5m }
+"#;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+    }
+
+    fn issuer() -> (
+        PolicyIssuer<TokenMap<RandomGenerator>>,
+        Arc<ManualClock>,
+        Arc<MemoryStore>,
+    ) {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = Arc::new(MemoryStore::new());
+        let policy = Policy::parse(POLICY, "policy.yaml").unwrap();
+        let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
+        let issuer =
+            PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate).with_groups(|u| {
+                if u == "root" {
+                    vec!["wheel".into()]
+                } else {
+                    vec![]
+                }
+            });
+        (issuer, clock, store)
+    }
+
+    fn refresh(
+        issuer: &mut PolicyIssuer<TokenMap<RandomGenerator>>,
+        token: &str,
+    ) -> Option<RefreshedToken> {
+        let grant = issuer.recover_refresh(token).unwrap()?;
+        // What oxide-auth's refresh flow does between recover and refresh.
+        assert!(grant.until > issuer.gate().now());
+        let mut grant = grant;
+        grant.until = issuer.gate().now() + CDuration::hours(1);
+        Some(issuer.refresh(token, grant).unwrap())
+    }
+
+    #[test]
+    fn oxide_auth_suite_bare_token_map() {
+        // The port is faithful: the bare issuer passes it with the real clock.
+        let mut map = TokenMap::new(RandomGenerator::new(16));
+        #[allow(clippy::disallowed_methods)] // oxide-auth's TokenMap reads the real clock itself
+        let now = Utc::now();
+        simple_test_suite(&mut map, now);
+        refresh_test_suite(&mut map, now);
+    }
+
+    #[test]
+    fn oxide_auth_suite_policy_issuer() {
+        let (mut issuer, _, _) = issuer();
+        simple_test_suite(&mut issuer, t0());
+        refresh_test_suite(&mut issuer, t0());
+    }
+
+    #[test]
+    fn issue_registers_a_session_and_sets_the_lifetime() {
+        let (mut issuer, _, store) = issuer();
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        assert_eq!(issued.until, t0() + CDuration::minutes(5));
+        let t = issuer.inspect_access(&issued.token).unwrap();
+        let s = store.session(&t.granted.session_id).unwrap().unwrap();
+        assert_eq!(s.user, "Owner");
+        assert_eq!(s.client_id.as_deref(), Some("Client"));
+        assert_eq!(s.started_at, t0());
+        assert_eq!(t.granted.banner, "Authorized use only.");
+        let claims = t.granted.claims();
+        assert_eq!(claims.sid, s.id);
+        assert_eq!(
+            claims.curfew_absolute_deadline,
+            (t0() + CDuration::hours(1)).timestamp()
+        );
+    }
+
+    #[test]
+    fn the_users_own_lifetime_is_honoured() {
+        let (mut issuer, _, store) = issuer();
+        store
+            .set_timeout_preference("Owner", Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        assert_eq!(issued.until, t0() + CDuration::minutes(2));
+    }
+
+    #[test]
+    fn access_tokens_expire_on_the_issuers_clock() {
+        let (mut issuer, clock, _) = issuer();
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        clock.advance(CDuration::minutes(4));
+        assert!(issuer.recover_token(&issued.token).unwrap().is_some());
+        clock.advance(CDuration::minutes(1));
+        assert!(issuer.recover_token(&issued.token).unwrap().is_none());
+        // The refresh token outlives it: within the inactivity window.
+        let r = refresh(&mut issuer, issued.refresh.as_ref().unwrap()).unwrap();
+        assert_eq!(r.until, clock.now() + CDuration::minutes(5));
+        assert!(issuer.recover_token(&r.token).unwrap().is_some());
+    }
+
+    #[test]
+    fn refresh_after_the_inactivity_window_is_refused() {
+        let (mut issuer, clock, store) = issuer();
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        clock.advance(CDuration::minutes(9));
+        let r = refresh(&mut issuer, issued.refresh.as_ref().unwrap()).unwrap();
+        clock.advance(CDuration::minutes(10));
+        let sid = GrantSession::of(
+            &issuer
+                .inner()
+                .recover_refresh(r.refresh.as_ref().unwrap())
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap()
+        .sid;
+        assert!(refresh(&mut issuer, r.refresh.as_ref().unwrap()).is_none());
+        let s = store.session(&sid).unwrap().unwrap();
+        assert_eq!(s.end_reason, Some(EndReason::Idle));
+    }
+
+    #[test]
+    fn group_rules_apply() {
+        let (mut issuer, clock, _) = issuer();
+        let mut g = grant_template(t0());
+        g.owner_id = "root".into();
+        let issued = issuer.issue(g).unwrap();
+        clock.advance(CDuration::minutes(6));
+        assert!(refresh(&mut issuer, issued.refresh.as_ref().unwrap()).is_none());
+    }
+
+    #[test]
+    fn refresh_past_max_duration_is_refused_unless_remember_me() {
+        let (mut issuer, clock, _) = issuer();
+        let plain = issuer.issue(grant_template(t0())).unwrap();
+        let mut g = grant_template(t0());
+        g.scope = "default offline_access".parse().unwrap();
+        let persistent = issuer.issue(g).unwrap();
+        let mut plain_r = plain.refresh.unwrap();
+        let mut persistent_r = persistent.refresh.unwrap();
+        for _ in 0..6 {
+            clock.advance(CDuration::minutes(9));
+            plain_r = refresh(&mut issuer, &plain_r).unwrap().refresh.unwrap();
+            persistent_r = refresh(&mut issuer, &persistent_r)
+                .unwrap()
+                .refresh
+                .unwrap();
+        }
+        clock.advance(CDuration::minutes(7)); // 61 minutes in
+        assert!(refresh(&mut issuer, &plain_r).is_none());
+        let r = refresh(&mut issuer, &persistent_r).unwrap();
+        assert!(issuer.recover_token(&r.token).unwrap().is_some());
+    }
+
+    #[test]
+    fn revoked_user_client_or_session_is_refused_everywhere() {
+        for target in [
+            Target::User("Owner".into()),
+            Target::Client("Client".into()),
+            Target::Session(String::new()),
+        ] {
+            let (mut issuer, clock, store) = issuer();
+            let issued = issuer.issue(grant_template(t0())).unwrap();
+            let sid = issuer
+                .inspect_access(&issued.token)
+                .unwrap()
+                .granted
+                .session_id;
+            let target = match target {
+                Target::Session(_) => Target::Session(sid.clone()),
+                t => t,
+            };
+            clock.advance(CDuration::minutes(1));
+            store
+                .add_revocation(&Revocation {
+                    id: "r1".into(),
+                    target: target.clone(),
+                    not_before: clock.now(),
+                    expires_at: None,
+                    reason: None,
+                    actor: "root".into(),
+                    created_at: clock.now(),
+                })
+                .unwrap();
+            assert!(
+                issuer.recover_token(&issued.token).unwrap().is_none(),
+                "{target}"
+            );
+            assert!(issuer
+                .recover_refresh(issued.refresh.as_ref().unwrap())
+                .unwrap()
+                .is_none());
+            assert_eq!(
+                store.session(&sid).unwrap().unwrap().end_reason,
+                Some(EndReason::Revoked)
+            );
+            if !matches!(target, Target::Session(_)) {
+                assert!(
+                    issuer.issue(grant_template(clock.now())).is_err(),
+                    "{target}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ending_the_session_kills_every_token_of_the_grant() {
+        let (mut issuer, _, _) = issuer();
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        let grant = issuer
+            .inner()
+            .recover_token(&issued.token)
+            .unwrap()
+            .unwrap();
+        assert!(issuer.end_session(&grant, EndReason::Logout).unwrap());
+        assert!(issuer.recover_token(&issued.token).unwrap().is_none());
+        assert!(issuer
+            .recover_refresh(issued.refresh.as_ref().unwrap())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_token_without_a_curfew_session_is_not_valid() {
+        let (mut issuer, _, _) = issuer();
+        issuer
+            .inner_mut()
+            .import_grant("imported".into(), grant_template(t0()));
+        assert!(issuer.inner().recover_token("imported").unwrap().is_some());
+        assert!(issuer.recover_token("imported").unwrap().is_none());
+    }
+}
