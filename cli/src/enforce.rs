@@ -1,23 +1,101 @@
-//! `curfew enforce`: the per-host enforcer (issue 4; not built yet).
+//! `curfew enforce`: the per-host enforcer.
+//!
+//! A PAM module only acts at login and logout. The enforcer ends live
+//! sessions of this host that are revoked, terminated by an administrator,
+//! past `max_duration`, or idle past `inactivity` (tty atime, as `w` reads
+//! it), after a one-line warning on the session's terminal `warn_before`
+//! ahead of a forced end. Decisions come from `curfew_policy::decide`; this
+//! module observes and acts.
+//!
+//! - [`timeline`]: the decision turned into an action (pure, injected clock)
+//! - [`enforcer`]: one pass over the sessions, against a [`enforcer::Host`]
+//! - [`procfs`], [`members`]: which processes belong to a session
+//! - [`tty`], [`notice`]: terminals, their input times, the notices
+//! - [`signal`]: SIGHUP, SIGTERM, SIGKILL through pidfds
+//! - [`policy_source`]: reloading, keeping the last good policy
+//! - [`linux`]: the real host
 
-use anyhow::{bail, Result};
+mod enforcer;
+mod linux;
+mod members;
+mod notice;
+mod policy_source;
+mod procfs;
+mod signal;
+mod timeline;
+mod tty;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use crate::context::Context;
+use crate::context::{self, Context};
+use crate::output::escape;
 use crate::Outcome;
 
 /// Options of `curfew enforce`.
 #[derive(Args, Debug)]
 pub struct EnforceArgs {
-    /// One pass, then exit.
+    /// One pass, then exit (1 if the pass could not look at every session).
     #[arg(long)]
     once: bool,
-    /// Time between passes.
-    #[arg(long, default_value = "1s")]
-    interval: String,
+    /// Time between passes (100ms to 1h).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+}
+
+fn log(line: &str) {
+    eprintln!("curfew enforce: {}", escape(line));
 }
 
 /// Runs the enforcer.
-pub fn run(_ctx: &Context, _args: EnforceArgs) -> Result<Outcome> {
-    bail!("`curfew enforce` is not built yet (issue 4)")
+pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
+    if args.interval < Duration::from_millis(100) || args.interval > Duration::from_secs(3600) {
+        bail!(
+            "--interval {} is out of range: give 100ms to 1h",
+            humantime::format_duration(args.interval)
+        );
+    }
+    let hostname = context::hostname().context("cannot read this host's name")?;
+    let path = ctx.policy_path();
+    let mut enforcer = enforcer::Enforcer::new(
+        linux::LinuxHost::new(signal::Grace::default()),
+        policy_source::PolicySource::new(path.clone()),
+        hostname.clone(),
+        Box::new(|p| ctx.store(p)),
+    );
+    if !args.once {
+        log(&format!(
+            "enforcing the PAM sessions of host {hostname} every {} (policy {})",
+            humantime::format_duration(args.interval),
+            path.as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in".into())
+        ));
+    }
+    let mut reported_store = false;
+    loop {
+        let started = Instant::now();
+        let pass = enforcer.pass(ctx.now());
+        for e in &pass.events {
+            log(&e.to_string());
+        }
+        if !reported_store {
+            if let Some(s) = enforcer.store() {
+                reported_store = true;
+                if !args.once {
+                    log(&format!("store: {}", s.location()));
+                }
+            }
+        }
+        if args.once {
+            return Ok(if pass.complete {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
+        }
+        std::thread::sleep(args.interval.saturating_sub(started.elapsed()));
+    }
 }

@@ -1,0 +1,106 @@
+//! The enforcer's [`Host`] on Linux: /proc, the terminals under /dev, signals.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use curfew_policy::Session;
+
+use super::enforcer::{Host, Observation};
+use super::members::{self, BootClock, Guard, Members, Membership, Unfound};
+use super::procfs::{Procfs, Snapshot};
+use super::signal::{self, Ended, Grace, Target};
+use super::tty;
+
+/// How long a user's groups are cached (NSS may be a network service).
+const GROUPS_TTL: Duration = Duration::from_secs(60);
+
+/// This machine.
+pub struct LinuxHost {
+    procfs: Procfs,
+    me: i32,
+    grace: Grace,
+    snap: Snapshot,
+    clock: Option<BootClock>,
+    guard: Option<Guard>,
+    groups: HashMap<String, (Instant, Vec<String>)>,
+}
+
+impl LinuxHost {
+    /// The host, ending sessions with these grace periods.
+    pub fn new(grace: Grace) -> Self {
+        LinuxHost {
+            procfs: Procfs::default(),
+            me: std::process::id() as i32,
+            grace,
+            snap: Snapshot::default(),
+            clock: None,
+            guard: None,
+            groups: HashMap::new(),
+        }
+    }
+}
+
+impl Host for LinuxHost {
+    fn refresh(&mut self) -> Result<()> {
+        self.snap = self.procfs.scan()?;
+        self.clock = Some(BootClock {
+            boot_time: self.procfs.boot_time()?,
+            ticks_per_second: rustix::param::clock_ticks_per_second(),
+        });
+        self.guard = Some(Guard::new(&self.snap, self.me));
+        Ok(())
+    }
+
+    fn observe(&mut self, session: &Session) -> Observation {
+        let (Some(clock), Some(guard)) = (self.clock, self.guard.as_ref()) else {
+            // Only reached if refresh() failed, and then the pass stops first.
+            return Observation {
+                members: Members {
+                    membership: Membership::Unknown(Unfound::NoIdentity),
+                    procs: Vec::new(),
+                    tty_nrs: Vec::new(),
+                },
+                ttys: Vec::new(),
+            };
+        };
+        let members = members::find(session, &self.snap, clock, guard);
+        let ttys = members
+            .tty_nrs
+            .iter()
+            .filter_map(|&nr| tty::resolve(nr))
+            .collect();
+        Observation { members, ttys }
+    }
+
+    fn groups(&mut self, user: &str) -> Vec<String> {
+        if let Some((at, g)) = self.groups.get(user) {
+            if at.elapsed() < GROUPS_TTL {
+                return g.clone();
+            }
+        }
+        let g = crate::context::system_groups(user);
+        self.groups
+            .insert(user.to_owned(), (Instant::now(), g.clone()));
+        g
+    }
+
+    fn notify(&mut self, observation: &Observation, line: &str) -> usize {
+        observation
+            .ttys
+            .iter()
+            .filter(|t| tty::write_notice(t, line).is_ok())
+            .count()
+    }
+
+    fn end(&mut self, sessions: &[Observation]) -> Vec<Ended> {
+        let targets = sessions
+            .iter()
+            .map(|o| Target {
+                membership: o.members.membership.clone(),
+                procs: o.members.procs.clone(),
+            })
+            .collect();
+        signal::end_sessions(&self.procfs, self.me, targets, self.grace)
+    }
+}

@@ -1,0 +1,366 @@
+//! A snapshot of this host's processes, read from /proc.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+/// `/proc/PID/sessionid` when no audit session is set.
+pub const NO_AUDIT_SESSION: u32 = u32::MAX;
+
+/// What the enforcer needs to know about one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    /// Its id.
+    pub pid: i32,
+    /// Its parent.
+    pub ppid: i32,
+    /// Its POSIX session (setsid).
+    pub sid: i32,
+    /// Its controlling terminal, as /proc encodes it (0: none).
+    pub tty_nr: u32,
+    /// Start time in clock ticks since boot: with `pid`, it names one process
+    /// for good, whatever PID reuse happens later.
+    pub start_ticks: u64,
+    /// Its kernel audit session id (`None` when unset or unreadable).
+    pub audit_session: Option<u32>,
+    /// A zombie or dead process: it runs nothing any more.
+    pub exited: bool,
+}
+
+impl Proc {
+    /// The exact process: pid and start time.
+    pub fn id(&self) -> ProcId {
+        ProcId {
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+        }
+    }
+}
+
+/// One process, named so that a reused PID is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcId {
+    /// Its id.
+    pub pid: i32,
+    /// Its start time, in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// The fields of `/proc/PID/stat` the enforcer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Its id.
+    pub pid: i32,
+    /// One letter: R, S, D, Z, T, X...
+    pub state: char,
+    /// Parent.
+    pub ppid: i32,
+    /// POSIX session.
+    pub sid: i32,
+    /// Controlling terminal.
+    pub tty_nr: u32,
+    /// Start time in ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name is in parentheses and may
+/// itself contain spaces and parentheses, so fields are counted from the
+/// last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state(0) ppid(1) pgrp(2) session(3) tty_nr(4) ... starttime(19).
+    Some(Stat {
+        pid,
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        sid: rest.get(3)?.parse().ok()?,
+        tty_nr: rest.get(4)?.parse::<i64>().ok()? as u32,
+        start_ticks: rest.get(19)?.parse().ok()?,
+    })
+}
+
+/// Parses `/proc/PID/sessionid`: `None` when unset (4294967295) or garbled.
+pub fn parse_audit_session(text: &str) -> Option<u32> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&id| id != NO_AUDIT_SESSION)
+}
+
+/// Parses the `btime` line of `/proc/stat`: boot time, in seconds since the epoch.
+pub fn parse_boot_time(proc_stat: &str) -> Option<i64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Where /proc is, so that tests can point at a fixture.
+#[derive(Debug, Clone)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Default for Procfs {
+    fn default() -> Self {
+        Procfs {
+            root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl Procfs {
+    /// A /proc at `root`.
+    #[cfg(test)]
+    pub fn at(root: &std::path::Path) -> Self {
+        Procfs {
+            root: root.to_owned(),
+        }
+    }
+
+    /// Reads one process; `None` when it is gone (or was never there).
+    pub fn read(&self, pid: i32) -> Option<Proc> {
+        let dir = self.root.join(pid.to_string());
+        let stat = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+        let audit_session = std::fs::read_to_string(dir.join("sessionid"))
+            .ok()
+            .and_then(|t| parse_audit_session(&t));
+        Some(Proc {
+            pid: stat.pid,
+            ppid: stat.ppid,
+            sid: stat.sid,
+            tty_nr: stat.tty_nr,
+            start_ticks: stat.start_ticks,
+            audit_session,
+            exited: matches!(stat.state, 'Z' | 'X' | 'x'),
+        })
+    }
+
+    /// Every process. Processes that exit while the scan runs are skipped.
+    pub fn scan(&self) -> Result<Snapshot> {
+        let entries = std::fs::read_dir(&self.root)
+            .with_context(|| format!("cannot list {}", self.root.display()))?;
+        let mut procs = Vec::new();
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(p) = self.read(pid) {
+                procs.push(p);
+            }
+        }
+        Ok(Snapshot::new(procs))
+    }
+
+    /// Boot time, seconds since the epoch.
+    pub fn boot_time(&self) -> Result<i64> {
+        let path = self.root.join("stat");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        parse_boot_time(&text).with_context(|| format!("{} has no btime line", path.display()))
+    }
+
+    /// Whether `id` is still that very process, alive (not a zombie).
+    pub fn is_running(&self, id: ProcId) -> bool {
+        self.read(id.pid)
+            .is_some_and(|p| p.start_ticks == id.start_ticks && !p.exited)
+    }
+}
+
+/// Processes at one moment, indexed.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    procs: Vec<Proc>,
+    by_pid: HashMap<i32, usize>,
+    children: HashMap<i32, Vec<i32>>,
+}
+
+impl Snapshot {
+    /// Indexes `procs`.
+    pub fn new(procs: Vec<Proc>) -> Self {
+        let mut by_pid = HashMap::with_capacity(procs.len());
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        for (i, p) in procs.iter().enumerate() {
+            by_pid.insert(p.pid, i);
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        Snapshot {
+            procs,
+            by_pid,
+            children,
+        }
+    }
+
+    /// Every process.
+    pub fn all(&self) -> &[Proc] {
+        &self.procs
+    }
+
+    /// One process by pid.
+    pub fn get(&self, pid: i32) -> Option<&Proc> {
+        self.by_pid.get(&pid).map(|&i| &self.procs[i])
+    }
+
+    /// The direct children of `pid`.
+    pub fn children(&self, pid: i32) -> &[i32] {
+        self.children.get(&pid).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// `pid` and its ancestors, up to the root.
+    pub fn ancestry(&self, pid: i32) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut cur = Some(pid);
+        while let Some(p) = cur {
+            if out.contains(&p) {
+                break;
+            }
+            out.push(p);
+            cur = self.get(p).map(|x| x.ppid).filter(|&pp| pp > 0);
+        }
+        out
+    }
+}
+
+/// Decodes a /proc `tty_nr` into (major, minor).
+pub fn tty_major_minor(tty_nr: u32) -> (u32, u32) {
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    (major, minor)
+}
+
+/// A device number as `stat(2)` reports it (`st_rdev`, glibc's encoding).
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (u64::from(major), u64::from(minor));
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
+}
+
+/// Where the terminal `(major, minor)` usually lives under /dev.
+pub fn tty_path_guess(major: u32, minor: u32) -> Option<PathBuf> {
+    match major {
+        // Unix98 pseudo-terminals: majors 136..=143, 256 minors each.
+        136..=143 => Some(PathBuf::from(format!(
+            "/dev/pts/{}",
+            (major - 136) * 256 + minor
+        ))),
+        4 if minor < 64 => Some(PathBuf::from(format!("/dev/tty{minor}"))),
+        4 => Some(PathBuf::from(format!("/dev/ttyS{}", minor - 64))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_awkward_names_parse() {
+        let line = "4242 (we (ird) name) S 4200 4242 4100 34817 4242 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(
+            s,
+            Stat {
+                pid: 4242,
+                state: 'S',
+                ppid: 4200,
+                sid: 4100,
+                tty_nr: 34817,
+                start_ticks: 987654,
+            }
+        );
+        assert_eq!(parse_stat("12 (x) Z 1 12 12 0 -1"), None, "truncated");
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn audit_session_ids() {
+        assert_eq!(parse_audit_session("3\n"), Some(3));
+        assert_eq!(parse_audit_session("4294967295"), None);
+        assert_eq!(parse_audit_session("junk"), None);
+    }
+
+    #[test]
+    fn boot_time() {
+        assert_eq!(
+            parse_boot_time("cpu  1 2 3\nintr 5\nbtime 1767225600\nprocesses 9\n"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(parse_boot_time("cpu 1\n"), None);
+    }
+
+    #[test]
+    fn tty_numbers_decode_to_devices() {
+        // pts/1 is major 136 minor 1: tty_nr 34817.
+        assert_eq!(tty_major_minor(34817), (136, 1));
+        assert_eq!(tty_path_guess(136, 1), Some(PathBuf::from("/dev/pts/1")));
+        // pts/300: major 137, minor 44.
+        assert_eq!(tty_path_guess(137, 44), Some(PathBuf::from("/dev/pts/300")));
+        assert_eq!(tty_major_minor(1025), (4, 1));
+        assert_eq!(tty_path_guess(4, 1), Some(PathBuf::from("/dev/tty1")));
+        assert_eq!(tty_path_guess(4, 65), Some(PathBuf::from("/dev/ttyS1")));
+        // A large minor uses the high bits.
+        let nr = (136 << 8) | 0x34 | (0x12 << 20);
+        assert_eq!(tty_major_minor(nr), (136, 0x1234));
+        assert_eq!(makedev(136, 1), 34817);
+    }
+
+    #[test]
+    fn the_real_proc_shows_this_process_and_its_parent() {
+        let fs = Procfs::default();
+        let snap = fs.scan().unwrap();
+        let me = std::process::id() as i32;
+        let p = snap.get(me).expect("this process is in the scan");
+        assert!(!p.exited);
+        assert!(snap.ancestry(me).contains(&p.ppid));
+        assert!(fs.is_running(p.id()));
+        assert!(!fs.is_running(ProcId {
+            pid: me,
+            start_ticks: p.start_ticks + 1
+        }));
+        assert!(fs.boot_time().unwrap() > 1_000_000_000);
+    }
+
+    #[test]
+    fn a_fixture_proc_is_read_like_the_real_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |pid: i32, stat: &str, sid: &str| {
+            let d = dir.path().join(pid.to_string());
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("stat"), stat).unwrap();
+            std::fs::write(d.join("sessionid"), sid).unwrap();
+        };
+        mk(
+            10,
+            "10 (sshd) S 1 10 10 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0",
+            "7",
+        );
+        mk(
+            11,
+            "11 (bash) S 10 11 11 34817 11 0 0 0 0 0 0 0 0 0 20 0 1 0 510 0 0",
+            "7",
+        );
+        mk(
+            12,
+            "12 (defunct) Z 11 11 11 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 520 0 0",
+            "4294967295",
+        );
+        std::fs::create_dir(dir.path().join("self")).unwrap();
+        let snap = Procfs::at(dir.path()).scan().unwrap();
+        assert_eq!(snap.all().len(), 3);
+        assert_eq!(snap.children(10), &[11]);
+        let bash = snap.get(11).unwrap();
+        assert_eq!(
+            (bash.audit_session, bash.tty_nr, bash.start_ticks),
+            (Some(7), 34817, 510)
+        );
+        let z = snap.get(12).unwrap();
+        assert!(z.exited);
+        assert_eq!(z.audit_session, None);
+    }
+}

@@ -1,0 +1,149 @@
+//! A session's terminals: when they last had input, and a one-line notice.
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::procfs::{makedev, tty_major_minor, tty_path_guess};
+
+/// One terminal of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tty {
+    /// Its device file.
+    pub path: PathBuf,
+    /// Its device number (`st_rdev`): the file is only used while it still
+    /// is this device.
+    pub rdev: u64,
+    /// The last input as the kernel recorded it (atime, what `w` reads);
+    /// `None` if it could not be read.
+    pub last_input: Option<DateTime<Utc>>,
+}
+
+/// The terminal a /proc `tty_nr` names, if its device file can be found.
+pub fn resolve(tty_nr: u32) -> Option<Tty> {
+    let (major, minor) = tty_major_minor(tty_nr);
+    let rdev = makedev(major, minor);
+    let path = tty_path_guess(major, minor)
+        .filter(|p| is_device(p, rdev))
+        .or_else(|| search_dev(rdev))?;
+    Some(Tty {
+        last_input: read_input_time(&path, rdev),
+        path,
+        rdev,
+    })
+}
+
+fn is_device(path: &Path, rdev: u64) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == rdev)
+}
+
+fn search_dev(rdev: u64) -> Option<PathBuf> {
+    ["/dev", "/dev/pts"].iter().find_map(|dir| {
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| is_device(p, rdev))
+    })
+}
+
+/// The atime of the terminal at `path`, if it still is device `rdev`.
+pub fn read_input_time(path: &Path, rdev: u64) -> Option<DateTime<Utc>> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if !m.file_type().is_char_device() || m.rdev() != rdev {
+        return None;
+    }
+    DateTime::from_timestamp(m.atime(), m.atime_nsec().clamp(0, 999_999_999) as u32)
+}
+
+/// Writes `line` to the terminal, framed by CR LF so it stands on its own
+/// line in a raw-mode or cooked terminal alike. Never blocks (a terminal
+/// stopped with ^S drops the notice), never becomes the enforcer's
+/// controlling terminal, never follows a symlink, and writes nothing unless
+/// the file still is the expected device.
+pub fn write_notice(tty: &Tty, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(
+            (nix::fcntl::OFlag::O_NOCTTY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_NOFOLLOW)
+                .bits(),
+        )
+        .open(&tty.path)?;
+    let m = f.metadata()?;
+    if !m.file_type().is_char_device() || m.rdev() != tty.rdev {
+        return Err(std::io::Error::other(format!(
+            "{} is no longer the session's terminal",
+            tty.path.display()
+        )));
+    }
+    // Our own text only: no byte of it comes from a record.
+    let text = format!("\r\n{}\r\n", line.replace(['\r', '\n'], " "));
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A pty pair from the kernel: the enforcer writes to the pts side as it
+    /// would to a user's terminal, and the test reads what the user sees.
+    #[test]
+    fn a_notice_reaches_the_terminal_and_input_times_are_read() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let name = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+        ))
+        .unwrap();
+        let rdev = std::fs::metadata(&name).unwrap().rdev();
+        let tty = Tty {
+            path: name.clone(),
+            rdev,
+            last_input: None,
+        };
+        assert!(read_input_time(&name, rdev).is_some());
+        assert_eq!(read_input_time(&name, rdev + 1), None, "another device");
+        write_notice(&tty, "curfew: hello\nthere").unwrap();
+        let mut master = std::fs::File::from(pty.master);
+        let mut buf = [0u8; 256];
+        let n = master.read(&mut buf).unwrap();
+        let seen = String::from_utf8_lossy(&buf[..n]);
+        assert!(seen.contains("curfew: hello there"), "{seen:?}");
+        let wrong = Tty {
+            rdev: rdev + 1,
+            ..tty
+        };
+        assert!(
+            write_notice(&wrong, "x").is_err(),
+            "never writes to another device"
+        );
+    }
+
+    #[test]
+    fn a_pts_resolves_from_its_tty_nr() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let name = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+        ))
+        .unwrap();
+        let rdev = std::fs::metadata(&name).unwrap().rdev();
+        // tty_nr packs major and minor the way /proc/PID/stat shows them.
+        let (major, minor) = (
+            (rdev >> 8) & 0xfff,
+            (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+        );
+        let tty_nr =
+            ((major as u32) << 8) | (minor as u32 & 0xff) | (((minor as u32) & !0xff) << 12);
+        let t = resolve(tty_nr).expect("resolves");
+        assert_eq!(t.path, name);
+        assert_eq!(t.rdev, rdev);
+        assert!(t.last_input.is_some());
+    }
+}
