@@ -1,23 +1,111 @@
-//! `curfew hook serve`: the HTTP token hook (issue 5; not built yet).
+//! `curfew hook serve`: the HTTP token hook. The service lives in
+//! `curfew_oidc::hook`; this only gathers its configuration.
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use curfew_oidc::hook::{HookConfig, HookOptions};
+use curfew_oidc::{Gate, PolicyCell, SystemClock};
+use curfew_policy::policy::DEFAULT_POLICY_PATH;
+use curfew_policy::{Policy, Store};
 
-use crate::context::Context;
+use crate::context::{self, Context};
 use crate::Outcome;
 
 /// `curfew hook ...`.
 #[derive(Subcommand, Debug)]
 pub enum HookCommand {
-    /// Serve the token hook over HTTP.
+    /// Serve the token hook over HTTP (Ory Hydra's `oauth2.token_hook`
+    /// shape): POST /token-hook, GET /healthz, GET /metrics.
     Serve {
-        /// Address to listen on (loopback by default).
+        /// Address to listen on (loopback by default; port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: String,
+        /// How often to look at the policy file for changes (SIGHUP reloads at once).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        reload_interval: Duration,
+        /// Require `Authorization: Bearer <token>` from the OIDC server; the
+        /// token is read from this file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        hook_token_file: Option<PathBuf>,
+        /// Enable POST /admin/reload, guarded by the bearer token in this
+        /// file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
+        /// A granted scope that asks for a persistent login
+        /// (remember_me.max_duration); repeat for several.
+        #[arg(long = "remember-me-scope", value_name = "SCOPE", default_value = "offline_access")]
+        remember_me_scopes: Vec<String>,
+        /// The claim holding the user's groups.
+        #[arg(long, value_name = "CLAIM", default_value = "groups")]
+        groups_claim: String,
     },
 }
 
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    curfew_policy::duration::parse(text)
+}
+
 /// Runs a hook command.
-pub fn run(_ctx: &Context, _cmd: HookCommand) -> Result<Outcome> {
-    bail!("`curfew hook serve` is not built yet (issue 5)")
+pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
+    let HookCommand::Serve {
+        listen,
+        reload_interval,
+        hook_token_file,
+        admin_token_file,
+        remember_me_scopes,
+        groups_claim,
+    } = cmd;
+    // An enforcement point: refuse a policy others can change.
+    let policy_path = ctx.policy_path();
+    let policy = match &policy_path {
+        Some(p) => Policy::load_secure(p)?,
+        None => {
+            eprintln!(
+                "curfew: note: {DEFAULT_POLICY_PATH} does not exist; using the built-in policy"
+            );
+            Policy::builtin()
+        }
+    };
+    let store: Arc<dyn Store> = Arc::from(ctx.store(&policy)?);
+    let gate = Gate::new(PolicyCell::new(policy), store, Arc::new(SystemClock))
+        .with_host(context::hostname());
+    let config = HookConfig {
+        listen,
+        gate,
+        policy_file: policy_path,
+        reload_interval,
+        hook_token_file,
+        admin_token_file,
+        options: HookOptions {
+            remember_me_scopes,
+            groups_claim,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(curfew_oidc::hook::serve(config, shutdown()))?;
+    Ok(Outcome::Success)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers, run until killed.
+        _ => std::future::pending().await,
+    }
 }
