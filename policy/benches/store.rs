@@ -15,7 +15,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use curfew_policy::store::conformance::{revocation, session};
 use curfew_policy::store::testing::RedisServer;
-use curfew_policy::store::{RedisStore, SqliteStore};
+use curfew_policy::store::{EventStream, RedisStore, SqliteStore, StoreEvent};
 use curfew_policy::{EndReason, RevocationKeys, Store, Target};
 
 /// Unrelated revocations in the store while `revocations_for` runs.
@@ -76,6 +76,45 @@ fn bench_one(c: &mut Criterion, name: &str, store: &dyn Store) {
     g.finish();
 }
 
+/// From `add_revocation` on one store to its event arriving at two other
+/// subscribers (each its own connection and thread, as two enforcers have):
+/// the store's share of revocation propagation.
+fn propagation(c: &mut Criterion, name: &str, url: &str) {
+    let writer = RedisStore::open(url, "prop:").unwrap();
+    let watchers = [
+        RedisStore::open(url, "prop:").unwrap(),
+        RedisStore::open(url, "prop:").unwrap(),
+    ];
+    let mut streams: Vec<Box<dyn EventStream>> = watchers
+        .iter()
+        .map(|w| w.watch().unwrap().expect("redis pushes"))
+        .collect();
+    for s in &mut streams {
+        let first = s.next(Duration::from_secs(10)).unwrap();
+        assert_eq!(first, Some(StoreEvent::Resync));
+    }
+    let next = AtomicU64::new(0);
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g.bench_function("revocation_to_two_watchers", |b| {
+        b.iter(|| {
+            let id = format!("p{}", next.fetch_add(1, Ordering::Relaxed));
+            writer
+                .add_revocation(&revocation(&id, Target::User("alice".into()), 0, None))
+                .unwrap();
+            for s in &mut streams {
+                match s.next(Duration::from_secs(10)).unwrap() {
+                    Some(StoreEvent::RevocationAdded { id: got, .. }) if got == id => {}
+                    other => panic!("expected {id}, got {other:?}"),
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
 fn stores(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
@@ -84,10 +123,12 @@ fn stores(c: &mut Criterion) {
     let unix = RedisServer::start().expect("start redis-server");
     let store = RedisStore::open(&unix.url(), "bench:").unwrap();
     bench_one(c, "redis-unix", &store);
+    propagation(c, "redis-unix", &unix.url());
 
     let tcp = RedisServer::start_loopback().expect("start redis-server");
     let store = RedisStore::open(&tcp.url(), "bench:").unwrap();
     bench_one(c, "redis-tcp", &store);
+    propagation(c, "redis-tcp", &tcp.url());
 }
 
 criterion_group!(benches, stores);
