@@ -4,6 +4,9 @@
 //!
 //! cargo bench -p curfew-policy --bench decision
 
+// criterion_group! generates a public function without docs.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
@@ -11,14 +14,17 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use curfew_policy::{decide, Policy, Revocation, RevocationSet, SessionState, Subject, Target};
 
 fn policy_with_rules(n: usize) -> Policy {
-    let mut text = String::from("version: 1\nsession: { max_duration: 12h, inactivity: 30m }\nrules:\n");
+    let mut text =
+        String::from("version: 1\nsession: { max_duration: 12h, inactivity: 30m }\nrules:\n");
     for i in 0..n - 1 {
         text.push_str(&format!(
             "  - name: team{i}\n    match: {{ users: [u{i}a, u{i}b], groups: [g{i}], services: [sshd] }}\n    session: {{ inactivity: {}m }}\n",
             5 + i % 50
         ));
     }
-    text.push_str("  - name: last\n    match: { groups: [staff] }\n    session: { inactivity: 20m }\n");
+    text.push_str(
+        "  - name: last\n    match: { groups: [staff] }\n    session: { inactivity: 20m }\n",
+    );
     Policy::parse(&text, "bench.yaml").expect("valid bench policy")
 }
 

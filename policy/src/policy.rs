@@ -272,34 +272,59 @@ impl Policy {
 }
 
 fn read_text(path: &Path) -> Result<String, PolicyError> {
+    // An editor or config manager may rewrite the file while we read it. Read
+    // it whole, then check that the path still names the same, unchanged file;
+    // if not, read again. (Replacing the file by rename is atomic and always
+    // safe; README "Policy updates".)
+    for _ in 0..5 {
+        if let Some(text) = read_once(path)? {
+            return Ok(text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(PolicyError::Read {
+        path: path.to_owned(),
+        error: std::io::Error::other("it kept changing while it was read"),
+    })
+}
+
+/// One read; `None` when the file changed under us.
+fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|error| PolicyError::Read {
+    use std::os::unix::fs::MetadataExt;
+    let read_err = |error| PolicyError::Read {
         path: path.to_owned(),
         error,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let before = file.metadata().map_err(read_err)?;
     // Read one byte past the limit rather than trusting metadata, so a
     // growing file or a device cannot make us read without bound.
     let mut bytes = Vec::new();
-    file.take(MAX_POLICY_BYTES + 1)
+    (&file)
+        .take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|error| PolicyError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
+        .map_err(read_err)?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        let size = std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(bytes.len() as u64);
         return Err(PolicyError::TooLarge {
             path: path.to_owned(),
-            size,
+            size: before.len().max(bytes.len() as u64),
             limit: MAX_POLICY_BYTES,
         });
     }
-    String::from_utf8(bytes).map_err(|e| PolicyError::NotText {
-        path: path.to_owned(),
-        offset: e.utf8_error().valid_up_to(),
-    })
+    let after = std::fs::metadata(path).map_err(read_err)?;
+    let same = |m: &std::fs::Metadata| {
+        (m.ino(), m.dev(), m.len(), m.mtime(), m.mtime_nsec())
+    };
+    if same(&before) != same(&after) || (before.is_file() && before.len() != bytes.len() as u64) {
+        return Ok(None);
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| PolicyError::NotText {
+            path: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })
 }
 
 /// Turns a serde_yaml_ng error into `FILE:LINE:COL: PATH: message`.
