@@ -254,3 +254,36 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A file this test added outside its temporary directory (a service file
+/// under /etc/pam.d, a symlink): removed when dropped, whatever happened.
+pub struct AddedFile {
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl AddedFile {
+    /// Creates `path` with `text` (mode 0644). Fails if it exists: a test
+    /// never overwrites what it did not create.
+    pub fn create(path: &Path, text: &str) -> AddedFile {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        let guard = AddedFile {
+            path: path.to_owned(),
+        };
+        f.write_all(text.as_bytes()).expect("write added file");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod added file");
+        guard
+    }
+}
+
+impl Drop for AddedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
