@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
+use curfew_policy::store::{EventStream, StoreEvent};
 
 use crate::context::{self, Context};
 use crate::output::escape;
@@ -74,20 +75,14 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
                 .unwrap_or_else(|| "built-in".into())
         ));
     }
-    let mut reported_store = false;
+    // A store that pushes its changes (Redis) wakes the loop at once on a
+    // revocation or a termination request; others are polled every interval.
+    let mut watch: Option<(u64, Box<dyn EventStream>)> = None;
     loop {
         let started = Instant::now();
         let pass = enforcer.pass(ctx.now());
         for e in &pass.events {
             log(&e.to_string());
-        }
-        if !reported_store {
-            if let Some(s) = enforcer.store() {
-                reported_store = true;
-                if !args.once {
-                    log(&format!("store: {}", s.location()));
-                }
-            }
         }
         if args.once {
             return Ok(if pass.complete {
@@ -96,6 +91,54 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
                 Outcome::Failure
             });
         }
-        std::thread::sleep(args.interval.saturating_sub(started.elapsed()));
+        let generation = enforcer.store_generation();
+        if watch.as_ref().is_none_or(|(g, _)| *g != generation) {
+            watch = None;
+            if let Some(store) = enforcer.store() {
+                match store.watch() {
+                    Ok(Some(stream)) => {
+                        log(&format!(
+                            "the store {} pushes its changes: revocations and terminations act at once",
+                            store.location()
+                        ));
+                        watch = Some((generation, stream));
+                    }
+                    Ok(None) => {}
+                    Err(e) => log(&format!(
+                        "cannot subscribe to the store's changes: {e}; polling"
+                    )),
+                }
+            }
+        }
+        wait(watch.as_mut().map(|(_, s)| s), started + args.interval);
+    }
+}
+
+/// Waits until `until`, or until the store pushes a change that may end a
+/// session now.
+fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant) {
+    let Some(stream) = stream else {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        return;
+    };
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match stream.next(left) {
+            Ok(Some(
+                StoreEvent::RevocationAdded { .. }
+                | StoreEvent::TerminationRequested { .. }
+                | StoreEvent::Resync,
+            )) => return,
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                log(&format!("the store's change feed is down: {e}; polling"));
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                return;
+            }
+        }
     }
 }

@@ -197,6 +197,7 @@ pub struct Enforcer<'a, H: Host> {
     warned: HashMap<String, Warned>,
     unmeasured: HashSet<String>,
     last_store_error: Option<String>,
+    store_generation: u64,
 }
 
 /// What one pass did.
@@ -226,7 +227,14 @@ impl<'a, H: Host> Enforcer<'a, H> {
             warned: HashMap::new(),
             unmeasured: HashSet::new(),
             last_store_error: None,
+            store_generation: 0,
         }
+    }
+
+    /// Counts the stores opened so far, so a caller can tell when to
+    /// subscribe again to a new one's changes.
+    pub fn store_generation(&self) -> u64 {
+        self.store_generation
     }
 
     /// The store in use, once one is open.
@@ -254,7 +262,10 @@ impl<'a, H: Host> Enforcer<'a, H> {
         };
         if self.store.as_ref().is_none_or(|(c, _)| *c != policy.store) {
             match (self.open_store)(&policy) {
-                Ok(s) => self.store = Some((policy.store.clone(), s)),
+                Ok(s) => {
+                    self.store = Some((policy.store.clone(), s));
+                    self.store_generation += 1;
+                }
                 Err(e) => {
                     self.store_error(&mut pass.events, format!("{e:#}"));
                     return pass;

@@ -305,6 +305,111 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: writes /proc/self/loginuid to open a real audit session; run by scripts/test as root"]
+    fn an_audit_session_is_ended_whole_even_a_daemon_that_left_the_tree() {
+        // A fresh audit session, as pam_loginuid makes one at login; in it a
+        // job and a daemon that double-forked into its own POSIX session.
+        let session = Reaped(
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "echo 65534 > /proc/self/loginuid || exit 1; (setsid sleep 700 &); sleep 701 & wait",
+                ])
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        let outsider = Reaped(Command::new("sleep").arg("702").spawn().unwrap());
+        let leader = session.0.id() as i32;
+        let procfs = Procfs::default();
+        // Wait for both sleepers of the new audit session.
+        let mut audit = None;
+        for _ in 0..250 {
+            let snap = procfs.scan().unwrap();
+            audit = snap.get(leader).and_then(|p| p.audit_session);
+            let n = audit.map_or(0, |a| {
+                snap.all()
+                    .iter()
+                    .filter(|p| p.audit_session == Some(a) && p.pid != leader)
+                    .filter(|p| {
+                        std::fs::read_to_string(format!("/proc/{}/comm", p.pid))
+                            .is_ok_and(|c| c.trim() == "sleep")
+                    })
+                    .count()
+            });
+            if n == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let audit = audit.expect("the shell got an audit session id");
+        assert_ne!(
+            Some(audit),
+            procfs
+                .read(std::process::id() as i32)
+                .unwrap()
+                .audit_session,
+            "a new session, not ours"
+        );
+
+        let me = std::process::id() as i32;
+        let snap = procfs.scan().unwrap();
+        let mut record = curfew_policy::Session::start(
+            curfew_policy::SessionKind::Pam,
+            "nobody",
+            chrono::DateTime::from_timestamp(clock().boot_time, 0).unwrap()
+                + chrono::Duration::days(10_000),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        record.audit_session_id = Some(audit);
+        record.pid = Some(leader as u32);
+        let members = find(&record, &snap, clock(), &Guard::new(&snap, me));
+        assert_eq!(members.membership, Membership::Audit(audit));
+        assert_eq!(
+            members.procs.len(),
+            3,
+            "the shell and both sleepers: {members:?}"
+        );
+        // The tree fallback would have missed the daemon.
+        let mut no_audit = record.clone();
+        no_audit.audit_session_id = None;
+        assert_eq!(
+            find(&no_audit, &snap, clock(), &Guard::new(&snap, me))
+                .procs
+                .len(),
+            2
+        );
+
+        let ended = end_sessions(
+            &procfs,
+            me,
+            vec![Target {
+                membership: members.membership,
+                procs: members.procs.clone(),
+            }],
+            Grace::default(),
+        );
+        assert!(ended[0].left.is_empty(), "{:?}", ended[0]);
+        let snap = procfs.scan().unwrap();
+        let left: Vec<_> = snap
+            .all()
+            .iter()
+            .filter(|p| p.audit_session == Some(audit) && !p.exited)
+            .collect();
+        assert!(
+            left.is_empty(),
+            "no process of the audit session is left: {left:?}"
+        );
+        let mut outsider = outsider;
+        assert_eq!(
+            outsider.0.try_wait().unwrap(),
+            None,
+            "the outsider survives"
+        );
+    }
+
+    #[test]
     fn a_reused_pid_is_not_signalled() {
         let mut other = Reaped(Command::new("sleep").arg("603").spawn().unwrap());
         let pid = other.0.id() as i32;
