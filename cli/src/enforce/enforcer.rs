@@ -79,6 +79,8 @@ pub enum Event {
     Store(String),
     /// The processes could not be read.
     Host(String),
+    /// The audit trail could not be written.
+    Audit(String),
     /// A user was warned of a forced end.
     Warned {
         /// The session.
@@ -125,6 +127,7 @@ impl std::fmt::Display for Event {
             Event::Policy(e) => write!(f, "{e}"),
             Event::Store(e) => write!(f, "store: {e}; retrying at the next pass"),
             Event::Host(e) => write!(f, "cannot read the processes: {e}; nothing ended this pass"),
+            Event::Audit(e) => write!(f, "audit trail: {e}"),
             Event::Warned {
                 session,
                 user,
@@ -394,7 +397,69 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 membership: describe(&obs.members),
             });
         }
+        audit(&policy, &mut pass.events, now);
         pass
+    }
+}
+
+/// Writes warnings and ends to the policy's audit trail (actor `enforcer`).
+/// A failure is one more log line; enforcement has happened either way.
+fn audit(policy: &Policy, events: &mut Vec<Event>, now: DateTime<Utc>) {
+    let trail = curfew_policy::audit::Audit::new(&policy.audit, "curfew-enforce");
+    let mut failures = Vec::new();
+    for e in events.iter() {
+        let (event, user, session, detail) = match e {
+            Event::Warned {
+                session,
+                user,
+                warning,
+                delivered,
+            } => (
+                "session_warned",
+                user,
+                session,
+                serde_json::json!({
+                    "end": warning.kind,
+                    "deadline": warning.deadline,
+                    "terminals": delivered,
+                }),
+            ),
+            Event::Ended {
+                session,
+                user,
+                deny,
+                ended,
+                membership,
+                ..
+            } => (
+                "session_ended",
+                user,
+                session,
+                serde_json::json!({
+                    "reason": deny.end_reason(),
+                    "decision": deny,
+                    "processes": ended.signalled.len(),
+                    "strongest_signal": ended.strongest_name(),
+                    "left": ended.left.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                    "found_by": membership,
+                }),
+            ),
+            _ => continue,
+        };
+        let record = curfew_policy::audit::AuditEvent {
+            at: now,
+            event,
+            actor: "enforcer",
+            user: Some(user),
+            session: Some(session),
+            detail,
+        };
+        if let Err(err) = trail.record(&record) {
+            failures.push(err);
+        }
+    }
+    if let Some(err) = failures.into_iter().next() {
+        events.push(Event::Audit(err));
     }
 }
 
@@ -551,7 +616,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = dir.path().join("policy.yaml");
-        write_policy(&path, POLICY);
+        write_policy(
+            &path,
+            &format!(
+                "{POLICY}audit: {{ syslog: false, file: {:?} }}\n",
+                dir.path().join("audit.jsonl")
+            ),
+        );
         let store = Arc::new(MemoryStore::new());
         let log = Arc::new(Mutex::new(Log::default()));
         let opener_store = store.clone();
@@ -635,6 +706,14 @@ mod tests {
         let notices = &f.log.lock().unwrap().notices;
         assert_eq!(notices.len(), 1);
         assert!(notices[0].1.contains("revoked"), "{notices:?}");
+        // The end is in the audit trail.
+        let trail = std::fs::read_to_string(f.dir.path().join("audit.jsonl")).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(trail.lines().last().unwrap()).unwrap();
+        assert_eq!(rec["event"], "session_ended");
+        assert_eq!(rec["actor"], "enforcer");
+        assert_eq!(rec["session"], alice.as_str());
+        assert_eq!(rec["detail"]["reason"], "revoked");
+        assert_eq!(rec["detail"]["processes"], 1);
     }
 
     #[test]
