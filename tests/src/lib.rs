@@ -7,4 +7,5 @@
 #![forbid(unsafe_code)]
 
 pub mod common;
+pub mod oidc;
 pub mod pam;
