@@ -1,0 +1,472 @@
+//! A real sshd on 127.0.0.1 with libpam_curfew.so in its PAM stack, and a
+//! throwaway user: password logins are registered (with their rhost) and
+//! ended, interactive logins show the banner, revoked users are refused.
+//!
+//! OpenSSH (9.2p1 here) takes its PAM service name from the name it was
+//! started under, so sshd runs through a symlink named like the one file
+//! this suite adds under /etc: `/etc/pam.d/curfew-sshd-test-PID-N`, which is
+//! Debian's own /etc/pam.d/sshd with the lines of
+//! examples/pam.d/sshd.snippet spliced in where the snippet says. Every
+//! test removes what it added (service file, user, /run/sshd if it made it)
+//! and stops its sshd by PID, whatever happens: each is held by a guard.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use curfew_e2e::common::{is_root, wait_for, write_file, ChildGuard};
+use curfew_e2e::pam::{of_user, text, AddedFile, PamSandbox};
+
+const BANNER: &str = "Authorized use only. Activity is logged.";
+
+/// One sshd at a time: they share /run/sshd, and user management takes
+/// /etc/passwd's lock.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A user created for the test; `userdel` when dropped.
+struct ThrowawayUser {
+    name: String,
+}
+
+impl ThrowawayUser {
+    fn create(name: &str, home: &Path, password: &str) -> ThrowawayUser {
+        // --system: no subordinate ids, no mail spool; --user-group: a group
+        // of the same name, which userdel removes again.
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--shell",
+                "/bin/sh",
+                "--home-dir",
+            ])
+            .arg(home)
+            .arg(name)
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd: {:?}", text(&out));
+        let user = ThrowawayUser {
+            name: name.to_owned(),
+        };
+        let status = Command::new("chown")
+            .arg(format!("{name}:{name}"))
+            .arg(home)
+            .status()
+            .expect("chown home");
+        assert!(status.success());
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        {
+            use std::io::Write;
+            let mut stdin = chpasswd.stdin.take().expect("stdin");
+            writeln!(stdin, "{name}:{password}").expect("write chpasswd");
+        }
+        assert!(chpasswd.wait().expect("wait chpasswd").success());
+        user
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        // The user's last process (an sshd session child) may still be
+        // exiting: userdel refuses while it runs.
+        for _ in 0..100 {
+            match Command::new("userdel").arg(&self.name).output() {
+                Ok(out) if out.status.success() => return,
+                Ok(out) if out.status.code() == Some(6) => return, // no such user
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        eprintln!("could not remove user {}", self.name);
+    }
+}
+
+/// The sshd listener. When dropped it first waits (a bounded while) for
+/// the per-connection processes it forked to finish, so that none is
+/// orphaned mid-logout, then is killed and reaped by its PID.
+struct Sshd(ChildGuard);
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid ...: comm may hold spaces.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let pid = self.0.pid();
+        let _ = wait_for(Duration::from_secs(10), || {
+            children_of(pid).is_empty().then_some(())
+        });
+    }
+}
+
+/// /run/sshd (sshd's privilege separation directory), removed again if we
+/// created it.
+struct RunDir {
+    created: bool,
+}
+
+impl RunDir {
+    fn ensure() -> RunDir {
+        let p = Path::new("/run/sshd");
+        if p.exists() {
+            return RunDir { created: false };
+        }
+        std::fs::create_dir(p).expect("mkdir /run/sshd");
+        RunDir { created: true }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+    }
+}
+
+/// An sshd with the module, a user and a policy. Fields drop in order:
+/// sshd first, then the user, the service file, /run/sshd, the files.
+struct Fixture {
+    sshd: Sshd,
+    user: ThrowawayUser,
+    _service_file: AddedFile,
+    _run_dir: RunDir,
+    sandbox: PamSandbox,
+    service: String,
+    password: String,
+    port: u16,
+    log: PathBuf,
+    client_home: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Debian's sshd stack with the snippet's lines where the snippet says:
+/// account lines after `@include common-account`, session lines before
+/// `@include common-session`.
+fn service_file(module: &Path, policy: &Path) -> String {
+    let snippet_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pam.d/sshd.snippet");
+    let snippet = std::fs::read_to_string(&snippet_path).expect("read sshd.snippet");
+    let ours = |kind: &str| -> Vec<String> {
+        snippet
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(kind))
+            .map(|l| {
+                l.replace("pam_curfew.so", &module.display().to_string())
+                    .replace(
+                        "policy=/etc/curfew/policy.yaml",
+                        &format!("policy={}", policy.display()),
+                    )
+            })
+            .collect()
+    };
+    let (account, session) = (ours("account"), ours("session"));
+    assert!(!account.is_empty() && !session.is_empty(), "{snippet}");
+    let debian = std::fs::read_to_string("/etc/pam.d/sshd").expect("read /etc/pam.d/sshd");
+    let mut out = Vec::new();
+    let (mut saw_account, mut saw_session) = (false, false);
+    for line in debian.lines() {
+        if line.trim() == "@include common-session" {
+            out.extend(session.iter().cloned());
+            saw_session = true;
+        }
+        out.push(line.to_owned());
+        if line.trim() == "@include common-account" {
+            out.extend(account.iter().cloned());
+            saw_account = true;
+        }
+    }
+    assert!(
+        saw_account && saw_session,
+        "/etc/pam.d/sshd is not Debian's: {debian}"
+    );
+    out.join("\n") + "\n"
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        assert!(is_root(), "run as root (scripts/test does when uid is 0)");
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let user_name = format!("curfew-e2e-{pid}-{n}");
+        let service = format!("curfew-sshd-test-{pid}-{n}");
+        let password = format!("Cf-{pid}-{n}-x9");
+
+        // The policy: a banner for everyone, shorter limits for the user's
+        // own group on this service (groups come from the system).
+        let sandbox = PamSandbox::new(&format!(
+            r#"
+version: 1
+session: {{ max_duration: 12h, inactivity: 30m }}
+banner:
+  text: "{BANNER}"
+rules:
+  - name: e2e-group
+    match: {{ groups: [{user_name}], services: [{service}] }}
+    session: {{ inactivity: 10m, max_duration: 4h }}
+"#
+        ));
+        let dir = sandbox.dir.path().to_owned();
+        let home = dir.join("home");
+        std::fs::create_dir(&home).expect("mkdir home");
+        // The user must reach its home: the sandbox may be searched, not written.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod sandbox");
+        let client_home = dir.join("client");
+        std::fs::create_dir(&client_home).expect("mkdir client home");
+
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("host_key"))
+            .status()
+            .expect("ssh-keygen");
+        assert!(keygen.success());
+        let port = free_port();
+        let config = write_file(
+            &dir,
+            "sshd_config",
+            &format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {}\n\
+                 PidFile none\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication yes\n\
+                 PubkeyAuthentication no\n\
+                 PermitRootLogin no\n\
+                 AllowUsers {user_name}\n\
+                 AuthorizedKeysFile none\n\
+                 StrictModes no\n\
+                 PrintMotd no\n\
+                 PrintLastLog no\n\
+                 UseDNS no\n\
+                 LogLevel VERBOSE\n",
+                dir.join("host_key").display()
+            ),
+        );
+        let sshd_link = dir.join(&service);
+        std::os::unix::fs::symlink("/usr/sbin/sshd", &sshd_link).expect("symlink sshd");
+
+        let run_dir = RunDir::ensure();
+        let service_file = AddedFile::create(
+            &Path::new("/etc/pam.d").join(&service),
+            &service_file(&curfew_e2e::common::pam_module(), &sandbox.policy),
+        );
+        let user = ThrowawayUser::create(&user_name, &home, &password);
+
+        let log = dir.join("sshd.log");
+        let log_file = File::create(&log).expect("create sshd.log");
+        let child = Command::new(&sshd_link)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start sshd");
+        let sshd = Sshd(ChildGuard::new("sshd", child));
+        let mut fixture = Fixture {
+            sshd,
+            user,
+            _service_file: service_file,
+            _run_dir: run_dir,
+            sandbox,
+            service,
+            password,
+            port,
+            log,
+            client_home,
+            _serial: serial,
+        };
+        let up = wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = fixture.sshd.0.child.try_wait() {
+                panic!("sshd exited ({status}): {}", fixture.log_text());
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "sshd never listened: {}", fixture.log_text());
+        fixture
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `sshpass -p PASSWORD ssh OPTIONS... USER@127.0.0.1 [COMMAND]`, with
+    /// `stdin` as its input.
+    fn ssh(&self, method: &str, options: &[&str], command: Option<&str>, stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("timeout")
+            .arg("120")
+            .arg("sshpass")
+            .arg("-p")
+            .arg(&self.password)
+            .arg("ssh")
+            .args(["-F", "/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            // (Not LogLevel=ERROR: it would hide the server's messages.)
+            .args(["-o", "PubkeyAuthentication=no"])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .args(["-o", &format!("PreferredAuthentications={method}")])
+            .args(["-p", &self.port.to_string()])
+            .args(options)
+            .arg(format!("{}@127.0.0.1", self.user.name))
+            .args(command)
+            .env("HOME", &self.client_home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sshpass ssh");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("write ssh stdin");
+        drop(input);
+        child.wait_with_output().expect("wait ssh")
+    }
+
+    fn sessions(&self) -> Vec<serde_json::Value> {
+        self.sandbox.sessions()
+    }
+}
+
+#[test]
+#[ignore = "needs root: real sshd and a throwaway user; run by scripts/test as root"]
+fn password_login_is_registered_with_its_rhost_and_ended_at_logout() {
+    let f = Fixture::start();
+    let out = f.ssh(
+        "password",
+        &[],
+        Some("echo SESSION=$CURFEW_SESSION_ID TMOUT=$TMOUT"),
+        "",
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", f.log_text());
+    assert!(
+        f.log_text()
+            .contains(&format!("Accepted password for {}", f.user.name)),
+        "{}",
+        f.log_text()
+    );
+    // The rule for the user's own group applies: inactivity 10m.
+    assert!(stdout.contains("TMOUT=600"), "{stdout}");
+    let id = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("SESSION="))
+        .filter(|id| id.len() == 32)
+        .unwrap_or_else(|| panic!("no CURFEW_SESSION_ID in the session: {stdout}"))
+        .to_owned();
+
+    // sshd closes the PAM session as the connection winds down.
+    let ended = wait_for(Duration::from_secs(30), || {
+        f.sessions()
+            .into_iter()
+            .find(|s| s["id"] == id.as_str() && s["ended_at"].is_string())
+    })
+    .unwrap_or_else(|| panic!("session {id} never ended: {:#?}", f.sessions()));
+    assert_eq!(ended["user"], f.user.name.as_str());
+    assert_eq!(ended["service"], f.service.as_str());
+    assert_eq!(ended["rhost"], "127.0.0.1");
+    assert_eq!(ended["kind"], "pam");
+    assert_eq!(ended["end_reason"], "logout");
+    assert!(ended["pid"].as_u64().is_some(), "{ended}");
+    assert_eq!(of_user(&f.sessions(), &f.user.name).len(), 1);
+}
+
+#[test]
+#[ignore = "needs root: real sshd and a throwaway user; run by scripts/test as root"]
+fn interactive_login_shows_the_banner() {
+    let f = Fixture::start();
+    // A login shell on a pty (-tt): sshd shows what PAM said at session
+    // open before the shell starts.
+    let out = f.ssh(
+        "keyboard-interactive",
+        &["-tt"],
+        None,
+        "echo MARK-$TMOUT-$CURFEW_SESSION_ID\nexit\n",
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", f.log_text());
+    let banner_at = stdout
+        .find(BANNER)
+        .unwrap_or_else(|| panic!("no banner: {stdout}"));
+    let mark_at = stdout
+        .find("MARK-600-")
+        .unwrap_or_else(|| panic!("no shell output: {stdout}"));
+    assert!(
+        banner_at < mark_at,
+        "the banner comes before the shell: {stdout}"
+    );
+    let ended = wait_for(Duration::from_secs(30), || {
+        let sessions = f.sessions();
+        let mine = of_user(&sessions, &f.user.name);
+        (mine.len() == 1 && mine[0]["ended_at"].is_string()).then(|| mine[0].clone())
+    })
+    .unwrap_or_else(|| panic!("one session, ended at logout: {:#?}", f.sessions()));
+    assert_eq!(ended["end_reason"], "logout");
+    assert_eq!(ended["rhost"], "127.0.0.1");
+}
+
+#[test]
+#[ignore = "needs root: real sshd and a throwaway user; run by scripts/test as root"]
+fn revoked_user_is_refused() {
+    let f = Fixture::start();
+    let out = f.ssh("password", &[], Some("true"), "");
+    assert!(out.status.success(), "{:?}\n{}", text(&out), f.log_text());
+
+    f.sandbox.revoke("user", &f.user.name);
+    for method in ["password", "keyboard-interactive"] {
+        let out = f.ssh(method, &[], Some("echo LOGGED-IN"), "");
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{method}: {stdout}\n{stderr}");
+        assert!(!stdout.contains("LOGGED-IN"), "{method}: {stdout}");
+        assert!(
+            stderr.contains(&format!("Access denied: user {} is revoked", f.user.name)),
+            "{method}: the user is told why: {stderr}"
+        );
+    }
+    assert!(
+        f.log_text().contains(&format!(
+            "Access denied for user {} by PAM account configuration",
+            f.user.name
+        )),
+        "{}",
+        f.log_text()
+    );
+    let sessions = f.sessions();
+    assert_eq!(
+        of_user(&sessions, &f.user.name).len(),
+        1,
+        "only the login before the revocation: {sessions:#?}"
+    );
+}
