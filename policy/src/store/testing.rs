@@ -30,6 +30,9 @@ pub enum Listen {
     Unix(PathBuf),
     /// A port on 127.0.0.1.
     Loopback(u16),
+    /// A TLS port on 127.0.0.1 (plain TCP disabled), with a certificate for
+    /// `127.0.0.1` and `localhost` signed by the server's own test CA.
+    Tls(u16),
 }
 
 /// A `redis-server` child process owned by a test.
@@ -54,6 +57,27 @@ impl RedisServer {
     /// Starts a unix-socket server that requires `password` (`requirepass`).
     pub fn start_with_password(password: &str) -> io::Result<RedisServer> {
         Self::start_with(false, Some(password.to_owned()))
+    }
+
+    /// Starts a TLS server on a free port of 127.0.0.1 that requires
+    /// `password`. Its CA certificate is [`RedisServer::ca_path`]. Needs the
+    /// `openssl` command to make the certificates.
+    pub fn start_tls(password: &str) -> io::Result<RedisServer> {
+        let dir = tempfile::Builder::new().prefix("curfew-redis").tempdir()?;
+        make_certificates(dir.path())?;
+        let mut server = RedisServer {
+            child: None,
+            listen: Listen::Tls(free_port()?),
+            dir,
+            password: Some(password.to_owned()),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// The CA certificate that signed a TLS server's certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     fn start_with(loopback: bool, password: Option<String>) -> io::Result<RedisServer> {
@@ -85,6 +109,18 @@ impl RedisServer {
             }
             Listen::Loopback(port) => {
                 cmd.arg("--port").arg(port.to_string());
+            }
+            Listen::Tls(port) => {
+                let d = self.dir.path();
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(d.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(d.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(d.join("ca.pem"))
+                    .args(["--tls-auth-clients", "no"]);
             }
         }
         cmd.args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -134,8 +170,12 @@ impl RedisServer {
         }
     }
 
-    /// Whether the server answers a PING (with AUTH first if it has a password).
+    /// Whether the server answers a PING (with AUTH first if it has a
+    /// password); for a TLS server, whether it accepts a TCP connection.
     pub fn ping(&self) -> bool {
+        if let Listen::Tls(port) = self.listen {
+            return TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
+        }
         let mut req = String::new();
         if let Some(p) = &self.password {
             req.push_str(&format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()));
@@ -167,20 +207,24 @@ impl RedisServer {
                     talk(&mut s)
                 })
                 .unwrap_or(false),
-            Listen::Loopback(port) => TcpStream::connect((Ipv4Addr::LOCALHOST, *port))
-                .and_then(|mut s| {
-                    s.set_read_timeout(timeout)?;
-                    talk(&mut s)
-                })
-                .unwrap_or(false),
+            Listen::Loopback(port) | Listen::Tls(port) => {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, *port))
+                    .and_then(|mut s| {
+                        s.set_read_timeout(timeout)?;
+                        talk(&mut s)
+                    })
+                    .unwrap_or(false)
+            }
         }
     }
 
-    /// The URL a store opens: `unix:///…/redis.sock` or `redis://127.0.0.1:PORT/0`.
+    /// The URL a store opens: `unix:///…/redis.sock`,
+    /// `redis://127.0.0.1:PORT/0` or `rediss://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         match &self.listen {
             Listen::Unix(p) => format!("unix://{}", p.display()),
             Listen::Loopback(port) => format!("redis://127.0.0.1:{port}/0"),
+            Listen::Tls(port) => format!("rediss://127.0.0.1:{port}/0"),
         }
     }
 
@@ -190,6 +234,7 @@ impl RedisServer {
         match &self.listen {
             Listen::Unix(p) => format!("redis+unix://{}?user={user}&pass={pass}", p.display()),
             Listen::Loopback(port) => format!("redis://{user}:{pass}@127.0.0.1:{port}/0"),
+            Listen::Tls(port) => format!("rediss://{user}:{pass}@127.0.0.1:{port}/0"),
         }
     }
 
@@ -235,6 +280,72 @@ impl Drop for RedisServer {
 
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost, made
+/// with the `openssl` command in `dir`.
+fn make_certificates(dir: &Path) -> io::Result<()> {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    ];
+    for (i, args) in steps.iter().enumerate() {
+        let subject = ["/CN=curfew test CA", "/CN=127.0.0.1", ""][i];
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir).stdin(Stdio::null());
+        if !subject.is_empty() {
+            cmd.args(["-days", "2", "-subj", subject]);
+        } else {
+            cmd.args(["-days", "2"]);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run openssl: {e}")))?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(())
+}
 
 fn free_port() -> io::Result<u16> {
     // The port is free when we ask; the server binds it a moment later.
