@@ -415,3 +415,47 @@ fn the_documented_acl_is_enough() {
         "keys outside the prefix are refused"
     );
 }
+
+/// The hook service calls one store from many threads: each gets its own
+/// pooled connection, and the scripts keep every write atomic.
+#[test]
+fn many_threads_share_one_store() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "mt:").unwrap();
+    std::thread::scope(|scope| {
+        for th in 0..8 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let id = format!("t{th}-{i}");
+                    s.create_session(&session(&id, "u", i)).unwrap();
+                    assert!(s.end_session(&id, t(100), EndReason::Logout).unwrap());
+                }
+            });
+        }
+    });
+    let all = s
+        .list_sessions(&SessionFilter {
+            include_ended: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|x| x.end_reason == Some(EndReason::Logout)));
+
+    // Racing ends of one session: exactly one wins.
+    s.create_session(&session("race", "u", 0)).unwrap();
+    let wins = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for th in 0..8 {
+            let (s, wins) = (&s, &wins);
+            scope.spawn(move || {
+                if s.end_session("race", t(th), EndReason::Revoked).unwrap() {
+                    wins.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(Ordering::SeqCst), 1, "first end wins, once");
+    assert!(s.session("race").unwrap().unwrap().ended_at.is_some());
+}
