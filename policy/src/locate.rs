@@ -153,16 +153,9 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         match ev {
-            Event::Scalar(ref v, ..) => {
-                if !self.node(mark, Some(v)) {
-                    self.finish_value();
-                }
-            }
-            Event::Alias(_) => {
-                if !self.node(mark, None) {
-                    self.finish_value();
-                }
-            }
+            Event::Scalar(ref v, ..) if !self.node(mark, Some(v)) => self.finish_value(),
+            Event::Alias(_) if !self.node(mark, None) => self.finish_value(),
+            Event::Scalar(..) | Event::Alias(_) => {}
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_key = self.node(mark, None);
                 if is_key || self.stack.len() >= MAX_DEPTH {

@@ -313,9 +313,7 @@ fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
         });
     }
     let after = std::fs::metadata(path).map_err(read_err)?;
-    let same = |m: &std::fs::Metadata| {
-        (m.ino(), m.dev(), m.len(), m.mtime(), m.mtime_nsec())
-    };
+    let same = |m: &std::fs::Metadata| (m.ino(), m.dev(), m.len(), m.mtime(), m.mtime_nsec());
     if same(&before) != same(&after) || (before.is_file() && before.len() != bytes.len() as u64) {
         return Ok(None);
     }

@@ -155,11 +155,11 @@ impl RevocationSet {
         started_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<&Revocation> {
-        fn first<'s>(
-            list: Option<&'s Vec<Revocation>>,
+        fn first(
+            list: Option<&Vec<Revocation>>,
             started_at: DateTime<Utc>,
             now: DateTime<Utc>,
-        ) -> Option<&'s Revocation> {
+        ) -> Option<&Revocation> {
             list?.iter().find(|r| r.applies(started_at, now))
         }
         let hit = |list| first(list, started_at, now);

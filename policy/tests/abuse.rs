@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use curfew_policy::{Policy, PolicyError};
 
 fn corpus() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/policy"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/policy"
+    ));
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -32,7 +35,11 @@ fn corpus_replays_without_panic() {
         .iter()
         .filter(|(_, b)| Policy::parse(std::str::from_utf8(b).unwrap(), "x").is_ok())
         .count();
-    assert!(valid >= 4 && valid < c.len(), "{valid} of {} valid", c.len());
+    assert!(
+        valid >= 4 && valid < c.len(),
+        "{valid} of {} valid",
+        c.len()
+    );
 }
 
 /// A small deterministic mutation fuzzer (xorshift), 6,000 inputs (the real
@@ -48,14 +55,37 @@ fn seeded_mutations_never_panic() {
         state
     };
     let tokens: &[&[u8]] = &[
-        b": ", b"\n", b"  ", b"- ", b"{", b"}", b"[", b"]", b"&a ", b"*a", b"!!str ", b"\"", b"'",
-        b"2h", b"-1", b"1.5", b"99999999999999999999s", b"version: 1\n", b"rules:\n", b"\t", b"\xff",
+        b": ",
+        b"\n",
+        b"  ",
+        b"- ",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"&a ",
+        b"*a",
+        b"!!str ",
+        b"\"",
+        b"'",
+        b"2h",
+        b"-1",
+        b"1.5",
+        b"99999999999999999999s",
+        b"version: 1\n",
+        b"rules:\n",
+        b"\t",
+        b"\xff",
     ];
     for i in 0..6_000 {
         let (_, seed) = &seeds[i % seeds.len()];
         let mut data = seed.clone();
         for _ in 0..1 + next() % 4 {
-            let pos = if data.is_empty() { 0 } else { (next() as usize) % data.len() };
+            let pos = if data.is_empty() {
+                0
+            } else {
+                (next() as usize) % data.len()
+            };
             match next() % 4 {
                 0 => {
                     data.remove(pos.min(data.len().saturating_sub(1)).min(data.len()));
@@ -96,13 +126,27 @@ fn billion_laughs_is_refused() {
 #[test]
 fn deep_nesting_is_refused() {
     for depth in [200usize, 10_000, 100_000] {
-        let text = format!("version: 1\nbanner: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let text = format!(
+            "version: 1\nbanner: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
         assert!(
-            matches!(Policy::parse(&text, "deep.yaml"), Err(PolicyError::Invalid { .. })),
+            matches!(
+                Policy::parse(&text, "deep.yaml"),
+                Err(PolicyError::Invalid { .. })
+            ),
             "depth {depth} accepted"
         );
-        let text = format!("version: 1\nx: {}1{}\n", "{a: ".repeat(depth), "}".repeat(depth));
-        assert!(Policy::parse(&text, "deep.yaml").is_err(), "mapping depth {depth}");
+        let text = format!(
+            "version: 1\nx: {}1{}\n",
+            "{a: ".repeat(depth),
+            "}".repeat(depth)
+        );
+        assert!(
+            Policy::parse(&text, "deep.yaml").is_err(),
+            "mapping depth {depth}"
+        );
     }
 }
 
@@ -124,7 +168,11 @@ fn a_100_mb_file_is_refused_without_reading_it() {
 #[test]
 fn truncated_and_binary_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let full = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policy.yaml")).unwrap();
+    let full = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policy.yaml"
+    ))
+    .unwrap();
     let mut clear = 0;
     for cut in (1..full.len()).step_by(37) {
         let p = dir.path().join("cut.yaml");
@@ -171,7 +219,7 @@ fn a_policy_replaced_during_loads_is_never_half_read() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let tmp = dir.join(format!("tmp{i}"));
-                std::fs::write(&tmp, if i % 2 == 0 { &b } else { &a }).unwrap();
+                std::fs::write(&tmp, if i.is_multiple_of(2) { &b } else { &a }).unwrap();
                 std::fs::rename(&tmp, &path).unwrap();
                 i += 1;
             }

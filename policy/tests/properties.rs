@@ -52,16 +52,16 @@ fn section() -> impl Strategy<Value = Section> {
         field(86_400, 7_776_000),
     )
         .prop_map(
-        |(default, min, max, max_duration, inactivity, warn_before, remember)| Section {
-            default,
-            min,
-            max,
-            max_duration,
-            inactivity,
-            warn_before,
-            remember,
-        },
-    )
+            |(default, min, max, max_duration, inactivity, warn_before, remember)| Section {
+                default,
+                min,
+                max,
+                max_duration,
+                inactivity,
+                warn_before,
+                remember,
+            },
+        )
 }
 
 fn render(s: &Section, indent: &str) -> String {
@@ -83,7 +83,9 @@ fn render(s: &Section, indent: &str) -> String {
         }
     }
     if let Some(v) = s.remember {
-        out.push_str(&format!("{indent}remember_me:\n{indent}  max_duration: {v}\n"));
+        out.push_str(&format!(
+            "{indent}remember_me:\n{indent}  max_duration: {v}\n"
+        ));
     }
     out
 }
@@ -124,7 +126,15 @@ fn secs(s: i64) -> chrono::Duration {
     chrono::Duration::seconds(s)
 }
 
-fn subjects() -> Vec<(&'static str, Vec<String>, Option<&'static str>, Option<&'static str>)> {
+/// (user, groups, service, client)
+type SubjectParts = (
+    &'static str,
+    Vec<String>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+fn subjects() -> Vec<SubjectParts> {
     vec![
         ("alice", vec!["wheel".into()], Some("sshd"), None),
         ("bob", vec![], Some("sshd"), Some("web")),
@@ -245,5 +255,8 @@ fn the_generator_yields_both_valid_and_invalid_policies() {
         }
     }
     assert!(ok >= total / 10, "only {ok} of {total} accepted");
-    assert!(ok <= total * 9 / 10, "{ok} of {total} accepted: too few rejections");
+    assert!(
+        ok <= total * 9 / 10,
+        "{ok} of {total} accepted: too few rejections"
+    );
 }

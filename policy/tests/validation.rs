@@ -32,7 +32,10 @@ fn every_example_policy_is_valid() {
             n += 1;
         }
     }
-    assert!(n >= 3, "expected policy.yaml, nist-aal2.yaml, stig.yaml; found {n}");
+    assert!(
+        n >= 3,
+        "expected policy.yaml, nist-aal2.yaml, stig.yaml; found {n}"
+    );
 }
 
 #[test]
@@ -108,7 +111,10 @@ fn unknown_key() {
         "{e}"
     );
     let e = one_error("version: 1\nrules:\n  - match: { userz: [a] }\n");
-    assert!(e.starts_with("policy.yaml:3:14: rules[0].match: unknown field `userz`"), "{e}");
+    assert!(
+        e.starts_with("policy.yaml:3:14: rules[0].match: unknown field `userz`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,13 +133,19 @@ fn malformed_duration() {
 #[test]
 fn yaml_syntax_errors() {
     for (text, line) in [
-        ("version: 1\nsession:\n  inactivity: 5m\n   max_duration: 1h\n", 4),
+        (
+            "version: 1\nsession:\n  inactivity: 5m\n   max_duration: 1h\n",
+            4,
+        ),
         ("version: 1\nsession: {inactivity: 5m\n", 3),
         ("version: 1\nbanner:\n  text: \"unterminated\n", 3),
         ("version: 1\n\tsession: {}\n", 1),
     ] {
         let e = one_error(text);
-        assert!(e.starts_with(&format!("policy.yaml:{line}:")), "{text:?} -> {e}");
+        assert!(
+            e.starts_with(&format!("policy.yaml:{line}:")),
+            "{text:?} -> {e}"
+        );
         assert!(e.contains("YAML syntax error"), "{text:?} -> {e}");
     }
 }
@@ -153,12 +165,21 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn cross_field_rules() {
     let e = one_error("version: 1\nsession: { max_duration: 1h, inactivity: 2h }\n");
-    assert!(e.contains("session.inactivity: inactivity 2h exceeds max_duration 1h"), "{e}");
+    assert!(
+        e.contains("session.inactivity: inactivity 2h exceeds max_duration 1h"),
+        "{e}"
+    );
     let e = one_error("version: 1\nsession: { inactivity: 10m, warn_before: 10m }\n");
-    assert!(e.contains("session.warn_before: warn_before 10m must be less than inactivity 10m"), "{e}");
+    assert!(
+        e.contains("session.warn_before: warn_before 10m must be less than inactivity 10m"),
+        "{e}"
+    );
     // A rule that shortens inactivity below the inherited warning.
     let e = one_error("version: 1\nrules:\n  - session: { inactivity: 1m }\n");
-    assert!(e.contains("rules[0].session.inactivity: warn_before 2m must be less than inactivity 1m"), "{e}");
+    assert!(
+        e.contains("rules[0].session.inactivity: warn_before 2m must be less than inactivity 1m"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -166,19 +187,29 @@ fn version_names_and_lists() {
     assert!(one_error("version: 2\n").contains("version: version 2 is not supported"));
     assert!(one_error("session: {}\n").contains("missing field `version`"));
     let e = one_error("version: 1\nrules:\n  - name: a\n  - name: a\n");
-    assert!(e.contains("rules[1].name: the name \"a\" is already used by rules[0]"), "{e}");
+    assert!(
+        e.contains("rules[1].name: the name \"a\" is already used by rules[0]"),
+        "{e}"
+    );
     let e = one_error("version: 1\nrules:\n  - match: { users: [] }\n");
     assert!(e.contains("an empty list matches nobody"), "{e}");
     let e = one_error("version: 1\nbanner: { text: \"\\e[2J\" }\n");
-    assert!(e.contains("banner.text: the banner contains control characters"), "{e}");
+    assert!(
+        e.contains("banner.text: the banner contains control characters"),
+        "{e}"
+    );
 }
 
 #[test]
 fn store_section() {
-    assert!(one_error("version: 1\nstore: { backend: etcd }\n").contains("store.backend: \"etcd\" is not one of"));
-    assert!(one_error("version: 1\nstore: { path: state.db }\n").contains("must be an absolute path"));
+    assert!(one_error("version: 1\nstore: { backend: etcd }\n")
+        .contains("store.backend: \"etcd\" is not one of"));
+    assert!(
+        one_error("version: 1\nstore: { path: state.db }\n").contains("must be an absolute path")
+    );
     assert!(one_error("version: 1\nstore: { backend: redis }\n").contains("redis needs url"));
-    assert!(one_error("version: 1\nstore: { on_unavailable: maybe }\n").contains("not one of: deny, allow"));
+    assert!(one_error("version: 1\nstore: { on_unavailable: maybe }\n")
+        .contains("not one of: deny, allow"));
     let p = Policy::parse(
         "version: 1\nstore: { backend: redis, url: \"redis://127.0.0.1/0\", on_unavailable: allow }\n",
         "p",
@@ -213,7 +244,13 @@ fn first_matching_rule_wins_and_sources_are_named() {
         ..Default::default()
     });
     assert_eq!(admin.inactivity.value, Duration::from_secs(600));
-    assert_eq!(admin.inactivity.source, Source::Rule { index: 0, name: "admins" });
+    assert_eq!(
+        admin.inactivity.source,
+        Source::Rule {
+            index: 0,
+            name: "admins"
+        }
+    );
     assert_eq!(admin.max_duration.source, Source::Builtin);
     assert_eq!(admin.banner.value, "hi");
     let other = p.effective(&Subject {
@@ -239,12 +276,19 @@ fn oversized_and_binary_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.yaml");
     std::fs::write(&big, "#".repeat(2 * 1024 * 1024)).unwrap();
-    assert!(matches!(Policy::load(&big), Err(PolicyError::TooLarge { .. })));
+    assert!(matches!(
+        Policy::load(&big),
+        Err(PolicyError::TooLarge { .. })
+    ));
     let bin = dir.path().join("bin.yaml");
     std::fs::write(&bin, b"version: 1\n\xff\xfe\x00").unwrap();
     let e = Policy::load(&bin).unwrap_err();
     assert!(e.to_string().contains("not UTF-8 text (byte 11"), "{e}");
     let missing = dir.path().join("missing.yaml");
     let e = Policy::load(&missing).unwrap_err();
-    assert!(e.to_string().contains("missing.yaml: cannot read the policy"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("missing.yaml: cannot read the policy"),
+        "{e}"
+    );
 }

@@ -536,7 +536,8 @@ mod tests {
                         let id = format!("t{t}-{i}");
                         s.create_session(&crate::store::conformance::session(&id, "u", i))
                             .unwrap();
-                        s.end_session(&id, Utc::now(), EndReason::Logout).unwrap();
+                        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+                        s.end_session(&id, at, EndReason::Logout).unwrap();
                     }
                 })
             })
