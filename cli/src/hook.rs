@@ -37,7 +37,11 @@ pub enum HookCommand {
         admin_token_file: Option<PathBuf>,
         /// A granted scope that asks for a persistent login
         /// (remember_me.max_duration); repeat for several.
-        #[arg(long = "remember-me-scope", value_name = "SCOPE", default_value = "offline_access")]
+        #[arg(
+            long = "remember-me-scope",
+            value_name = "SCOPE",
+            default_value = "offline_access"
+        )]
         remember_me_scopes: Vec<String>,
         /// The claim holding the user's groups.
         #[arg(long, value_name = "CLAIM", default_value = "groups")]
@@ -46,7 +50,7 @@ pub enum HookCommand {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    curfew_policy::duration::parse(text)
+    humantime::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Runs a hook command.

@@ -331,26 +331,28 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// The answer to a client that failed to authenticate.
+fn invalid_client() -> Response {
+    let mut r = oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "client authentication failed",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic"),
+    );
+    r
+}
+
 /// The client authenticating an introspection or revocation request:
 /// HTTP Basic (RFC 6749 2.3.1, form-encoded id and secret) or `client_id`
-/// (and `client_secret`) in the body.
+/// (and `client_secret`) in the body. `None` if it did not.
 fn authenticate_client(
     app: &App,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<String, Response> {
-    let unauthorized = || {
-        let mut r = oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic"),
-        );
-        r
-    };
+) -> Option<String> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -359,28 +361,28 @@ fn authenticate_client(
         Some(b64) => {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
-                .map_err(|_| unauthorized())?;
-            let raw = String::from_utf8(raw).map_err(|_| unauthorized())?;
-            let (id, secret) = raw.split_once(':').ok_or_else(unauthorized)?;
+                .ok()?;
+            let raw = String::from_utf8(raw).ok()?;
+            let (id, secret) = raw.split_once(':')?;
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(&s.replace('+', " "))
                     .decode_utf8()
                     .map(|c| c.into_owned())
+                    .ok()
             };
-            let id = decode(id).map_err(|_| unauthorized())?;
-            let secret = decode(secret).map_err(|_| unauthorized())?;
+            let (id, secret) = (decode(id)?, decode(secret)?);
             (id, (!secret.is_empty()).then_some(secret))
         }
         None => (
-            form.get("client_id").cloned().ok_or_else(unauthorized)?,
+            form.get("client_id").cloned()?,
             form.get("client_secret").cloned(),
         ),
     };
     app.oauth()
         .registry
         .check(&id, secret.as_deref().map(str::as_bytes))
-        .map_err(|_| unauthorized())?;
-    Ok(id)
+        .ok()?;
+    Some(id)
 }
 
 async fn introspect(
@@ -389,8 +391,8 @@ async fn introspect(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     blocking(move || {
-        if let Err(r) = authenticate_client(&app, &headers, &form) {
-            return r;
+        if authenticate_client(&app, &headers, &form).is_none() {
+            return invalid_client();
         }
         let Some(token) = form.get("token") else {
             return oauth_error(
@@ -438,9 +440,8 @@ async fn revoke(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     blocking(move || {
-        let client = match authenticate_client(&app, &headers, &form) {
-            Ok(c) => c,
-            Err(r) => return r,
+        let Some(client) = authenticate_client(&app, &headers, &form) else {
+            return invalid_client();
         };
         let Some(token) = form.get("token") else {
             return oauth_error(

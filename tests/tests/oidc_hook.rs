@@ -1,0 +1,417 @@
+//! `curfew hook serve`, the real binary, answering Hydra-shaped token-hook
+//! requests: allow with claims, deny, and the policy's values in them;
+//! revocations through the real `curfew revoke`; health, metrics, the body
+//! limit, the admin token, and reloading the policy file (keeping the last
+//! good one when the new one is invalid).
+//!
+//! Times are carried by the requests (`auth_time`), so no clock is moved;
+//! inactivity, which needs one, is covered in process by
+//! `oidc_hook/tests/hook.rs` with a hand-set clock.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use curfew_e2e::common::{curfew_bin, wait_for, write_file, ChildGuard};
+use curfew_e2e::oidc::spawn_listening;
+use serde_json::{json, Value};
+
+const ADMIN_TOKEN: &str = "admin-0123456789abcdef";
+
+fn policy_text(dir: &Path, banner: &str) -> String {
+    format!(
+        r#"version: 1
+session:
+  max_duration: 1h
+  inactivity: 10m
+  warn_before: 2m
+  remember_me: {{ max_duration: 1d }}
+banner: {{ text: "{banner}" }}
+rules:
+  - name: admins
+    match: {{ groups: [wheel] }}
+    session: {{ inactivity: 5m }}
+    banner: {{ text: "Admins: every command is recorded." }}
+  - name: ci
+    match: {{ clients: [ci] }}
+    session: {{ max_duration: 20m }}
+store: {{ backend: sqlite, path: {}/state.db }}
+"#,
+        dir.display()
+    )
+}
+
+struct Hook {
+    _guard: ChildGuard,
+    base: String,
+    policy: PathBuf,
+    http: reqwest::blocking::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_file(
+            dir.path(),
+            "policy.yaml",
+            &policy_text(dir.path(), "Authorized use only."),
+        );
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).expect("write token");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let mut cmd = Command::new(curfew_bin());
+        cmd.arg("--policy")
+            .arg(&policy)
+            .args([
+                "hook",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--reload-interval",
+                "50ms",
+            ])
+            .arg("--admin-token-file")
+            .arg(&token)
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH");
+        let (guard, base) = spawn_listening(cmd, "curfew hook serve", &dir.path().join("hook.err"));
+        Hook {
+            _guard: guard,
+            base,
+            policy,
+            http: reqwest::blocking::Client::new(),
+            dir,
+        }
+    }
+
+    fn post_raw(&self, body: String) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/token-hook", self.base))
+            .header("content-type", "application/json; charset=UTF-8")
+            .body(body)
+            .send()
+            .expect("POST /token-hook");
+        let status = r.status().as_u16();
+        let text = r.text().expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn post(&self, body: &Value) -> (u16, Value) {
+        self.post_raw(body.to_string())
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .expect("GET");
+        (r.status().as_u16(), r.text().expect("body"))
+    }
+
+    fn healthz(&self) -> Value {
+        let (status, body) = self.get("/healthz");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).expect("healthz JSON")
+    }
+
+    fn curfew(&self, args: &[&str]) {
+        let out = Command::new(curfew_bin())
+            .arg("--policy")
+            .arg(&self.policy)
+            .args(args)
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH")
+            .output()
+            .expect("run curfew");
+        assert!(
+            out.status.success(),
+            "curfew {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    #[allow(clippy::disallowed_methods)] // the test is an entry point
+    Utc::now()
+}
+
+/// What Hydra posts (the shape of its own test snapshots).
+fn hydra(
+    subject: &str,
+    client: &str,
+    auth_time: DateTime<Utc>,
+    grant: &str,
+    scopes: &[&str],
+) -> Value {
+    json!({
+        "session": {
+            "id_token": {
+                "id_token_claims": {
+                    "jti": "", "iss": "http://127.0.0.1:4444/", "sub": subject, "aud": [client],
+                    "nonce": "", "at_hash": "", "acr": "1", "amr": null, "c_hash": "",
+                    "exp": "0001-01-01T00:00:00Z",
+                    "iat": auth_time.to_rfc3339(), "rat": auth_time.to_rfc3339(),
+                    "auth_time": auth_time.to_rfc3339(),
+                    "ext": {"sid": format!("hydra-{subject}")}
+                },
+                "headers": {"extra": {}},
+                "expires_at": {},
+                "subject": subject
+            },
+            "extra": {},
+            "kid": "", "client_id": client, "consent_challenge": "",
+            "exclude_not_before_claim": false, "allowed_top_level_claims": [],
+            "mirror_top_level_claims": true, "preserve_ext_claims": false
+        },
+        "request": {
+            "client_id": client,
+            "requested_scopes": scopes,
+            "granted_scopes": scopes,
+            "granted_audience": [],
+            "grant_types": [grant],
+            "payload": {"grant_type": [grant]}
+        }
+    })
+}
+
+fn claim(v: &Value, token: &str, name: &str) -> Value {
+    v["session"][token][name].clone()
+}
+
+#[test]
+fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
+    let h = Hook::start();
+    let login = now() - chrono::Duration::seconds(60);
+
+    // Allow: 200 with the session claims in both tokens.
+    let before = now().timestamp();
+    let (status, v) = h.post(&hydra(
+        "alice",
+        "web",
+        login,
+        "authorization_code",
+        &["openid", "offline"],
+    ));
+    let after = now().timestamp();
+    assert_eq!(status, 200, "{v}");
+    let sid = claim(&v, "access_token", "sid");
+    assert_eq!(sid.as_str().expect("sid").len(), 32);
+    assert_eq!(
+        claim(&v, "id_token", "sid"),
+        "hydra-alice",
+        "Hydra's own sid is kept"
+    );
+    assert_eq!(claim(&v, "id_token", "curfew_sid"), sid);
+    assert_eq!(
+        claim(&v, "access_token", "curfew_absolute_deadline"),
+        login.timestamp() + 3600,
+        "max_duration 1h from auth_time"
+    );
+    let idle = claim(&v, "access_token", "curfew_idle_deadline")
+        .as_i64()
+        .expect("idle");
+    assert!(
+        (before + 600..=after + 600).contains(&idle),
+        "inactivity 10m from now"
+    );
+    assert_eq!(claim(&v, "access_token", "curfew_warn_at"), idle - 120);
+    assert_eq!(
+        claim(&v, "access_token", "curfew_banner"),
+        "Authorized use only."
+    );
+    assert_eq!(
+        claim(&v, "id_token", "curfew_banner"),
+        "Authorized use only."
+    );
+
+    // The refresh of the same login is the same session.
+    let (status, v) = h.post(&hydra(
+        "alice",
+        "web",
+        login,
+        "refresh_token",
+        &["openid", "offline"],
+    ));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(claim(&v, "access_token", "sid"), sid);
+
+    // A group rule, from the groups claim.
+    let mut root = hydra("root", "web", login, "authorization_code", &["openid"]);
+    root["session"]["id_token"]["id_token_claims"]["ext"]["groups"] = json!(["wheel"]);
+    let (status, v) = h.post(&root);
+    assert_eq!(status, 200, "{v}");
+    let idle = claim(&v, "access_token", "curfew_idle_deadline")
+        .as_i64()
+        .expect("idle");
+    assert!(
+        (before + 300..=now().timestamp() + 300).contains(&idle),
+        "admins: inactivity 5m"
+    );
+    assert_eq!(
+        claim(&v, "id_token", "curfew_banner"),
+        "Admins: every command is recorded."
+    );
+
+    // A client rule: ci sessions live 20 minutes.
+    let (status, v) = h.post(&hydra("deploy", "ci", login, "authorization_code", &[]));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        claim(&v, "access_token", "curfew_absolute_deadline"),
+        login.timestamp() + 1200
+    );
+
+    // Deny: a login older than max_duration, unless it asked to be remembered.
+    let old = now() - chrono::Duration::hours(2);
+    let (status, v) = h.post(&hydra(
+        "bob",
+        "web",
+        old,
+        "refresh_token",
+        &["openid", "offline"],
+    ));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"], "access_denied");
+    assert_eq!(v["curfew_reason"], "max_duration");
+    let (status, v) = h.post(&hydra(
+        "bob",
+        "web",
+        old,
+        "refresh_token",
+        &["openid", "offline_access"],
+    ));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        claim(&v, "access_token", "curfew_absolute_deadline"),
+        old.timestamp() + 86_400
+    );
+
+    // `curfew revoke user` ends alice's session and locks her out; bob goes on.
+    h.curfew(&["revoke", "user", "alice", "--reason", "e2e"]);
+    let (status, v) = h.post(&hydra(
+        "alice",
+        "web",
+        login,
+        "refresh_token",
+        &["openid", "offline"],
+    ));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["curfew_reason"], "revoked");
+    let (status, _) = h.post(&hydra("alice", "web", now(), "authorization_code", &[]));
+    assert_eq!(status, 403, "a new login of a revoked user is refused too");
+    let (status, _) = h.post(&hydra("bob", "web", now(), "authorization_code", &[]));
+    assert_eq!(status, 200);
+
+    // Client credentials: no user, 204; refused once the client is revoked.
+    let cc = json!({"session": {"id_token": {"id_token_claims": {"auth_time": "0001-01-01T00:00:00Z"}},
+                                "client_id": "batch"},
+                    "request": {"client_id": "batch", "grant_types": ["client_credentials"]}});
+    assert_eq!(h.post(&cc).0, 204);
+    h.curfew(&["revoke", "client", "batch"]);
+    assert_eq!(h.post(&cc).0, 403);
+
+    // Unreadable and oversized requests.
+    assert_eq!(h.post_raw("{not json".into()).0, 400);
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
+    assert_eq!(h.post_raw(big).0, 413);
+
+    // Health and metrics.
+    let health = h.healthz();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["policy"]["generation"], 1);
+    let (status, metrics) = h.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("curfew_hook_requests_total{outcome=\"allow\"} 7"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("curfew_hook_requests_total{outcome=\"deny\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("curfew_hook_denials_total{reason=\"revoked\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("curfew_hook_requests_total{outcome=\"bad_request\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("curfew_hook_request_duration_seconds_count 13"),
+        "{metrics}"
+    );
+
+    // The admin route needs the token.
+    let r = h
+        .http
+        .post(format!("{}/admin/reload", h.base))
+        .send()
+        .expect("POST /admin/reload");
+    assert_eq!(r.status().as_u16(), 401);
+    let r = h
+        .http
+        .post(format!("{}/admin/reload", h.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .expect("POST /admin/reload");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn curfew_hook_serve_reloads_the_policy_and_keeps_the_last_good_one() {
+    let h = Hook::start();
+    let request = || hydra("carol", "web", now(), "authorization_code", &[]);
+    let (status, v) = h.post(&request());
+    assert_eq!(status, 200);
+    assert_eq!(
+        claim(&v, "access_token", "curfew_banner"),
+        "Authorized use only."
+    );
+
+    // An invalid edit: the hook says so and keeps deciding with the last good policy.
+    std::fs::write(&h.policy, "version: 1\nsession: { inactivity: 3h }\n").expect("write");
+    let health = wait_for(Duration::from_secs(20), || {
+        let v = h.healthz();
+        (!v["policy"]["last_error"].is_null()).then_some(v)
+    })
+    .expect("the hook reports the rejected policy");
+    assert!(health["policy"]["last_error"]
+        .as_str()
+        .expect("error")
+        .contains("inactivity"));
+    assert_eq!(health["policy"]["generation"], 1);
+    let (status, v) = h.post(&request());
+    assert_eq!(status, 200);
+    assert_eq!(
+        claim(&v, "access_token", "curfew_banner"),
+        "Authorized use only."
+    );
+    let (_, metrics) = h.get("/metrics");
+    assert!(
+        metrics.contains("curfew_policy_reload_failing 1"),
+        "{metrics}"
+    );
+
+    // A valid edit is put in force.
+    std::fs::write(&h.policy, policy_text(h.dir.path(), "Reloaded banner.")).expect("write");
+    wait_for(Duration::from_secs(20), || {
+        (h.healthz()["policy"]["generation"] == 2).then_some(())
+    })
+    .expect("the hook reloads the valid policy");
+    assert!(h.healthz()["policy"]["last_error"].is_null());
+    let (status, v) = h.post(&request());
+    assert_eq!(status, 200);
+    assert_eq!(
+        claim(&v, "access_token", "curfew_banner"),
+        "Reloaded banner."
+    );
+}
