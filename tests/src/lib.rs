@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod common;
+pub mod enforce;
 pub mod oidc;
 pub mod pam;

@@ -24,7 +24,13 @@ pub struct LinuxHost {
     clock: Option<BootClock>,
     guard: Option<Guard>,
     groups: HashMap<String, (Instant, Vec<String>)>,
+    notified: bool,
 }
+
+/// Time for a notice written just before an end to reach the user: sshd
+/// relays the terminal's output asynchronously, and a SIGHUP at once would
+/// lose the line.
+const NOTICE_DELIVERY: Duration = Duration::from_millis(150);
 
 impl LinuxHost {
     /// The host, ending sessions with these grace periods.
@@ -37,12 +43,14 @@ impl LinuxHost {
             clock: None,
             guard: None,
             groups: HashMap::new(),
+            notified: false,
         }
     }
 }
 
 impl Host for LinuxHost {
     fn refresh(&mut self) -> Result<()> {
+        self.notified = false;
         self.snap = self.procfs.scan()?;
         self.clock = Some(BootClock {
             boot_time: self.procfs.boot_time()?,
@@ -86,14 +94,19 @@ impl Host for LinuxHost {
     }
 
     fn notify(&mut self, observation: &Observation, line: &str) -> usize {
-        observation
+        let n = observation
             .ttys
             .iter()
             .filter(|t| tty::write_notice(t, line).is_ok())
-            .count()
+            .count();
+        self.notified |= n > 0;
+        n
     }
 
     fn end(&mut self, sessions: &[Observation]) -> Vec<Ended> {
+        if std::mem::take(&mut self.notified) {
+            std::thread::sleep(NOTICE_DELIVERY);
+        }
         let targets = sessions
             .iter()
             .map(|o| Target {

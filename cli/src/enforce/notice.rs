@@ -16,10 +16,13 @@ fn remaining(deadline: DateTime<Utc>, now: DateTime<Utc>) -> String {
 
 /// The warning ahead of a forced end: what will happen, when, and for
 /// idleness, that any key keeps the session (the "Extend Session" dialog).
+/// The kernel records input when a program reads it: at once in programs
+/// that read each key (bash, zsh, editors), at Enter at a prompt that reads
+/// whole lines (dash, `read`); the text says so.
 pub fn warning(w: &Warning, now: DateTime<Utc>) -> String {
     match w.kind {
         NextEnd::Idle => format!(
-            "curfew: this session is idle and will be closed at {} (in {}). Press any key to keep it open.",
+            "curfew: this session is idle and will be closed at {} (in {}). Press any key (Enter at a plain prompt) to stay logged in.",
             clock_time(w.deadline),
             remaining(w.deadline, now)
         ),

@@ -1,0 +1,571 @@
+//! The enforcer's end-to-end harness: a loopback sshd with
+//! `libpam_curfew.so` in its stack, a throwaway user, `curfew enforce`
+//! running against the same policy and store, and interactive ssh sessions
+//! on a pty that the test types into and reads from.
+//!
+//! Everything a test adds to the machine is held by a guard and undone when
+//! it drops: the PAM service file under /etc/pam.d, the user, /run/sshd if
+//! it was made here, and sshd, the enforcer and every ssh client (stopped by
+//! PID).
+//!
+//! OpenSSH takes its PAM service name from the name it was started under,
+//! so sshd runs through a symlink named like the one service file added
+//! under /etc/pam.d: Debian's own /etc/pam.d/sshd with the lines of
+//! examples/pam.d/sshd.snippet spliced in where the snippet says (the same
+//! scheme as the PAM suite, tests/tests/sshd.rs).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{curfew_bin, is_root, pam_module, wait_for, write_file, ChildGuard};
+use crate::pam::{text, AddedFile, PamSandbox};
+
+/// One fixture at a time in a test binary: they share /run/sshd, and user
+/// management takes /etc/passwd's lock.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A user created for the test; `userdel` when dropped.
+pub struct ThrowawayUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+}
+
+impl ThrowawayUser {
+    fn create(name: &str, home: &Path, password: &str) -> ThrowawayUser {
+        // --system: no subordinate ids, no mail spool; --user-group: a group
+        // of the same name, which userdel removes again. /bin/sh (dash) has
+        // no TMOUT, so an idle shell is ended by the enforcer, not by itself.
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--shell",
+                "/bin/sh",
+                "--home-dir",
+            ])
+            .arg(home)
+            .arg(name)
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd: {:?}", text(&out));
+        let uid = nix::unistd::User::from_name(name)
+            .expect("getpwnam")
+            .expect("the new user exists")
+            .uid
+            .as_raw();
+        let user = ThrowawayUser {
+            name: name.to_owned(),
+            uid,
+        };
+        let status = Command::new("chown")
+            .arg(format!("{name}:{name}"))
+            .arg(home)
+            .status()
+            .expect("chown home");
+        assert!(status.success());
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        {
+            let mut stdin = chpasswd.stdin.take().expect("stdin");
+            writeln!(stdin, "{name}:{password}").expect("write chpasswd");
+        }
+        assert!(chpasswd.wait().expect("wait chpasswd").success());
+        user
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        // The user's last process (an sshd session child) may still be
+        // exiting: userdel refuses while it runs.
+        for _ in 0..100 {
+            match Command::new("userdel").arg(&self.name).output() {
+                Ok(out) if out.status.success() => return,
+                Ok(out) if out.status.code() == Some(6) => return, // no such user
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        eprintln!("could not remove user {}", self.name);
+    }
+}
+
+/// /run/sshd (sshd's privilege separation directory), removed again if it
+/// was made here.
+struct RunDir {
+    created: bool,
+}
+
+impl RunDir {
+    fn ensure() -> RunDir {
+        let p = Path::new("/run/sshd");
+        if p.exists() {
+            return RunDir { created: false };
+        }
+        std::fs::create_dir(p).expect("mkdir /run/sshd");
+        RunDir { created: true }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+    }
+}
+
+/// Debian's sshd stack with the snippet's lines where the snippet says:
+/// account lines after `@include common-account`, session lines before
+/// `@include common-session` (after pam_loginuid, so the session has its
+/// audit session id when it is registered).
+fn service_file(module: &Path, policy: &Path) -> String {
+    let snippet_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pam.d/sshd.snippet");
+    let snippet = std::fs::read_to_string(&snippet_path).expect("read sshd.snippet");
+    let ours = |kind: &str| -> Vec<String> {
+        snippet
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(kind))
+            .map(|l| {
+                l.replace("pam_curfew.so", &module.display().to_string())
+                    .replace(
+                        "policy=/etc/curfew/policy.yaml",
+                        &format!("policy={}", policy.display()),
+                    )
+            })
+            .collect()
+    };
+    let (account, session) = (ours("account"), ours("session"));
+    assert!(!account.is_empty() && !session.is_empty(), "{snippet}");
+    let debian = std::fs::read_to_string("/etc/pam.d/sshd").expect("read /etc/pam.d/sshd");
+    let mut out = Vec::new();
+    let (mut saw_account, mut saw_session) = (false, false);
+    for line in debian.lines() {
+        if line.trim() == "@include common-session" {
+            out.extend(session.iter().cloned());
+            saw_session = true;
+        }
+        out.push(line.to_owned());
+        if line.trim() == "@include common-account" {
+            out.extend(account.iter().cloned());
+            saw_account = true;
+        }
+    }
+    assert!(
+        saw_account && saw_session,
+        "/etc/pam.d/sshd is not Debian's: {debian}"
+    );
+    out.join("\n") + "\n"
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A loopback sshd with the module, a throwaway user, a policy whose rule
+/// for that user is the test's, and the enforcer. Fields drop in order:
+/// the enforcer and sshd first, then the user, the service file, /run/sshd
+/// and the files.
+pub struct EnforceFixture {
+    enforcer: Option<ChildGuard>,
+    sshd: ChildGuard,
+    /// The throwaway user.
+    pub user: ThrowawayUser,
+    _service_file: AddedFile,
+    _run_dir: RunDir,
+    /// Policy, store and the logs.
+    pub sandbox: PamSandbox,
+    /// The PAM service name (what sshd runs as).
+    pub service: String,
+    password: String,
+    port: u16,
+    sshd_log: PathBuf,
+    enforcer_log: PathBuf,
+    client_home: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl EnforceFixture {
+    /// Starts sshd for a new user whose sessions get `session` (a flow
+    /// mapping such as `{ inactivity: 30s, warn_before: 10s }`), and the
+    /// enforcer with its default interval.
+    pub fn start(session: &str) -> EnforceFixture {
+        assert!(is_root(), "run as root (scripts/test does when uid is 0)");
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let user_name = format!("curfew-enf-{pid}-{n}");
+        let service = format!("curfew-enf-sshd-{pid}-{n}");
+        let password = format!("Ef-{pid}-{n}-x9");
+        let sandbox = PamSandbox::new(&format!(
+            "version: 1\n\
+             session: {{ max_duration: 12h, inactivity: 30m, warn_before: 2m }}\n\
+             rules:\n  \
+               - name: e2e-enforce\n    \
+                 match: {{ users: [{user_name}], services: [{service}] }}\n    \
+                 session: {session}\n\
+             audit: {{ syslog: false }}\n"
+        ));
+        let dir = sandbox.dir.path().to_owned();
+        let home = dir.join("home");
+        std::fs::create_dir(&home).expect("mkdir home");
+        // The user must reach its home: the sandbox may be searched, not written.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod sandbox");
+        let client_home = dir.join("client");
+        std::fs::create_dir(&client_home).expect("mkdir client home");
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("host_key"))
+            .status()
+            .expect("ssh-keygen");
+        assert!(keygen.success());
+        let port = free_port();
+        let config = write_file(
+            &dir,
+            "sshd_config",
+            &format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {}\n\
+                 PidFile none\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication yes\n\
+                 PubkeyAuthentication no\n\
+                 PermitRootLogin no\n\
+                 AllowUsers {user_name}\n\
+                 AuthorizedKeysFile none\n\
+                 StrictModes no\n\
+                 PrintMotd no\n\
+                 PrintLastLog no\n\
+                 UseDNS no\n\
+                 LogLevel VERBOSE\n",
+                dir.join("host_key").display()
+            ),
+        );
+        let sshd_link = dir.join(&service);
+        std::os::unix::fs::symlink("/usr/sbin/sshd", &sshd_link).expect("symlink sshd");
+        let run_dir = RunDir::ensure();
+        let service_file = AddedFile::create(
+            &Path::new("/etc/pam.d").join(&service),
+            &service_file(&pam_module(), &sandbox.policy),
+        );
+        let user = ThrowawayUser::create(&user_name, &home, &password);
+
+        let sshd_log = dir.join("sshd.log");
+        let log_file = File::create(&sshd_log).expect("create sshd.log");
+        let child = Command::new(&sshd_link)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start sshd");
+        let sshd = ChildGuard::new("sshd", child);
+        let enforcer_log = dir.join("enforce.log");
+        let mut fixture = EnforceFixture {
+            enforcer: None,
+            sshd,
+            user,
+            _service_file: service_file,
+            _run_dir: run_dir,
+            sandbox,
+            service,
+            password,
+            port,
+            sshd_log,
+            enforcer_log,
+            client_home,
+            _serial: serial,
+        };
+        let up = wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = fixture.sshd.child.try_wait() {
+                panic!("sshd exited ({status}): {}", fixture.logs());
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "sshd never listened: {}", fixture.logs());
+        fixture.start_enforcer();
+        fixture
+    }
+
+    fn start_enforcer(&mut self) {
+        let log = File::create(&self.enforcer_log).expect("create enforce.log");
+        let child = Command::new(curfew_bin())
+            .arg("--policy")
+            .arg(&self.sandbox.policy)
+            .arg("enforce")
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start curfew enforce");
+        self.enforcer = Some(ChildGuard::new("curfew enforce", child));
+        let started = wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&self.enforcer_log)
+                .ok()
+                .filter(|t| t.contains("enforcing the PAM sessions"))
+        });
+        assert!(
+            started.is_some(),
+            "the enforcer did not start: {}",
+            self.logs()
+        );
+    }
+
+    /// sshd's and the enforcer's logs, for assertion messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- sshd ---\n{}\n--- curfew enforce ---\n{}",
+            std::fs::read_to_string(&self.sshd_log).unwrap_or_default(),
+            self.enforcer_log_text()
+        )
+    }
+
+    /// The enforcer's log.
+    pub fn enforcer_log_text(&self) -> String {
+        std::fs::read_to_string(&self.enforcer_log).unwrap_or_default()
+    }
+
+    /// Whether the enforcer is still running.
+    pub fn enforcer_running(&mut self) -> bool {
+        self.enforcer
+            .as_mut()
+            .is_some_and(|e| matches!(e.child.try_wait(), Ok(None)))
+    }
+
+    /// Opens an interactive login shell on a pty (`ssh -tt`), and waits
+    /// until its session is registered and its shell answers.
+    pub fn login(&self) -> Interactive {
+        let before: Vec<String> = self.live_sessions().iter().map(id_of).collect();
+        let mut child = Command::new("sshpass")
+            .arg("-p")
+            .arg(&self.password)
+            .arg("ssh")
+            .args(["-tt", "-F", "/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "PubkeyAuthentication=no"])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .args(["-o", "PreferredAuthentications=password"])
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{}@127.0.0.1", self.user.name))
+            .env("HOME", &self.client_home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sshpass ssh");
+        let stdin = child.stdin.take().expect("stdin");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        let mut shell = Interactive {
+            client: ChildGuard::new("ssh", child),
+            stdin,
+            output,
+            session: Value::Null,
+        };
+        let mark = "login-ready";
+        shell.send(&format!("echo {mark}-$((6*7))\n"));
+        let ready = wait_for(Duration::from_secs(30), || {
+            shell.output().contains(&format!("{mark}-42")).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "the shell never answered: {}\n{}",
+            shell.output(),
+            self.logs()
+        );
+        let session = wait_for(Duration::from_secs(10), || {
+            self.live_sessions()
+                .into_iter()
+                .find(|s| !before.contains(&id_of(s)))
+        })
+        .unwrap_or_else(|| panic!("the login was not registered: {}", self.logs()));
+        shell.session = session;
+        shell
+    }
+
+    /// The user's live sessions.
+    pub fn live_sessions(&self) -> Vec<Value> {
+        self.sandbox
+            .sessions()
+            .into_iter()
+            .filter(|s| s["user"] == self.user.name.as_str() && s["ended_at"].is_null())
+            .collect()
+    }
+
+    /// One session's record, as `curfew sessions list --all` shows it.
+    pub fn record(&self, id: &str) -> Value {
+        self.sandbox
+            .sessions()
+            .into_iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no session {id}"))
+    }
+
+    /// Runs the `curfew` CLI against the fixture's policy.
+    pub fn curfew(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(curfew_bin())
+            .arg("--policy")
+            .arg(&self.sandbox.policy)
+            .args(args)
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curfew");
+        assert!(
+            out.status.success(),
+            "curfew {args:?} failed: {:?}",
+            text(&out)
+        );
+        out
+    }
+
+    /// A process of the user that is not in any of its sessions (started
+    /// here, with the user's uid): the enforcer must leave it alone.
+    pub fn outsider(&self) -> ChildGuard {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sleep")
+            .arg("600")
+            .uid(self.user.uid)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the outsider");
+        ChildGuard::new("outsider", child)
+    }
+}
+
+impl Drop for EnforceFixture {
+    fn drop(&mut self) {
+        // The enforcer first: it must not act on what the teardown does.
+        self.enforcer = None;
+        // Every process still in a session of the user (none, when the test
+        // passed), so that userdel can proceed.
+        for s in self
+            .sandbox
+            .sessions()
+            .iter()
+            .filter(|s| s["user"] == self.user.name.as_str())
+        {
+            if let Some(audit) = s["audit_session_id"].as_u64() {
+                for pid in audit_session_processes(audit as u32) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn id_of(s: &Value) -> String {
+    s["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An interactive ssh session: what the test types goes to the remote
+/// shell's terminal, and everything the terminal shows is collected.
+pub struct Interactive {
+    client: ChildGuard,
+    stdin: ChildStdin,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// Its session record at login.
+    pub session: Value,
+}
+
+impl Interactive {
+    /// Types `keys`.
+    pub fn send(&mut self, keys: &str) {
+        // The client may be gone already (the session was ended).
+        let _ = self.stdin.write_all(keys.as_bytes());
+        let _ = self.stdin.flush();
+    }
+
+    /// Everything the terminal showed so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// The session id.
+    pub fn id(&self) -> String {
+        id_of(&self.session)
+    }
+
+    /// The audit session id the PAM module recorded.
+    pub fn audit_session(&self) -> Option<u32> {
+        self.session["audit_session_id"]
+            .as_u64()
+            .and_then(|a| u32::try_from(a).ok())
+    }
+
+    /// Whether the ssh client has exited, and how.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.client.child.try_wait().ok().flatten()
+    }
+
+    /// Types a command and waits up to `timeout` for its answer: proof that
+    /// the shell is alive and reading its terminal.
+    pub fn answers(&mut self, timeout: Duration) -> bool {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        self.send(&format!("echo alive-{n}-$((6*7))\n"));
+        let want = format!("alive-{n}-42");
+        wait_for(timeout, || self.output().contains(&want).then_some(())).is_some()
+    }
+}
+
+/// The running (not zombie) processes whose audit session id is `audit`.
+pub fn audit_session_processes(audit: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let sid = std::fs::read_to_string(format!("/proc/{pid}/sessionid")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("X");
+            sid.trim().parse::<u32>().ok() == Some(audit) && !matches!(state, "Z" | "X")
+        })
+        .collect()
+}
