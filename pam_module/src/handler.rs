@@ -1,6 +1,6 @@
 //! What the hooks ask of libpam, as a trait (kanidm's `PamHandler` idea).
 //!
-//! [`crate::ffi`] implements it over a real `pam_handle_t`; the unit tests
+//! The private `ffi` module implements it over a real `pam_handle_t`; the unit tests
 //! implement it with a scripted mock that checks every step. The hooks never
 //! touch libpam any other way.
 #![forbid(unsafe_code)]
