@@ -88,6 +88,11 @@ impl SqliteStore {
             Err(e) => return Err(unavailable(format!("cannot create it: {e}"))),
         }
         crate::fsperm::check(path)?;
+        // SQLite reports a read-only file or file system only as "unable to
+        // open database file"; ask the kernel first so the log names the cause.
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+            return Err(unavailable(format!("cannot open it for writing: {e}")));
+        }
         let conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
         let store = SqliteStore {
             path: path.to_owned(),
