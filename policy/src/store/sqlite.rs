@@ -144,15 +144,6 @@ impl SqliteStore {
             .map_err(|e| self.err(e))?;
         c.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| self.err(e))?;
-        // Short-lived connections (one per PAM call) would otherwise each
-        // checkpoint on close and delete the WAL, three more fsyncs and an
-        // unlink per call; SQLite's auto-checkpoint (every 1000 pages) and
-        // long-lived connections keep the WAL short.
-        c.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(|e| self.err(e))?;
         Ok(())
     }
 
