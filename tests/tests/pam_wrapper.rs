@@ -358,3 +358,57 @@ fn the_module_stacks_with_others_in_one_service() {
     assert!(stderr.contains("unknown option \"frobnicate\""), "{stderr}");
     assert!(stderr.contains("SYSLOG(7)"), "debug lines: {stderr}");
 }
+
+#[test]
+fn every_pam_d_snippet_loads_and_works() {
+    // The lines of examples/pam.d/*.snippet, with the built module and the
+    // sandbox's policy in place of the installed ones.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pam.d");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/pam.d") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("snippet") {
+            continue;
+        }
+        seen += 1;
+        let sb = PamSandbox::new(POLICY);
+        let snippet = std::fs::read_to_string(&path).expect("read snippet");
+        let lines: Vec<String> = snippet
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                l.replace(
+                    "pam_curfew.so",
+                    &curfew_e2e::common::pam_module().display().to_string(),
+                )
+                .replace(
+                    "policy=/etc/curfew/policy.yaml",
+                    &format!("policy={}", sb.policy.display()),
+                )
+            })
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("account"))
+                && lines.iter().any(|l| l.starts_with("session")),
+            "{}: {lines:?}",
+            path.display()
+        );
+        sb.service("snippet", &lines);
+        let out = sb.pamtester(
+            "snippet",
+            "daemon",
+            &["acct_mgmt", "open_session", "close_session"],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}\n{stderr}",
+            path.display()
+        );
+        assert!(stdout.contains("Authorized use only."), "{stdout}");
+        let sessions = sb.sessions();
+        assert_eq!(sessions.len(), 1, "{}", path.display());
+        assert_eq!(sessions[0]["end_reason"], "logout");
+    }
+    assert!(seen >= 2, "sshd and login snippets");
+}
