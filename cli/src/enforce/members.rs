@@ -47,6 +47,10 @@ pub enum Unfound {
     /// The process with the recorded pid started after the session did: the
     /// pid was reused by an unrelated process.
     PidReused,
+    /// The recorded audit session id is shared with processes older than
+    /// the session (it was inherited from an enclosing login), and the
+    /// recorded process that would narrow it down is gone.
+    SharedAudit,
 }
 
 impl std::fmt::Display for Unfound {
@@ -56,6 +60,9 @@ impl std::fmt::Display for Unfound {
             Unfound::NoIdentity => "its record has neither an audit session id nor a pid",
             Unfound::LeaderGone => "its recorded process is gone",
             Unfound::PidReused => "its recorded pid now belongs to a process started later",
+            Unfound::SharedAudit => {
+                "its audit session id is shared with older processes and its recorded process is gone"
+            }
         })
     }
 }
@@ -111,6 +118,9 @@ impl BootClock {
 /// Slack for comparing a process start time with a recorded time: boot time
 /// is known to the second and moves with clock adjustments.
 const SLACK: chrono::Duration = chrono::Duration::seconds(2);
+/// How long before its registration the process opening a session may have
+/// started (sshd's LoginGraceTime is 2 minutes by default).
+const LOGIN_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 /// A session that started this long before boot is from an earlier boot.
 const PREVIOUS_BOOT: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -135,26 +145,72 @@ fn membership(session: &Session, snap: &Snapshot, clock: BootClock) -> Membershi
     if session.started_at < clock.boot() - PREVIOUS_BOOT {
         return Membership::Unknown(Unfound::PreviousBoot);
     }
-    if let Some(id) = session
+    let leader = leader(session, snap, clock);
+    let Some(id) = session
         .audit_session_id
         .filter(|&id| id != super::procfs::NO_AUDIT_SESSION)
-    {
-        return Membership::Audit(id);
+    else {
+        return match leader {
+            Ok(leader) => Membership::Tree {
+                leader: leader.id(),
+                leaders: BTreeSet::new(),
+            },
+            Err(why) => Membership::Unknown(why),
+        };
+    };
+    // pam_loginuid makes a new audit session in the process that opens the
+    // PAM session (the recorded pid): every process of it is that process
+    // or started after it. A member that is older means the id was
+    // inherited from an enclosing login (su, sudo, or a stack without
+    // pam_loginuid), and belongs to more than this session.
+    let in_audit = || {
+        snap.all()
+            .iter()
+            .filter(move |p| p.audit_session == Some(id))
+    };
+    match leader {
+        Ok(leader) => {
+            let own = leader.audit_session == Some(id)
+                && in_audit().all(|p| p.start_ticks >= leader.start_ticks);
+            if own {
+                Membership::Audit(id)
+            } else {
+                Membership::Tree {
+                    leader: leader.id(),
+                    leaders: BTreeSet::new(),
+                }
+            }
+        }
+        Err(_) => {
+            let earliest = session.started_at - LOGIN_GRACE;
+            if in_audit().all(|p| clock.started(p.start_ticks) >= earliest) {
+                Membership::Audit(id)
+            } else {
+                Membership::Unknown(Unfound::SharedAudit)
+            }
+        }
     }
-    let Some(pid) = session.pid.and_then(|p| i32::try_from(p).ok()) else {
-        return Membership::Unknown(Unfound::NoIdentity);
-    };
-    let Some(leader) = snap.get(pid).filter(|p| !p.exited) else {
-        return Membership::Unknown(Unfound::LeaderGone);
-    };
+}
+
+/// The recorded process, if it is still the one that opened the session.
+fn leader<'s>(
+    session: &Session,
+    snap: &'s Snapshot,
+    clock: BootClock,
+) -> Result<&'s super::procfs::Proc, Unfound> {
+    let pid = session
+        .pid
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or(Unfound::NoIdentity)?;
+    let leader = snap
+        .get(pid)
+        .filter(|p| !p.exited)
+        .ok_or(Unfound::LeaderGone)?;
     // The process that opened the session started before it registered.
     if clock.started(leader.start_ticks) > session.started_at + SLACK {
-        return Membership::Unknown(Unfound::PidReused);
+        return Err(Unfound::PidReused);
     }
-    Membership::Tree {
-        leader: leader.id(),
-        leaders: BTreeSet::new(),
-    }
+    Ok(leader)
 }
 
 /// The members of `membership` in `snap`. `known` are processes found
@@ -348,6 +404,29 @@ mod tests {
         let guard = Guard::new(&snap, 900);
         let m = find(&session(None, Some(200), 1000), &snap, CLOCK, &guard);
         assert_eq!(pids(&m), vec![200, 201, 202, 203]);
+    }
+
+    #[test]
+    fn an_inherited_audit_id_narrows_to_the_process_tree() {
+        // `su` inside the connection: its PAM session records the enclosing
+        // audit session (5) and its own pid, 202, which started after 200.
+        let snap = host();
+        let guard = Guard::new(&snap, 900);
+        let m = find(&session(Some(5), Some(202), 1002), &snap, CLOCK, &guard);
+        assert!(matches!(m.membership, Membership::Tree { .. }), "{m:?}");
+        assert_eq!(pids(&m), vec![202], "not the enclosing login");
+        // Its leader gone, the shared id is not used at all.
+        let m = find(
+            &session(Some(5), Some(4242), 1002 + 3600),
+            &snap,
+            CLOCK,
+            &guard,
+        );
+        assert_eq!(m.membership, Membership::Unknown(Unfound::SharedAudit));
+        assert!(m.procs.is_empty());
+        // The connection's own session still uses it, leader gone or not.
+        let m = find(&session(Some(5), Some(4242), 1000), &snap, CLOCK, &guard);
+        assert_eq!(m.membership, Membership::Audit(5));
     }
 
     #[test]
