@@ -28,6 +28,21 @@ fn policy_with_rules(n: usize) -> Policy {
     Policy::parse(&text, "bench.yaml").expect("valid bench policy")
 }
 
+/// The worst case for the rule index: no rule names users or groups, so
+/// every rule is a candidate and the 100th matches.
+fn policy_with_unkeyed_rules(n: usize) -> Policy {
+    let mut text = String::from("version: 1\nrules:\n");
+    for i in 0..n - 1 {
+        text.push_str(&format!(
+            "  - name: svc{i}\n    match: {{ services: [svc{i}], hosts: [h{i}] }}\n    session: {{ inactivity: 10m }}\n"
+        ));
+    }
+    text.push_str(
+        "  - name: last\n    match: { services: [sshd] }\n    session: { inactivity: 20m }\n",
+    );
+    Policy::parse(&text, "bench.yaml").expect("valid bench policy")
+}
+
 fn revocations(n: usize) -> RevocationSet {
     let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     (0..n)
@@ -94,6 +109,34 @@ fn bench(c: &mut Criterion) {
             black_box(decide(&eff, &state, &revs, lifetime, black_box(now)))
         })
     });
+
+    let unkeyed = policy_with_unkeyed_rules(100);
+    c.bench_function(
+        "decision/100 unkeyed rules (scan) + 1M revocations (allow)",
+        |b| {
+            b.iter(|| {
+                let subject = Subject {
+                    user: black_box("alice"),
+                    groups: &groups,
+                    service: Some("sshd"),
+                    client: None,
+                    host: Some("host1"),
+                };
+                let eff = unkeyed.effective(&subject);
+                let state = SessionState {
+                    id: Some(&session_id),
+                    user: "alice",
+                    client_id: None,
+                    started_at: start,
+                    last_activity: start,
+                    remember_me: false,
+                    terminate_requested: false,
+                };
+                let lifetime = eff.token_lifetime(None).value;
+                black_box(decide(&eff, &state, &revs, lifetime, black_box(now)))
+            })
+        },
+    );
 
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

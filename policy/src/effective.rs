@@ -105,10 +105,33 @@ pub struct Effective<'p> {
 impl Policy {
     /// The first rule that matches `subject`, if any.
     pub fn matching_rule(&self, subject: &Subject<'_>) -> Option<(usize, &Rule)> {
-        self.rules
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matcher.matches(subject))
+        let rules = self.rules();
+        let index = self.rule_index();
+        // The earliest match among the candidates: each candidate list is
+        // ascending, so its first full match is its best; stop early past the
+        // best found so far.
+        let mut best = usize::MAX;
+        let mut scan = |list: &[usize]| {
+            for &i in list {
+                if i >= best {
+                    break;
+                }
+                if rules[i].matcher.matches(subject) {
+                    best = i;
+                    break;
+                }
+            }
+        };
+        scan(&index.unkeyed);
+        if let Some(list) = index.by_user.get(subject.user) {
+            scan(list);
+        }
+        for g in subject.groups {
+            if let Some(list) = index.by_group.get(g.as_str()) {
+                scan(list);
+            }
+        }
+        rules.get(best).map(|r| (best, r))
     }
 
     /// The effective policy for `subject`: the first matching rule's values

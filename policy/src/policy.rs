@@ -189,15 +189,68 @@ pub struct Policy {
     pub session_explicit: LimitsOverride,
     /// The top-level banner (empty for none).
     pub banner: String,
-    /// Rules, in file order; the first match wins.
-    pub rules: Vec<Rule>,
+    /// Rules, in file order; the first match wins. Private so that the
+    /// index below can never go stale; read them with [`Policy::rules`].
+    rules: Vec<Rule>,
+    /// Which rules can match a user or group at all (see [`RuleIndex`]).
+    #[serde(skip)]
+    index: RuleIndex,
     /// The store.
     pub store: StoreConfig,
     /// Audit logging.
     pub audit: AuditConfig,
 }
 
+/// Candidate rules by user and by group, so that finding the first matching
+/// rule costs a few hash lookups instead of a scan of every rule.
+///
+/// A rule with a `users` list can only match those users, so it is listed
+/// under each of them; otherwise a rule with a `groups` list is listed under
+/// each group; every other rule is "unkeyed" and always a candidate. Each
+/// list holds rule indexes in ascending order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RuleIndex {
+    pub(crate) by_user: std::collections::HashMap<String, Vec<usize>>,
+    pub(crate) by_group: std::collections::HashMap<String, Vec<usize>>,
+    pub(crate) unkeyed: Vec<usize>,
+}
+
+impl RuleIndex {
+    fn build(rules: &[Rule]) -> RuleIndex {
+        let mut index = RuleIndex::default();
+        for (i, r) in rules.iter().enumerate() {
+            if let Some(users) = &r.matcher.users {
+                for u in users {
+                    push_once(index.by_user.entry(u.clone()).or_default(), i);
+                }
+            } else if let Some(groups) = &r.matcher.groups {
+                for g in groups {
+                    push_once(index.by_group.entry(g.clone()).or_default(), i);
+                }
+            } else {
+                index.unkeyed.push(i);
+            }
+        }
+        index
+    }
+}
+
+fn push_once(list: &mut Vec<usize>, i: usize) {
+    if list.last() != Some(&i) {
+        list.push(i);
+    }
+}
+
 impl Policy {
+    /// The rules, in file order; the first match wins.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub(crate) fn rule_index(&self) -> &RuleIndex {
+        &self.index
+    }
+
     /// The policy used when no file is given: built-in lifetimes, no banner,
     /// no rules, the SQLite store at its default path.
     pub fn builtin() -> Policy {
@@ -207,6 +260,7 @@ impl Policy {
             session_explicit: LimitsOverride::default(),
             banner: String::new(),
             rules: Vec::new(),
+            index: RuleIndex::default(),
             store: StoreConfig {
                 backend: StoreBackend::Sqlite {
                     path: DEFAULT_STORE_PATH.into(),
@@ -430,6 +484,7 @@ impl Validator<'_> {
             session,
             session_explicit: explicit,
             banner,
+            index: RuleIndex::build(&rules),
             rules,
             store: self.store(raw),
             audit: AuditConfig {

@@ -229,7 +229,7 @@ fn a_policy_replaced_during_loads_is_never_half_read() {
     let mut seen = [0usize; 2];
     for _ in 0..300 {
         let p = Policy::load(&path).unwrap();
-        match (p.rules.len(), p.session.inactivity.as_secs()) {
+        match (p.rules().len(), p.session.inactivity.as_secs()) {
             (200, 600) => seen[0] += 1,
             (300, 1200) => seen[1] += 1,
             other => panic!("half-read policy: {other:?}"),

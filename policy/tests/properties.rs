@@ -260,3 +260,44 @@ fn the_generator_yields_both_valid_and_invalid_policies() {
         "{ok} of {total} accepted: too few rejections"
     );
 }
+
+fn list(names: &'static [&'static str]) -> impl Strategy<Value = Option<Vec<String>>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => prop::collection::vec(prop::sample::select(names), 1..3)
+            .prop_map(|v| Some(v.into_iter().map(String::from).collect())),
+    ]
+}
+
+proptest! {
+    /// The rule index finds exactly the rule a first-match scan finds.
+    #[test]
+    fn indexed_rule_matching_equals_a_linear_scan(
+        rules in prop::collection::vec(
+            (list(&["alice", "bob", "carol"]), list(&["wheel", "staff", "users"]),
+             list(&["sshd", "login"]), list(&["web", "ci"]), list(&["h1", "h2"])),
+            0..12),
+        user in prop::sample::select(&["alice", "bob", "carol", "dave"][..]),
+        groups in prop::collection::vec(prop::sample::select(&["wheel", "staff", "users", "x"][..]), 0..3),
+        service in prop::option::of(prop::sample::select(&["sshd", "login"][..])),
+        client in prop::option::of(prop::sample::select(&["web", "ci"][..])),
+        host in prop::option::of(prop::sample::select(&["h1", "h2"][..])),
+    ) {
+        let mut text = String::from("version: 1\nrules:\n");
+        let fmt = |k: &str, v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{k}: [{}], ", v.join(", "))).unwrap_or_default();
+        for (i, (u, g, s, c, h)) in rules.iter().enumerate() {
+            text.push_str(&format!(
+                "  - name: r{i}\n    match: {{ {}{}{}{}{} }}\n",
+                fmt("users", u), fmt("groups", g), fmt("services", s), fmt("clients", c), fmt("hosts", h)
+            ));
+        }
+        if rules.is_empty() {
+            text = "version: 1\n".into();
+        }
+        let policy = Policy::parse(&text, "p").unwrap();
+        let groups: Vec<String> = groups.into_iter().map(String::from).collect();
+        let subject = Subject { user, groups: &groups, service, client, host };
+        let linear = policy.rules().iter().position(|r| r.matcher.matches(&subject));
+        prop_assert_eq!(policy.matching_rule(&subject).map(|(i, _)| i), linear);
+    }
+}

@@ -54,7 +54,7 @@ fn examples_say_what_they_promise() {
     assert_eq!(stig.session.inactivity, Duration::from_secs(15 * 60));
     assert!(stig.banner.contains("U.S. Government"));
     let full = load("policy.yaml");
-    assert_eq!(full.rules.len(), 3);
+    assert_eq!(full.rules().len(), 3);
 }
 
 #[test]
