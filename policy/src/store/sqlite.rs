@@ -139,8 +139,12 @@ impl SqliteStore {
                 Err(e) => return Err(self.err(e)),
             }
         }
-        // FULL: an acknowledged revocation or login survives a power cut too.
-        c.pragma_update(None, "synchronous", "FULL")
+        // NORMAL in WAL mode: a commit survives the process being killed
+        // (kill -9 is tested), and only a power cut can lose the last few.
+        // That is right for session records (a power cut ends the sessions
+        // too) and keeps a login to a few milliseconds; revocations, which
+        // must survive anything, are written with FULL (see `durably`).
+        c.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| self.err(e))?;
         c.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| self.err(e))?;
@@ -274,6 +278,19 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Runs `f` with `synchronous=FULL`, so its commit is on disk (WAL
+    /// fsynced) before it returns: for revocations.
+    fn durably<T>(&self, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        self.lock()
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.err(e))?;
+        let out = f();
+        self.lock()
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     fn execute_raw(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<usize> {
         let c = self.lock();
         let mut stmt = c.prepare_cached(sql)?;
@@ -389,7 +406,7 @@ impl Store for SqliteStore {
     }
 
     fn add_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
-        let res = self.execute_raw(
+        let res = self.durably(|| self.execute_raw(
             "INSERT INTO revocations (id, target_kind, target, not_before, expires_at, reason, actor, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -402,7 +419,7 @@ impl Store for SqliteStore {
                 r.actor,
                 ms(r.created_at),
             ],
-        );
+        ))?;
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_constraint(&e) => Err(StoreError::Duplicate(r.id.clone())),
@@ -412,10 +429,12 @@ impl Store for SqliteStore {
 
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
         Ok(self
-            .query_revocations(
-                "DELETE FROM revocations WHERE id = ?1 RETURNING *",
-                params![id],
-            )?
+            .durably(|| {
+                self.query_revocations(
+                    "DELETE FROM revocations WHERE id = ?1 RETURNING *",
+                    params![id],
+                )
+            })??
             .pop())
     }
 
