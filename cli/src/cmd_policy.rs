@@ -10,7 +10,7 @@ use curfew_policy::{Diagnostic, Policy, PolicyError, Sourced, Subject};
 use serde_json::json;
 
 use crate::context::{self, Context};
-use crate::output::{self, Format};
+use crate::output::{self, out, outln, Format};
 use crate::Outcome;
 
 #[derive(Subcommand, Debug)]
@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<Outcome> {
         PolicyCommand::Check { file, format } => check(ctx, file, format),
         PolicyCommand::Explain(a) => explain(ctx, a),
         PolicyCommand::Schema => {
-            print!("{}", curfew_policy::schema::policy_schema());
+            out!("{}", curfew_policy::schema::policy_schema());
             Ok(Outcome::Success)
         }
     }
@@ -97,13 +97,13 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
         }))?,
         Format::Text => {
             for d in &diagnostics {
-                println!("{}", output::escape(&d.to_string()));
+                outln!("{}", output::escape(&d.to_string()));
             }
             for o in &other {
-                println!("{}", output::escape(o));
+                outln!("{}", output::escape(o));
             }
             if valid {
-                println!("{}: valid", output::escape(&name));
+                outln!("{}: valid", output::escape(&name));
             } else {
                 let n = diagnostics.len() + other.len();
                 eprintln!(
@@ -176,8 +176,8 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
             }))?;
         }
         Format::Text => {
-            println!("policy:  {}", output::escape(&policy.origin));
-            println!(
+            outln!("policy:  {}", output::escape(&policy.origin));
+            outln!(
                 "subject: user {}, groups [{}], {}{}",
                 output::escape(&a.user),
                 output::escape(&groups.join(", ")),
@@ -190,13 +190,13 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                     .map(|h| format!(", host {}", output::escape(h)))
                     .unwrap_or_default()
             );
-            println!(
+            outln!(
                 "rule:    {}",
                 eff.rule
                     .map(|r| format!("{:?}", r.name))
                     .unwrap_or_else(|| "none matched (top-level values apply)".into())
             );
-            println!();
+            outln!();
             let mut table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|(k, v)| vec![(*k).to_owned(), fmt_duration(v.value), v.source.to_string()])

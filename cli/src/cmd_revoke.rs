@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use curfew_policy::{Revocation, Target};
 
 use crate::context::{self, Context};
-use crate::output::{self, Format};
+use crate::output::{self, outln, Format};
 use crate::Outcome;
 
 #[derive(Args, Debug)]
@@ -139,7 +139,7 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
     match opts.format {
         Format::Json => output::json(&revocation)?,
         Format::Text => {
-            println!(
+            outln!(
                 "revoked {} (revocation {}){}",
                 output::escape(&revocation.target.to_string()),
                 revocation.id,
@@ -205,7 +205,7 @@ pub fn unrevoke(ctx: &Context, a: UnrevokeArgs) -> Result<Outcome> {
     match store.remove_revocation(&a.id)? {
         Some(r) => {
             ctx.audit(&policy, "unrevoke", None, None, serde_json::to_value(&r)?);
-            println!(
+            outln!(
                 "removed revocation {} ({})",
                 r.id,
                 output::escape(&r.target.to_string())

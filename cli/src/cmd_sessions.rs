@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use curfew_policy::{Session, SessionFilter};
 
 use crate::context::{self, Context};
-use crate::output::{self, Format};
+use crate::output::{self, outln, Format};
 use crate::Outcome;
 
 #[derive(Subcommand, Debug)]
@@ -160,7 +160,7 @@ fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
         }
     }
     if targets.is_empty() {
-        println!("no live sessions to terminate");
+        outln!("no live sessions to terminate");
         return Ok(Outcome::Success);
     }
     if !a.yes && !confirm(&targets)? {
@@ -179,7 +179,7 @@ fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
                 Some(&s.id),
                 serde_json::Value::Null,
             );
-            println!(
+            outln!(
                 "terminating {} ({}{})",
                 s.id,
                 output::escape(&s.user),

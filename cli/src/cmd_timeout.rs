@@ -6,7 +6,7 @@ use curfew_policy::duration::format as fmt_duration;
 use curfew_policy::Subject;
 
 use crate::context::{self, Context};
-use crate::output::{self, Format};
+use crate::output::{self, outln, Format};
 use crate::Outcome;
 
 #[derive(Subcommand, Debug)]
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
     if let Some(text) = set {
         if text == "default" {
             store.set_timeout_preference(&user, None)?;
-            println!(
+            outln!(
                 "{}: token lifetime back to the default, {}",
                 output::escape(&user),
                 fmt_duration(eff.timeout_default.value)
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
             None,
             serde_json::json!({ "timeout": d.as_secs() }),
         );
-        println!(
+        outln!(
             "{}: token lifetime set to {}",
             output::escape(&user),
             fmt_duration(d)
@@ -95,7 +95,7 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
             "min": eff.timeout_min.value.as_secs(),
             "max": eff.timeout_max.value.as_secs(),
         }))?,
-        Format::Text => println!(
+        Format::Text => outln!(
             "{}: token lifetime {} ({}); allowed {}..{}, default {}",
             output::escape(&user),
             fmt_duration(lifetime.value),

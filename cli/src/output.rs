@@ -2,8 +2,42 @@
 //! from stored data ever reaching an admin's screen.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use clap::ValueEnum;
+
+/// `println!` that ends the program quietly (exit 0) when stdout is a
+/// closed pipe, as in `curfew sessions list | head -1`, instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `print!` with the same closed-pipe handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Writes to stdout; a closed pipe ends the program with exit 0 (like
+/// ripgrep), any other write error with exit 1.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("curfew: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -55,7 +89,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 let _ = write!(s, "{c:<w$}  ", w = widths[i]);
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.to_vec());
     for r in &rows {
@@ -65,7 +99,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Prints a value as pretty JSON. JSON escapes control characters itself.
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

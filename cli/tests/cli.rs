@@ -250,6 +250,8 @@ fn revoke_list_unrevoke_across_processes() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+// Sessions must look live to the CLI, which reads the real clock.
+#[allow(clippy::disallowed_methods)]
 fn add_session(store: &SqliteStore, user: &str, tty: &str) -> String {
     let mut s = Session::start(
         SessionKind::Pam,
@@ -453,4 +455,18 @@ fn admin_actions_are_audited() {
     assert_eq!(lines[0]["detail"]["reason"], "compromised");
     assert_eq!(lines[1]["event"], "unrevoke");
     assert_eq!(lines[1]["detail"]["id"], id.as_str());
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["policy", "schema"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away, like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
