@@ -259,6 +259,17 @@ impl Server {
             .expect("introspection answers")
     }
 
+    /// The protected resource, with `token` as the bearer (plain HTTP, as
+    /// a resource client sends it).
+    fn get_session(&self, token: &AccessToken) -> reqwest::blocking::Response {
+        self.http
+            .0
+            .get(format!("{}/api/session", self.base))
+            .bearer_auth(token.secret())
+            .send()
+            .expect("GET /api/session")
+    }
+
     fn curfew(&self, args: &[&str]) {
         let out = Command::new(curfew_bin())
             .arg("--policy")
@@ -317,6 +328,13 @@ fn code_flow_with_pkce_issues_policy_tokens_and_refreshes_within_the_window() {
     assert!(i.active());
     assert_eq!(i.username(), Some("alice"));
     assert_eq!(i.extra_fields().sid.as_deref(), Some(sid.as_str()));
+    // The protected resource (oxide-auth's resource flow) shows the session.
+    let r = s.get_session(t.access_token());
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().expect("JSON");
+    assert_eq!(v["user"], "alice");
+    assert_eq!(v["session"]["sid"], sid.as_str());
+    assert_eq!(v["session"]["curfew_idle_deadline"], idle);
 
     // Four minutes later: the refresh (the "extend session" button) works,
     // rotates both tokens and moves the idle deadline.
@@ -347,6 +365,11 @@ fn code_flow_with_pkce_issues_policy_tokens_and_refreshes_within_the_window() {
     assert!(
         !s.introspect(t2.access_token()).active(),
         "expired after 5 min"
+    );
+    assert_eq!(
+        s.get_session(t2.access_token()).status(),
+        401,
+        "an expired token opens no resource"
     );
     let t3 = s
         .refresh(&t2)
