@@ -92,6 +92,7 @@ fn revoking_the_user_ends_a_live_session_within_two_seconds() {
         None,
         "the user's process outside the session survives"
     );
+    eprintln!("{}", f.enforcer_log_text());
 }
 
 #[test]
