@@ -8,5 +8,6 @@
 
 pub mod common;
 pub mod enforce;
+pub mod fleet;
 pub mod oidc;
 pub mod pam;
