@@ -55,6 +55,7 @@
 
 pub mod claims;
 pub mod clock;
+pub mod fuzzing;
 pub mod gate;
 pub mod hook;
 pub mod issuer;
