@@ -1,7 +1,7 @@
 //! The overhead of `PolicyIssuer` over the bare oxide-auth `TokenMap` it
 //! wraps: issue, recover (resource access) and refresh, with the in-memory
 //! store (the policy work alone) and with SQLite (what a server pays), plus
-//! one token-hook decision without HTTP. Results: oidc_hook/BENCHMARKS.part.md.
+//! one token-hook decision without HTTP. Results: BENCHMARKS.md.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
