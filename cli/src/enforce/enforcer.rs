@@ -2,7 +2,7 @@
 //!
 //! The pass reads the policy (keeping the last good one), lists the sessions,
 //! asks the [`Host`] what it sees of each (processes, terminals), lets the
-//! [`timeline`](super::timeline) decide, and acts: writes activity back,
+//! [`timeline`] decide, and acts: writes activity back,
 //! warns, or records the end and has the host end the session. Time is an
 //! argument; the host is a trait, so the whole pass is tested with a memory
 //! store and a scripted host.
