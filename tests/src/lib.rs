@@ -11,3 +11,4 @@ pub mod enforce;
 pub mod fleet;
 pub mod oidc;
 pub mod pam;
+pub mod sshd;

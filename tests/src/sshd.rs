@@ -1,0 +1,157 @@
+//! What the sshd suites share: a throwaway user, /run/sshd, Debian's sshd
+//! PAM stack with the module spliced in as examples/pam.d/sshd.snippet says,
+//! and a free loopback port. Each guard undoes what it did when dropped.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::pam::text;
+
+/// A user created for the test; `userdel` when dropped.
+pub struct ThrowawayUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+}
+
+impl ThrowawayUser {
+    /// Creates `name` (a system user with its own group, shell /bin/sh,
+    /// home `home`, owned by it) with `password`.
+    pub fn create(name: &str, home: &Path, password: &str) -> ThrowawayUser {
+        // --system: no subordinate ids, no mail spool; --user-group: a group
+        // of the same name, which userdel removes again. /bin/sh (dash) has
+        // no TMOUT, so an idle shell is ended by the enforcer, not by itself.
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--shell",
+                "/bin/sh",
+                "--home-dir",
+            ])
+            .arg(home)
+            .arg(name)
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd: {:?}", text(&out));
+        let uid = nix::unistd::User::from_name(name)
+            .expect("getpwnam")
+            .expect("the new user exists")
+            .uid
+            .as_raw();
+        let user = ThrowawayUser {
+            name: name.to_owned(),
+            uid,
+        };
+        let status = Command::new("chown")
+            .arg(format!("{name}:{name}"))
+            .arg(home)
+            .status()
+            .expect("chown home");
+        assert!(status.success());
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        {
+            let mut stdin = chpasswd.stdin.take().expect("stdin");
+            writeln!(stdin, "{name}:{password}").expect("write chpasswd");
+        }
+        assert!(chpasswd.wait().expect("wait chpasswd").success());
+        user
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        // The user's last process (an sshd session child) may still be
+        // exiting: userdel refuses while it runs.
+        for _ in 0..100 {
+            match Command::new("userdel").arg(&self.name).output() {
+                Ok(out) if out.status.success() => return,
+                Ok(out) if out.status.code() == Some(6) => return, // no such user
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        eprintln!("could not remove user {}", self.name);
+    }
+}
+
+/// /run/sshd (sshd's privilege separation directory), removed again if it
+/// was made here.
+pub struct RunDir {
+    created: bool,
+}
+
+impl RunDir {
+    /// Makes /run/sshd unless it exists.
+    pub fn ensure() -> RunDir {
+        let p = Path::new("/run/sshd");
+        if p.exists() {
+            return RunDir { created: false };
+        }
+        std::fs::create_dir(p).expect("mkdir /run/sshd");
+        RunDir { created: true }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+    }
+}
+
+/// Debian's sshd stack with the snippet's lines where the snippet says:
+/// account lines after `@include common-account`, session lines before
+/// `@include common-session` (after pam_loginuid, so the session has its
+/// audit session id when it is registered).
+pub fn service_file(module: &Path, policy: &Path) -> String {
+    let snippet_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pam.d/sshd.snippet");
+    let snippet = std::fs::read_to_string(&snippet_path).expect("read sshd.snippet");
+    let ours = |kind: &str| -> Vec<String> {
+        snippet
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(kind))
+            .map(|l| {
+                l.replace("pam_curfew.so", &module.display().to_string())
+                    .replace(
+                        "policy=/etc/curfew/policy.yaml",
+                        &format!("policy={}", policy.display()),
+                    )
+            })
+            .collect()
+    };
+    let (account, session) = (ours("account"), ours("session"));
+    assert!(!account.is_empty() && !session.is_empty(), "{snippet}");
+    let debian = std::fs::read_to_string("/etc/pam.d/sshd").expect("read /etc/pam.d/sshd");
+    let mut out = Vec::new();
+    let (mut saw_account, mut saw_session) = (false, false);
+    for line in debian.lines() {
+        if line.trim() == "@include common-session" {
+            out.extend(session.iter().cloned());
+            saw_session = true;
+        }
+        out.push(line.to_owned());
+        if line.trim() == "@include common-account" {
+            out.extend(account.iter().cloned());
+            saw_account = true;
+        }
+    }
+    assert!(
+        saw_account && saw_session,
+        "/etc/pam.d/sshd is not Debian's: {debian}"
+    );
+    out.join("\n") + "\n"
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
