@@ -78,6 +78,9 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
     // A store that pushes its changes (Redis) wakes the loop at once on a
     // revocation or a termination request; others are polled every interval.
     let mut watch: Option<(u64, Box<dyn EventStream>)> = None;
+    // Whether the change feed failed and has not come back yet (the stream
+    // reconnects by itself and says so with a Resync).
+    let mut feed_down = false;
     loop {
         let started = Instant::now();
         let pass = enforcer.pass(ctx.now());
@@ -94,6 +97,7 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
         let generation = enforcer.store_generation();
         if watch.as_ref().is_none_or(|(g, _)| *g != generation) {
             watch = None;
+            feed_down = false;
             if let Some(store) = enforcer.store() {
                 match store.watch() {
                     Ok(Some(stream)) => {
@@ -110,13 +114,18 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
                 }
             }
         }
-        wait(watch.as_mut().map(|(_, s)| s), started + args.interval);
+        wait(
+            watch.as_mut().map(|(_, s)| s),
+            started + args.interval,
+            &mut feed_down,
+        );
     }
 }
 
 /// Waits until `until`, or until the store pushes a change that may end a
-/// session now.
-fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant) {
+/// session now. A failure of the feed is logged once, and its return (the
+/// stream's Resync after it reconnected) once.
+fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant, feed_down: &mut bool) {
     let Some(stream) = stream else {
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         return;
@@ -127,15 +136,25 @@ fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant) {
             return;
         }
         match stream.next(left) {
+            Ok(Some(StoreEvent::Resync)) => {
+                if std::mem::take(feed_down) {
+                    log(
+                        "the store's change feed is back: revocations and terminations act at once",
+                    );
+                }
+                return;
+            }
             Ok(Some(
-                StoreEvent::RevocationAdded { .. }
-                | StoreEvent::TerminationRequested { .. }
-                | StoreEvent::Resync,
+                StoreEvent::RevocationAdded { .. } | StoreEvent::TerminationRequested { .. },
             )) => return,
             Ok(Some(_)) => {}
             Ok(None) => return,
             Err(e) => {
-                log(&format!("the store's change feed is down: {e}; polling"));
+                if !std::mem::replace(feed_down, true) {
+                    log(&format!(
+                        "the store's change feed is down: {e}; polling until it is back"
+                    ));
+                }
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 return;
             }

@@ -152,6 +152,7 @@ fn logins_while_redis_is_down_follow_on_unavailable_and_recover_without_restarts
         let out = deny.pamtester("daemon", ops);
         let (stdout, stderr) = text(&out);
         assert!(!out.status.success(), "{ops:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains("System error"), "{ops:?}: {stderr}");
         assert!(
             stderr.contains(UNAVAILABLE_MESSAGE),
             "{ops:?}: the user is told: {stderr}"
@@ -194,7 +195,19 @@ fn logins_while_redis_is_down_follow_on_unavailable_and_recover_without_restarts
     assert_eq!(sessions.len(), 1, "the login was registered: {sessions:#?}");
     assert_eq!(sessions[0]["end_reason"], "logout");
 
-    // The enforcer that saw the outage acts on the restarted store.
+    // The enforcer that saw the outage is subscribed again, and acts on the
+    // restarted store.
+    assert!(
+        deny.enforcer_logged("the store's change feed is back", Duration::from_secs(10)),
+        "{}",
+        deny.enforcer_log()
+    );
+    assert!(
+        deny.enforcer_log()
+            .contains("the store's change feed is down"),
+        "{}",
+        deny.enforcer_log()
+    );
     let mut held = deny.open_session("daemon");
     admin.curfew(&["revoke", "user", "daemon", "--reason", "after the outage"]);
     let ended = wait_for(Duration::from_secs(10), || held.gone().then_some(()));
@@ -227,7 +240,7 @@ fn ms(d: Duration) -> f64 {
 fn summary(label: &str, mut times: Vec<Duration>) -> String {
     times.sort();
     format!(
-        "{label} over {} runs: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        "{label} over {} runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
         times.len(),
         ms(times[times.len() / 2]),
         ms(times[0]),
@@ -280,7 +293,7 @@ fn revocation_reaches_two_hosts_bench() {
             );
         };
         eprintln!(
-            "run {run}: revoke took {:.0} ms; host a's session gone {:.0} ms after it returned, host b's {:.0} ms",
+            "run {run}: revoke took {:.1} ms; host a's session gone {:.1} ms after it returned, host b's {:.1} ms",
             ms(returned - launched),
             ms(at_a),
             ms(at_b)
