@@ -326,10 +326,10 @@ impl Policy {
 }
 
 fn read_text(path: &Path) -> Result<String, PolicyError> {
-    // An editor or config manager may rewrite the file while we read it. Read
-    // it whole, then check that the path still names the same, unchanged file;
-    // if not, read again. (Replacing the file by rename is atomic and always
-    // safe; README "Policy updates".)
+    // An editor or config manager may rewrite the file in place while we
+    // read it. Read it whole, then check that the file we read did not change
+    // meanwhile; if it did, read again. (Replacing the file by rename is
+    // atomic and always safe.)
     for _ in 0..5 {
         if let Some(text) = read_once(path)? {
             return Ok(text);
@@ -366,7 +366,10 @@ fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
             limit: MAX_POLICY_BYTES,
         });
     }
-    let after = std::fs::metadata(path).map_err(read_err)?;
+    // Compare the open file with itself: a file replaced by rename leaves our
+    // descriptor on the old, whole version (safe to use); a file rewritten
+    // in place changes size or mtime under us, and is read again.
+    let after = file.metadata().map_err(read_err)?;
     let same = |m: &std::fs::Metadata| (m.ino(), m.dev(), m.len(), m.mtime(), m.mtime_nsec());
     if same(&before) != same(&after) || (before.is_file() && before.len() != bytes.len() as u64) {
         return Ok(None);
