@@ -315,44 +315,58 @@ impl<'a> Cx<'a> {
         });
     }
 
-    fn account(&mut self) -> Result<PamCode, PamCode> {
-        let login = self.login(false)?;
+    /// What `account` and `open_session` both establish first: who logs
+    /// in, the policy for them (described in the debug log), the store, and
+    /// that no revocation refuses them.
+    fn admit(&mut self, session_items: bool) -> Result<Admitted, PamCode> {
+        let login = self.login(session_items)?;
         let policy = self.policy()?;
         let groups = self.groups(&login.user)?;
         let host = self.sys.hostname();
-        let subject = Subject {
-            user: &login.user,
-            groups: &groups,
-            service: login.service.as_deref(),
-            client: None,
-            host: host.as_deref(),
-        };
-        let eff = policy.effective(&subject);
-        self.describe(&login, &groups, &eff);
         let now = self.sys.now();
-        let mut store = self.open_store(&policy)?;
-        self.check_revocations(&policy, &mut store, &eff, &login, now)?;
-        self.debug(|| format!("account of user {:?} allowed", login.user));
+        let mut admitted = Admitted {
+            login,
+            policy,
+            groups,
+            host,
+            now,
+            store: None,
+        };
+        let eff = admitted.policy.effective(&admitted.subject());
+        self.describe(&admitted.login, &admitted.groups, &eff);
+        admitted.store = self.open_store(&admitted.policy)?;
+        self.check_revocations(
+            &admitted.policy,
+            &mut admitted.store,
+            &eff,
+            &admitted.login,
+            now,
+        )?;
+        Ok(admitted)
+    }
+
+    fn account(&mut self) -> Result<PamCode, PamCode> {
+        let admitted = self.admit(false)?;
+        self.debug(|| format!("account of user {:?} allowed", admitted.login.user));
         Ok(PamCode::Success)
     }
 
     fn open(&mut self) -> Result<PamCode, PamCode> {
-        let login = self.login(true)?;
-        let policy = self.policy()?;
-        let groups = self.groups(&login.user)?;
-        let host = self.sys.hostname();
-        let subject = Subject {
+        let Admitted {
+            login,
+            policy,
+            groups,
+            host,
+            now,
+            mut store,
+        } = self.admit(true)?;
+        let eff = policy.effective(&Subject {
             user: &login.user,
             groups: &groups,
             service: login.service.as_deref(),
             client: None,
             host: host.as_deref(),
-        };
-        let eff = policy.effective(&subject);
-        self.describe(&login, &groups, &eff);
-        let now = self.sys.now();
-        let mut store = self.open_store(&policy)?;
-        self.check_revocations(&policy, &mut store, &eff, &login, now)?;
+        });
 
         if !self.args.no_banner && !eff.banner.value.is_empty() {
             self.tell(MessageStyle::TextInfo, eff.banner.value);
@@ -524,6 +538,28 @@ fn user_message(deny: &Deny) -> String {
              Contact your administrator."
         ),
         other => format!("Access denied: the session is {other}."),
+    }
+}
+
+/// The outcome of `Cx::admit`: a login that may go on.
+struct Admitted {
+    login: Login,
+    policy: Policy,
+    groups: Vec<String>,
+    host: Option<String>,
+    now: DateTime<Utc>,
+    store: Option<Box<dyn Store>>,
+}
+
+impl Admitted {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            user: &self.login.user,
+            groups: &self.groups,
+            service: self.login.service.as_deref(),
+            client: None,
+            host: self.host.as_deref(),
+        }
     }
 }
 
