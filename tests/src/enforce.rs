@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{curfew_bin, is_root, pam_module, wait_for, write_file, ChildGuard};
+use crate::common::{curfew_bin, is_root, wait_for, ChildGuard};
 use crate::pam::{text, AddedFile, PamSandbox};
 pub use crate::sshd::ThrowawayUser;
-use crate::sshd::{free_port, service_file, RunDir};
+use crate::sshd::{RunDir, SshdSetup};
 
 /// One fixture at a time in a test binary: they share /run/sshd, and user
 /// management takes /etc/passwd's lock.
@@ -80,63 +80,17 @@ impl EnforceFixture {
              audit: {{ syslog: false }}\n"
         ));
         let dir = sandbox.dir.path().to_owned();
-        let home = dir.join("home");
-        std::fs::create_dir(&home).expect("mkdir home");
-        // The user must reach its home: the sandbox may be searched, not written.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-            .expect("chmod sandbox");
-        let client_home = dir.join("client");
-        std::fs::create_dir(&client_home).expect("mkdir client home");
-        let keygen = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(dir.join("host_key"))
-            .status()
-            .expect("ssh-keygen");
-        assert!(keygen.success());
-        let port = free_port();
-        let config = write_file(
-            &dir,
-            "sshd_config",
-            &format!(
-                "Port {port}\n\
-                 ListenAddress 127.0.0.1\n\
-                 HostKey {}\n\
-                 PidFile none\n\
-                 UsePAM yes\n\
-                 KbdInteractiveAuthentication yes\n\
-                 PasswordAuthentication yes\n\
-                 PubkeyAuthentication no\n\
-                 PermitRootLogin no\n\
-                 AllowUsers {user_name}\n\
-                 AuthorizedKeysFile none\n\
-                 StrictModes no\n\
-                 PrintMotd no\n\
-                 PrintLastLog no\n\
-                 UseDNS no\n\
-                 LogLevel VERBOSE\n",
-                dir.join("host_key").display()
-            ),
-        );
-        let sshd_link = dir.join(&service);
-        std::os::unix::fs::symlink("/usr/sbin/sshd", &sshd_link).expect("symlink sshd");
-        let run_dir = RunDir::ensure();
-        let service_file = AddedFile::create(
-            &Path::new("/etc/pam.d").join(&service),
-            &service_file(&pam_module(), &sandbox.policy),
-        );
-        let user = ThrowawayUser::create(&user_name, &home, &password);
-
+        let setup = SshdSetup::prepare(&dir, &sandbox.policy, &user_name, &service, &password);
         let sshd_log = dir.join("sshd.log");
-        let log_file = File::create(&sshd_log).expect("create sshd.log");
-        let child = Command::new(&sshd_link)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start sshd");
-        let sshd = ChildGuard::new("sshd", child);
+        let sshd = setup.spawn(&sshd_log);
+        let SshdSetup {
+            client_home,
+            port,
+            run_dir,
+            service_file,
+            user,
+            ..
+        } = setup;
         let enforcer_log = dir.join("enforce.log");
         let mut fixture = EnforceFixture {
             enforcer: None,

@@ -2,13 +2,15 @@
 //! PAM stack with the module spliced in as examples/pam.d/sshd.snippet says,
 //! and a free loopback port. Each guard undoes what it did when dropped.
 
+use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::pam::text;
+use crate::common::{pam_module, write_file, ChildGuard};
+use crate::pam::{text, AddedFile};
 
 /// A user created for the test; `userdel` when dropped.
 pub struct ThrowawayUser {
@@ -154,4 +156,107 @@ pub fn service_file(module: &Path, policy: &Path) -> String {
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
+}
+
+/// A loopback sshd made ready in a sandbox directory: a host key, an
+/// `sshd_config` for password and keyboard-interactive logins of one user
+/// on a free 127.0.0.1 port, sshd linked under the PAM service's name, the
+/// service file under /etc/pam.d (Debian's stack with the module spliced in),
+/// /run/sshd, and the throwaway user with its home. Each guard undoes its
+/// part when dropped.
+pub struct SshdSetup {
+    /// The client's home (for `ssh -o UserKnownHostsFile=...`).
+    pub client_home: PathBuf,
+    /// The port sshd listens on.
+    pub port: u16,
+    config: PathBuf,
+    link: PathBuf,
+    /// /run/sshd, removed again if made here.
+    pub run_dir: RunDir,
+    /// The service file under /etc/pam.d.
+    pub service_file: AddedFile,
+    /// The user.
+    pub user: ThrowawayUser,
+}
+
+impl SshdSetup {
+    /// Prepares everything in `dir` (made searchable, not writable, by
+    /// others, so the user reaches its home) for `user_name` logging in with
+    /// `password` to the PAM service `service`, whose module reads `policy`.
+    pub fn prepare(
+        dir: &Path,
+        policy: &Path,
+        user_name: &str,
+        service: &str,
+        password: &str,
+    ) -> SshdSetup {
+        let home = dir.join("home");
+        std::fs::create_dir(&home).expect("mkdir home");
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod sandbox");
+        let client_home = dir.join("client");
+        std::fs::create_dir(&client_home).expect("mkdir client home");
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("host_key"))
+            .status()
+            .expect("ssh-keygen");
+        assert!(keygen.success());
+        let port = free_port();
+        let config = write_file(
+            dir,
+            "sshd_config",
+            &format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {}\n\
+                 PidFile none\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication yes\n\
+                 PubkeyAuthentication no\n\
+                 PermitRootLogin no\n\
+                 AllowUsers {user_name}\n\
+                 AuthorizedKeysFile none\n\
+                 StrictModes no\n\
+                 PrintMotd no\n\
+                 PrintLastLog no\n\
+                 UseDNS no\n\
+                 LogLevel VERBOSE\n",
+                dir.join("host_key").display()
+            ),
+        );
+        // OpenSSH takes its PAM service name from the name it runs under.
+        let link = dir.join(service);
+        std::os::unix::fs::symlink("/usr/sbin/sshd", &link).expect("symlink sshd");
+        let run_dir = RunDir::ensure();
+        let service_file = AddedFile::create(
+            &Path::new("/etc/pam.d").join(service),
+            &service_file(&pam_module(), policy),
+        );
+        let user = ThrowawayUser::create(user_name, &home, password);
+        SshdSetup {
+            client_home,
+            port,
+            config,
+            link,
+            run_dir,
+            service_file,
+            user,
+        }
+    }
+
+    /// Starts sshd in the foreground (`-D -e`), its output to `log`.
+    pub fn spawn(&self, log: &Path) -> ChildGuard {
+        let log_file = File::create(log).expect("create sshd log");
+        let child = Command::new(&self.link)
+            .args(["-D", "-e", "-f"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start sshd");
+        ChildGuard::new("sshd", child)
+    }
 }

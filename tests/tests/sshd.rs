@@ -10,17 +10,16 @@
 //! test removes what it added (service file, user, /run/sshd if it made it)
 //! and stops its sshd by PID, whatever happens: each is held by a guard.
 
-use std::fs::File;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use curfew_e2e::common::{is_root, wait_for, write_file, ChildGuard};
+use curfew_e2e::common::{is_root, wait_for, ChildGuard};
 use curfew_e2e::pam::{of_user, text, AddedFile, PamSandbox};
-use curfew_e2e::sshd::{free_port, service_file, RunDir, ThrowawayUser};
+use curfew_e2e::sshd::{RunDir, SshdSetup, ThrowawayUser};
 
 const BANNER: &str = "Authorized use only. Activity is logged.";
 
@@ -103,67 +102,17 @@ rules:
 "#
         ));
         let dir = sandbox.dir.path().to_owned();
-        let home = dir.join("home");
-        std::fs::create_dir(&home).expect("mkdir home");
-        // The user must reach its home: the sandbox may be searched, not written.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-            .expect("chmod sandbox");
-        let client_home = dir.join("client");
-        std::fs::create_dir(&client_home).expect("mkdir client home");
-
-        let keygen = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(dir.join("host_key"))
-            .status()
-            .expect("ssh-keygen");
-        assert!(keygen.success());
-        let port = free_port();
-        let config = write_file(
-            &dir,
-            "sshd_config",
-            &format!(
-                "Port {port}\n\
-                 ListenAddress 127.0.0.1\n\
-                 HostKey {}\n\
-                 PidFile none\n\
-                 UsePAM yes\n\
-                 KbdInteractiveAuthentication yes\n\
-                 PasswordAuthentication yes\n\
-                 PubkeyAuthentication no\n\
-                 PermitRootLogin no\n\
-                 AllowUsers {user_name}\n\
-                 AuthorizedKeysFile none\n\
-                 StrictModes no\n\
-                 PrintMotd no\n\
-                 PrintLastLog no\n\
-                 UseDNS no\n\
-                 LogLevel VERBOSE\n",
-                dir.join("host_key").display()
-            ),
-        );
-        let sshd_link = dir.join(&service);
-        std::os::unix::fs::symlink("/usr/sbin/sshd", &sshd_link).expect("symlink sshd");
-
-        let run_dir = RunDir::ensure();
-        let service_file = AddedFile::create(
-            &Path::new("/etc/pam.d").join(&service),
-            &service_file(&curfew_e2e::common::pam_module(), &sandbox.policy),
-        );
-        let user = ThrowawayUser::create(&user_name, &home, &password);
-
+        let setup = SshdSetup::prepare(&dir, &sandbox.policy, &user_name, &service, &password);
         let log = dir.join("sshd.log");
-        let log_file = File::create(&log).expect("create sshd.log");
-        let child = Command::new(&sshd_link)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start sshd");
-        let sshd = Sshd(ChildGuard::new("sshd", child));
+        let sshd = Sshd(setup.spawn(&log));
+        let SshdSetup {
+            client_home,
+            port,
+            run_dir,
+            service_file,
+            user,
+            ..
+        } = setup;
         let mut fixture = Fixture {
             sshd,
             user,
