@@ -4,11 +4,10 @@
 //! in [`PolicyStatus::last_error`] and in the hook's `/healthz`): an invalid
 //! edit never opens the gate and never shuts it.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use curfew_policy::{Policy, PolicyError};
+use curfew_policy::{FileStamp, Policy, PolicyError};
 use serde::Serialize;
 
 /// The policy every decision reads, replaced whole on reload. Cloning shares it.
@@ -83,31 +82,6 @@ impl PolicyCell {
     }
 }
 
-/// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-    ctime: i64,
-    ctime_nsec: i64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        len: m.len(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-        ctime: m.ctime(),
-        ctime_nsec: m.ctime_nsec(),
-    })
-}
-
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reload {
@@ -124,7 +98,7 @@ pub enum Reload {
 pub struct PolicyFile {
     path: PathBuf,
     cell: PolicyCell,
-    stamp: Option<Stamp>,
+    stamp: Option<FileStamp>,
 }
 
 impl PolicyFile {
@@ -132,7 +106,7 @@ impl PolicyFile {
     pub fn new(path: &Path, cell: PolicyCell) -> Self {
         PolicyFile {
             path: path.to_owned(),
-            stamp: stamp(path),
+            stamp: FileStamp::of(path),
             cell,
         }
     }
@@ -144,7 +118,7 @@ impl PolicyFile {
 
     /// Reloads if the file changed since the last look.
     pub fn poll(&mut self) -> Reload {
-        if stamp(&self.path) == self.stamp {
+        if FileStamp::of(&self.path) == self.stamp {
             return Reload::Unchanged;
         }
         self.reload()
@@ -152,7 +126,7 @@ impl PolicyFile {
 
     /// Reloads now, whether or not the file changed.
     pub fn reload(&mut self) -> Reload {
-        self.stamp = stamp(&self.path);
+        self.stamp = FileStamp::of(&self.path);
         match Policy::load_secure(&self.path) {
             Ok(policy) => {
                 let old = self.cell.current();

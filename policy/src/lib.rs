@@ -44,6 +44,7 @@ pub mod decision;
 pub mod duration;
 pub mod effective;
 pub mod error;
+pub mod file_stamp;
 pub mod fsperm;
 pub mod fuzzing;
 pub mod locate;
@@ -58,6 +59,7 @@ pub mod store;
 pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};
 pub use effective::{Effective, Source, Sourced, Subject};
 pub use error::{Diagnostic, PolicyError};
+pub use file_stamp::FileStamp;
 pub use policy::{
     AuditConfig, Limits, LimitsOverride, Match, OnUnavailable, Policy, Rule, StoreBackend,
     StoreConfig,

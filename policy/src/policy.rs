@@ -370,6 +370,8 @@ fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
     // descriptor on the old, whole version (safe to use); a file rewritten
     // in place changes size or mtime under us, and is read again.
     let after = file.metadata().map_err(read_err)?;
+    // Content only: not ctime (or a `FileStamp`), which changes on the old
+    // inode when a rename replaces it, and would make a safe read look torn.
     let same = |m: &std::fs::Metadata| (m.ino(), m.dev(), m.len(), m.mtime(), m.mtime_nsec());
     if same(&before) != same(&after) || (before.is_file() && before.len() != bytes.len() as u64) {
         return Ok(None);

@@ -1,11 +1,10 @@
 //! The enforcer's policy: loaded with the StrictModes checks, reloaded when
 //! the file changes, and kept as it was when a reload fails.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use curfew_policy::Policy;
+use curfew_policy::{FileStamp, Policy};
 
 /// A full re-check even when the file looks unchanged (the directories above
 /// it may have had their modes changed).
@@ -60,34 +59,12 @@ impl std::fmt::Display for PolicyEvent {
     }
 }
 
-/// What identifies a version of the file: any change to its content, mode
-/// or owner changes one of these.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
-}
-
 /// The policy in force and where it comes from.
 #[derive(Debug)]
 pub struct PolicySource {
     path: Option<PathBuf>,
     good: Option<(Policy, DateTime<Utc>)>,
-    stamp: Option<Stamp>,
+    stamp: Option<FileStamp>,
     checked_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
 }
@@ -121,7 +98,7 @@ impl PolicySource {
             }
             return None;
         };
-        let st = stamp(&path);
+        let st = FileStamp::of(&path);
         let due = self.checked_at.is_none_or(|c| now - c >= RECHECK);
         if st.is_some() && st == self.stamp && !due {
             return None;
@@ -166,6 +143,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
