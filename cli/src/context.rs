@@ -97,21 +97,21 @@ pub fn actor() -> String {
         }
     }
     let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid {uid}"))
+    name_of(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The name of the user running the command.
 pub fn current_user() -> String {
     let uid = nix::unistd::getuid();
+    name_of(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The user name of `uid`, if the user database knows it.
+fn name_of(uid: nix::unistd::Uid) -> Option<String> {
     nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()
         .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
 }
 
 /// A user's groups from the system (getgrouplist); empty if the user is
