@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use curfew_policy::policy::DEFAULT_POLICY_PATH;
-use curfew_policy::{Policy, Store, StoreBackend};
+use curfew_policy::{Policy, Store, StoreBackend, StoreConfig};
 
 /// The global options, resolved lazily so that `policy schema` needs no file.
 pub struct Context {
@@ -48,12 +48,18 @@ impl Context {
 
     /// Opens the store the policy names (or `--store-path`).
     pub fn store(&self, policy: &Policy) -> Result<Box<dyn Store>> {
+        let store = curfew_policy::store::open(&self.store_config(policy))
+            .context("cannot open the store")?;
+        Ok(store)
+    }
+
+    /// The store the policy names, or the SQLite file of `--store-path`.
+    pub fn store_config(&self, policy: &Policy) -> StoreConfig {
         let mut config = policy.store.clone();
         if let Some(p) = &self.store_path {
             config.backend = StoreBackend::Sqlite { path: p.clone() };
         }
-        let store = curfew_policy::store::open(&config).context("cannot open the store")?;
-        Ok(store)
+        config
     }
 
     /// Records an admin action in the policy's audit trail. A failure to

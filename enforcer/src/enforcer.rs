@@ -9,19 +9,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
 use curfew_policy::{
-    Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind, Store, StoreConfig, Subject,
+    Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind, Store, StoreConfig,
+    StoreError, Subject,
 };
 
-use super::members::Members;
-use super::notice;
-use super::policy_source::{PolicyEvent, PolicySource};
-use super::signal::Ended;
-use super::timeline::{self, latest_input, Action, Activity, Warned, Warning};
-use super::tty::Tty;
-use crate::output::escape;
+use crate::error::ProcError;
+use crate::members::Members;
+use crate::notice;
+use crate::policy_source::{PolicyEvent, PolicySource};
+use crate::signal::Ended;
+use crate::text::escape;
+use crate::timeline::{self, latest_input, Action, Activity, Warned, Warning};
+use crate::tty::Tty;
 
 /// What the enforcer sees of one session on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,11 @@ impl Observation {
 /// This machine, as the enforcer uses it.
 pub trait Host {
     /// Called at the start of every pass: take a fresh look at the processes.
-    fn refresh(&mut self) -> Result<()>;
+    ///
+    /// # Errors
+    ///
+    /// When the processes cannot be read; the pass then ends nothing.
+    fn refresh(&mut self) -> Result<(), ProcError>;
     /// The processes and terminals of `session`, as of the last refresh.
     fn observe(&mut self, session: &Session) -> Observation;
     /// The user's groups, for rule matching.
@@ -187,7 +192,7 @@ impl std::fmt::Display for Event {
 }
 
 /// Opens the store a policy names.
-pub type StoreOpener<'a> = Box<dyn Fn(&Policy) -> Result<Box<dyn Store>> + 'a>;
+pub type StoreOpener<'a> = Box<dyn Fn(&Policy) -> Result<Box<dyn Store>, StoreError> + 'a>;
 
 /// The enforcer's state between passes.
 pub struct Enforcer<'a, H: Host> {
@@ -270,7 +275,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
                     self.store_generation += 1;
                 }
                 Err(e) => {
-                    self.store_error(&mut pass.events, format!("{e:#}"));
+                    self.store_error(&mut pass.events, format!("cannot open the store: {e}"));
                     return pass;
                 }
             }
@@ -293,7 +298,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         };
         self.last_store_error = None;
         if let Err(e) = self.host.refresh() {
-            pass.events.push(Event::Host(format!("{e:#}")));
+            pass.events.push(Event::Host(e.to_string()));
             return pass;
         }
         pass.complete = true;
@@ -464,7 +469,7 @@ fn audit(policy: &Policy, events: &mut Vec<Event>, now: DateTime<Utc>) {
 }
 
 fn describe(m: &Members) -> String {
-    use super::members::Membership;
+    use crate::members::Membership;
     match &m.membership {
         Membership::Audit(id) => format!("audit session {id}"),
         Membership::Tree { leader, .. } => format!("process tree of pid {}", leader.pid),
@@ -483,8 +488,8 @@ mod tests {
             _ => None,
         }
     }
-    use crate::enforce::members::{Membership, Unfound};
-    use crate::enforce::procfs::ProcId;
+    use crate::members::{Membership, Unfound};
+    use crate::procfs::ProcId;
     use chrono::TimeZone;
     use curfew_policy::store::MemoryStore;
     use curfew_policy::{Revocation, Target};
@@ -512,7 +517,7 @@ mod tests {
     }
 
     impl Host for Scripted {
-        fn refresh(&mut self) -> Result<()> {
+        fn refresh(&mut self) -> Result<(), ProcError> {
             Ok(())
         }
         fn observe(&mut self, s: &Session) -> Observation {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Local, Utc};
 use curfew_policy::{Deny, NextEnd};
 
-use super::timeline::Warning;
+use crate::timeline::Warning;
 
 fn clock_time(t: DateTime<Utc>) -> String {
     t.with_timezone(&Local).format("%H:%M:%S").to_string()

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use curfew_policy::Session;
 
-use super::procfs::{ProcId, Snapshot};
+use crate::procfs::{ProcId, Snapshot};
 
 /// How a session's processes are found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +148,7 @@ fn membership(session: &Session, snap: &Snapshot, clock: BootClock) -> Membershi
     let leader = leader(session, snap, clock);
     let Some(id) = session
         .audit_session_id
-        .filter(|&id| id != super::procfs::NO_AUDIT_SESSION)
+        .filter(|&id| id != crate::procfs::NO_AUDIT_SESSION)
     else {
         return match leader {
             Ok(leader) => Membership::Tree {
@@ -197,7 +197,7 @@ fn leader<'s>(
     session: &Session,
     snap: &'s Snapshot,
     clock: BootClock,
-) -> Result<&'s super::procfs::Proc, Unfound> {
+) -> Result<&'s crate::procfs::Proc, Unfound> {
     let pid = session
         .pid
         .and_then(|p| i32::try_from(p).ok())
@@ -302,7 +302,7 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enforce::procfs::Proc;
+    use crate::procfs::Proc;
     use chrono::TimeZone;
     use curfew_policy::SessionKind;
 

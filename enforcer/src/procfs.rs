@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use crate::error::ProcError;
 
 /// `/proc/PID/sessionid` when no audit session is set.
 pub const NO_AUDIT_SESSION: u32 = u32::MAX;
@@ -141,9 +141,15 @@ impl Procfs {
     }
 
     /// Every process. Processes that exit while the scan runs are skipped.
-    pub fn scan(&self) -> Result<Snapshot> {
-        let entries = std::fs::read_dir(&self.root)
-            .with_context(|| format!("cannot list {}", self.root.display()))?;
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::List`] when /proc cannot be listed.
+    pub fn scan(&self) -> Result<Snapshot, ProcError> {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| ProcError::List {
+            path: self.root.clone(),
+            source,
+        })?;
         let mut procs = Vec::new();
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
@@ -157,11 +163,18 @@ impl Procfs {
     }
 
     /// Boot time, seconds since the epoch.
-    pub fn boot_time(&self) -> Result<i64> {
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::Read`] when `/proc/stat` cannot be read,
+    /// [`ProcError::NoBootTime`] when it has no `btime` line.
+    pub fn boot_time(&self) -> Result<i64, ProcError> {
         let path = self.root.join("stat");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        parse_boot_time(&text).with_context(|| format!("{} has no btime line", path.display()))
+        let text = std::fs::read_to_string(&path).map_err(|source| ProcError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        parse_boot_time(&text).ok_or(ProcError::NoBootTime { path })
     }
 
     /// Whether `id` is still that very process, alive (not a zombie).

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
-use super::members::{collect, Guard, Membership};
-use super::procfs::{ProcId, Procfs, Snapshot};
+use crate::members::{collect, Guard, Membership};
+use crate::procfs::{ProcId, Procfs, Snapshot};
 
 /// How long each signal is given before the next, stronger one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ pub fn end_sessions(procfs: &Procfs, me: i32, targets: Vec<Target>, grace: Grace
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enforce::members::{find, BootClock};
+    use crate::members::{find, BootClock};
     use std::os::unix::process::CommandExt;
     use std::process::{Child, Command};
 
@@ -432,7 +432,7 @@ mod tests {
             &Procfs::default(),
             std::process::id() as i32,
             vec![Target {
-                membership: Membership::Unknown(crate::enforce::members::Unfound::LeaderGone),
+                membership: Membership::Unknown(crate::members::Unfound::LeaderGone),
                 procs: Vec::new(),
             }],
             Grace::default(),

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use curfew_policy::Session;
 
-use super::enforcer::{Host, Observation};
-use super::members::{self, BootClock, Guard, Members, Membership, Unfound};
-use super::procfs::{Procfs, Snapshot};
-use super::signal::{self, Ended, Grace, Target};
-use super::tty;
+use crate::enforcer::{Host, Observation};
+use crate::error::ProcError;
+use crate::members::{self, BootClock, Guard, Members, Membership, Unfound};
+use crate::procfs::{Procfs, Snapshot};
+use crate::signal::{self, Ended, Grace, Target};
+use crate::tty;
 
 /// How long a user's groups are cached (NSS may be a network service).
 const GROUPS_TTL: Duration = Duration::from_secs(60);
@@ -49,7 +49,7 @@ impl LinuxHost {
 }
 
 impl Host for LinuxHost {
-    fn refresh(&mut self) -> Result<()> {
+    fn refresh(&mut self) -> Result<(), ProcError> {
         self.notified = false;
         self.snap = self.procfs.scan()?;
         self.clock = Some(BootClock {
@@ -87,7 +87,7 @@ impl Host for LinuxHost {
                 return g.clone();
             }
         }
-        let g = crate::context::system_groups(user);
+        let g = system_groups(user);
         self.groups
             .insert(user.to_owned(), (Instant::now(), g.clone()));
         g
@@ -116,4 +116,21 @@ impl Host for LinuxHost {
             .collect();
         signal::end_sessions(&self.procfs, self.me, targets, self.grace)
     }
+}
+
+/// A user's groups from the system (getgrouplist); empty if the user is
+/// unknown here.
+fn system_groups(user: &str) -> Vec<String> {
+    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+        return Vec::new();
+    };
+    let Ok(cname) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    nix::unistd::getgrouplist(&cname, u.gid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
+        .map(|g| g.name)
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::procfs::{makedev, tty_major_minor, tty_path_guess};
+use crate::procfs::{makedev, tty_major_minor, tty_path_guess};
 
 /// One terminal of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,178 @@
+//! The loop of `curfew enforce`: a pass every interval, or at once when the
+//! store pushes a revocation or a termination request; one log line per
+//! event on stderr (journald under systemd).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use curfew_policy::store::{EventStream, StoreEvent};
+
+use crate::enforcer::{Enforcer, StoreOpener};
+use crate::error::Error;
+use crate::linux::LinuxHost;
+use crate::policy_source::PolicySource;
+use crate::signal::Grace;
+use crate::text::escape;
+
+/// The shortest interval between passes.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval between passes.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How the enforcer runs, as `curfew enforce` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// One pass, then return.
+    pub once: bool,
+    /// Time between passes ([`MIN_INTERVAL`] to [`MAX_INTERVAL`]).
+    pub interval: Duration,
+    /// The policy file; `None`: the built-in policy.
+    pub policy_path: Option<PathBuf>,
+}
+
+/// How a run ended (only `once` runs end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The pass looked at every session.
+    Complete,
+    /// The pass could not look at every session (no policy, no store, or
+    /// the processes could not be read); the log says why.
+    Incomplete,
+}
+
+fn log(line: &str) {
+    eprintln!("curfew enforce: {}", escape(line));
+}
+
+/// Runs the enforcer on this host: forever, or one pass with
+/// [`Options::once`]. `open_store` opens the store a policy names; `clock`
+/// is read once per pass.
+///
+/// # Errors
+///
+/// [`Error::Interval`] for an interval out of bounds, [`Error::Hostname`]
+/// when the host's name cannot be read. Nothing that happens during a pass
+/// is an error of the run: it is logged and the next pass tries again.
+pub fn run(
+    options: &Options,
+    open_store: StoreOpener<'_>,
+    clock: &dyn Fn() -> DateTime<Utc>,
+) -> Result<Finished, Error> {
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&options.interval) {
+        return Err(Error::Interval {
+            given: options.interval,
+            min: MIN_INTERVAL,
+            max: MAX_INTERVAL,
+        });
+    }
+    let hostname = nix::unistd::gethostname()
+        .map_err(|e| Error::Hostname {
+            detail: e.to_string(),
+        })?
+        .into_string()
+        .map_err(|_| Error::Hostname {
+            detail: "the name is not UTF-8".into(),
+        })?;
+    let path = options.policy_path.clone();
+    let mut enforcer = Enforcer::new(
+        LinuxHost::new(Grace::default()),
+        PolicySource::new(path.clone()),
+        hostname.clone(),
+        open_store,
+    );
+    if !options.once {
+        log(&format!(
+            "enforcing the PAM sessions of host {hostname} every {} (policy {})",
+            humantime::format_duration(options.interval),
+            path.as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in".into())
+        ));
+    }
+    // A store that pushes its changes (Redis) wakes the loop at once on a
+    // revocation or a termination request; others are polled every interval.
+    let mut watch: Option<(u64, Box<dyn EventStream>)> = None;
+    // Whether the change feed failed and has not come back yet (the stream
+    // reconnects by itself and says so with a Resync).
+    let mut feed_down = false;
+    loop {
+        let started = Instant::now();
+        let pass = enforcer.pass(clock());
+        for e in &pass.events {
+            log(&e.to_string());
+        }
+        if options.once {
+            return Ok(if pass.complete {
+                Finished::Complete
+            } else {
+                Finished::Incomplete
+            });
+        }
+        let generation = enforcer.store_generation();
+        if watch.as_ref().is_none_or(|(g, _)| *g != generation) {
+            watch = None;
+            feed_down = false;
+            if let Some(store) = enforcer.store() {
+                match store.watch() {
+                    Ok(Some(stream)) => {
+                        log(&format!(
+                            "the store {} pushes its changes: revocations and terminations act at once",
+                            store.location()
+                        ));
+                        watch = Some((generation, stream));
+                    }
+                    Ok(None) => {}
+                    Err(e) => log(&format!(
+                        "cannot subscribe to the store's changes: {e}; polling"
+                    )),
+                }
+            }
+        }
+        wait(
+            watch.as_mut().map(|(_, s)| s),
+            started + options.interval,
+            &mut feed_down,
+        );
+    }
+}
+
+/// Waits until `until`, or until the store pushes a change that may end a
+/// session now. A failure of the feed is logged once, and its return (the
+/// stream's Resync after it reconnected) once.
+fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant, feed_down: &mut bool) {
+    let Some(stream) = stream else {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        return;
+    };
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match stream.next(left) {
+            Ok(Some(StoreEvent::Resync)) => {
+                if std::mem::take(feed_down) {
+                    log(
+                        "the store's change feed is back: revocations and terminations act at once",
+                    );
+                }
+                return;
+            }
+            Ok(Some(
+                StoreEvent::RevocationAdded { .. } | StoreEvent::TerminationRequested { .. },
+            )) => return,
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                if !std::mem::replace(feed_down, true) {
+                    log(&format!(
+                        "the store's change feed is down: {e}; polling until it is back"
+                    ));
+                }
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                return;
+            }
+        }
+    }
+}
