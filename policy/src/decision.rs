@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::effective::Effective;
 use crate::revocation::{RevocationKeys, RevocationSet};
 use crate::session::{EndReason, Session};
+use crate::time;
 
 /// What the decision needs to know about a session.
 #[derive(Debug, Clone, Copy)]
@@ -175,20 +176,21 @@ impl Decision {
     }
 }
 
-fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    // Bounded durations (at most 90 d) never overflow a chrono timestamp.
-    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
-}
-
 /// Decides whether `session` may go on at `now` under `eff`, given the
 /// revocation list. `token_lifetime` is the lifetime a token issued now would
 /// get (see [`Effective::token_lifetime`]).
 ///
 /// Order: revocation, termination, absolute deadline, inactivity.
+///
+/// Total: no input makes it panic (every sum saturates, see
+/// [`crate::time`]). Times in `session` that lie in the future are never
+/// trusted to extend anything: a start later than `now` by more than
+/// [`crate::time::MAX_SKEW`] cannot be a real login (only a forged or
+/// corrupt record has one), so the session counts as started at the
+/// beginning of time — every `all` revocation reaches it and its
+/// `max_duration` is over; a start within the skew counts as `now`. Activity
+/// later than `now` by more than the skew is no news: the session is idle
+/// since its start; activity within the skew counts as `now`.
 pub fn decide(
     eff: &Effective<'_>,
     session: &SessionState<'_>,
@@ -201,7 +203,14 @@ pub fn decide(
         user: session.user,
         client: session.client_id,
     };
-    if let Some(r) = revocations.find(&keys, session.started_at, now) {
+    let started_at = match time::observed(session.started_at, now) {
+        Some(t) => t,
+        None => DateTime::<Utc>::MIN_UTC,
+    };
+    let last_activity = time::observed(session.last_activity, now)
+        .unwrap_or(started_at)
+        .max(started_at);
+    if let Some(r) = revocations.find(&keys, started_at, now) {
         return Decision::Deny(Deny::Revoked {
             revocation_id: r.id.clone(),
             target: r.target.to_string(),
@@ -211,13 +220,13 @@ pub fn decide(
     if session.terminate_requested {
         return Decision::Deny(Deny::Terminated);
     }
-    let absolute_deadline = add(session.started_at, eff.absolute_limit(session.remember_me));
+    let absolute_deadline = time::add(started_at, eff.absolute_limit(session.remember_me));
     if now >= absolute_deadline {
         return Decision::Deny(Deny::MaxDuration {
             deadline: absolute_deadline,
         });
     }
-    let idle_deadline = add(session.last_activity, eff.inactivity.value);
+    let idle_deadline = time::add(last_activity, eff.inactivity.value);
     if now >= idle_deadline {
         return Decision::Deny(Deny::Idle {
             deadline: idle_deadline,
@@ -230,10 +239,10 @@ pub fn decide(
     };
     Decision::Allow(Allow {
         token_lifetime,
-        token_expires_at: add(now, token_lifetime).min(absolute_deadline),
+        token_expires_at: time::add(now, token_lifetime).min(absolute_deadline),
         idle_deadline,
         absolute_deadline,
         next_end,
-        warn_at: sub(first, eff.warn_before.value),
+        warn_at: time::sub(first, eff.warn_before.value),
     })
 }

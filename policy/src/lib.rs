@@ -39,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod decision;
 pub mod duration;
@@ -47,15 +48,19 @@ pub mod error;
 pub mod file_stamp;
 pub mod fsperm;
 pub mod fuzzing;
+pub mod host;
 pub mod locate;
 pub mod policy;
+pub mod policy_source;
 pub mod raw;
 pub mod revocation;
 pub mod schema;
 mod serde_secs;
 pub mod session;
 pub mod store;
+pub mod time;
 
+pub use admission::{admit, Admission, Caller, GroupsLookup, StoreAnswer, Which, Who};
 pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};
 pub use effective::{Effective, Source, Sourced, Subject};
 pub use error::{Diagnostic, PolicyError};

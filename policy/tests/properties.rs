@@ -301,3 +301,57 @@ proptest! {
         prop_assert_eq!(policy.matching_rule(&subject).map(|(i, _)| i), linear);
     }
 }
+
+/// Any time chrono can represent, from the earliest to the latest.
+fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+    let lo = DateTime::<Utc>::MIN_UTC.timestamp();
+    let hi = DateTime::<Utc>::MAX_UTC.timestamp();
+    prop_oneof![
+        Just(DateTime::<Utc>::MIN_UTC),
+        Just(DateTime::<Utc>::MAX_UTC),
+        (lo..=hi).prop_map(|s| Utc
+            .timestamp_opt(s, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)),
+        (-100_000i64..100_000).prop_map(|s| t0() + secs(s)),
+    ]
+}
+
+proptest! {
+    // Issue 12: `decide` is total. No time (a user's own terminal atime, a
+    // stored record, an OIDC server's auth_time) makes it panic, a deadline
+    // never lies before a start it was given, and nothing in the future
+    // keeps a session alive past what `now` allows.
+    #[test]
+    fn decide_is_total_and_future_times_never_extend(
+        started in any_time(),
+        activity in any_time(),
+        now in any_time(),
+        lifetime in prop_oneof![Just(Duration::ZERO), Just(Duration::MAX), (0u64..10_000_000).prop_map(Duration::from_secs)],
+        remember_me in any::<bool>(),
+    ) {
+        let policy = curfew_policy::Policy::parse("version: 1\nsession: { max_duration: 1h, inactivity: 10m }\n", "p.yaml").unwrap();
+        let groups: Vec<String> = vec![];
+        let eff = policy.effective(&Subject { user: "u", groups: &groups, ..Default::default() });
+        let state = SessionState {
+            id: Some("s"),
+            user: "u",
+            client_id: None,
+            started_at: started,
+            last_activity: activity,
+            remember_me,
+            terminate_requested: false,
+        };
+        let decision = decide(&eff, &state, &RevocationSet::new(), lifetime, now);
+        if let Decision::Allow(a) = decision {
+            // Allowed only while `now` is inside both deadlines, and the
+            // deadlines are never later than a start at `now` allows.
+            prop_assert!(now < a.absolute_deadline && now < a.idle_deadline);
+            let limit = eff.absolute_limit(remember_me);
+            let latest = curfew_policy::time::add(now, limit);
+            prop_assert!(a.absolute_deadline <= latest, "{a:?}");
+            prop_assert!(a.idle_deadline <= curfew_policy::time::add(now, Duration::from_secs(600)), "{a:?}");
+            prop_assert!(a.token_expires_at <= a.absolute_deadline);
+        }
+    }
+}

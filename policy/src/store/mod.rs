@@ -41,6 +41,16 @@ pub enum StoreError {
         /// The cause.
         detail: String,
     },
+    /// A local resource ran out (descriptors, memory, file size, disk):
+    /// never degraded by `on_unavailable`, since a user can cause it on
+    /// purpose in a setuid program whose rlimits they set.
+    #[error("the store at {location} cannot be used: a local resource ran out: {detail}")]
+    Resource {
+        /// The file or server.
+        location: String,
+        /// The cause.
+        detail: String,
+    },
     /// The store file is writable by someone other than its owner and root.
     #[error(transparent)]
     Insecure(#[from] crate::fsperm::InsecureFile),
@@ -73,6 +83,43 @@ pub enum StoreError {
     /// The backend is not part of this build.
     #[error("the {0} store backend is not built into this binary")]
     NotBuilt(&'static str),
+}
+
+impl StoreError {
+    /// The error for an I/O failure at `location`: [`StoreError::Resource`]
+    /// for descriptors (EMFILE, ENFILE), memory (ENOMEM), file size (EFBIG)
+    /// and disk space (ENOSPC, EDQUOT); [`StoreError::Unavailable`] for
+    /// anything else. `what` says what was being done.
+    pub fn from_io(location: &str, what: &str, e: &std::io::Error) -> StoreError {
+        let detail = format!("{what}: {e}");
+        if is_resource_errno(e.raw_os_error()) {
+            StoreError::Resource {
+                location: location.to_owned(),
+                detail,
+            }
+        } else {
+            StoreError::Unavailable {
+                location: location.to_owned(),
+                detail,
+            }
+        }
+    }
+}
+
+/// Whether an errno means a local resource ran out.
+pub fn is_resource_errno(errno: Option<i32>) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        errno.map(Errno::from_raw),
+        Some(
+            Errno::EMFILE
+                | Errno::ENFILE
+                | Errno::ENOMEM
+                | Errno::EFBIG
+                | Errno::ENOSPC
+                | Errno::EDQUOT
+        )
+    )
 }
 
 /// Which sessions [`Store::list_sessions`] returns.

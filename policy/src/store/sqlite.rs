@@ -85,13 +85,17 @@ impl SqliteStore {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(unavailable(format!("cannot create it: {e}"))),
+            Err(e) => return Err(StoreError::from_io(&location, "cannot create it", &e)),
         }
         crate::fsperm::check(path)?;
         // SQLite reports a read-only file or file system only as "unable to
         // open database file"; ask the kernel first so the log names the cause.
         if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
-            return Err(unavailable(format!("cannot open it for writing: {e}")));
+            return Err(StoreError::from_io(
+                &location,
+                "cannot open it for writing",
+                &e,
+            ));
         }
         let conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
         let store = SqliteStore {
@@ -108,9 +112,26 @@ impl SqliteStore {
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
-        StoreError::Unavailable {
-            location: self.location(),
-            detail: e.to_string(),
+        use rusqlite::ErrorCode;
+        let resource = match e.sqlite_error_code() {
+            Some(ErrorCode::OutOfMemory | ErrorCode::DiskFull | ErrorCode::TooBig) => true,
+            // SQLite says only "unable to open"; the errno tells descriptors
+            // from a missing file.
+            Some(ErrorCode::CannotOpen) => {
+                crate::store::is_resource_errno(std::io::Error::last_os_error().raw_os_error())
+            }
+            _ => false,
+        };
+        if resource {
+            StoreError::Resource {
+                location: self.location(),
+                detail: e.to_string(),
+            }
+        } else {
+            StoreError::Unavailable {
+                location: self.location(),
+                detail: e.to_string(),
+            }
         }
     }
 
