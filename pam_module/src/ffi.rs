@@ -26,6 +26,11 @@ extern "C" {
     fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
     fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_get_data(
+        pamh: *const PamHandle,
+        module_data_name: *const c_char,
+        data: *mut *const std::ffi::c_void,
+    ) -> c_int;
 }
 
 /// The module, as pam-bindings sees it.
@@ -189,6 +194,30 @@ impl PamHandler for LibPam<'_> {
         self.pamh
             .set_data::<RuntimeMaxSec>(RUNTIME_MAX_SEC_DATA, Box::new(runtime_max_sec(seconds)))
             .map_err(from_pam)
+    }
+
+    fn runtime_max_sec(&mut self) -> Option<u64> {
+        let name = c_string(RUNTIME_MAX_SEC_DATA);
+        let mut data: *const std::ffi::c_void = std::ptr::null();
+        // SAFETY: `self.pamh` is the live handle of this hook; `name` is a
+        // NUL-terminated string that outlives the call; `data` is a valid
+        // out-pointer. libpam only reads the name and writes the pointer.
+        let rc = unsafe {
+            pam_get_data(
+                std::ptr::from_ref::<PamHandle>(self.pamh),
+                name.as_ptr(),
+                &raw mut data,
+            )
+        };
+        if PamCode::from_int(rc) != PamCode::Success || data.is_null() {
+            return None;
+        }
+        // SAFETY: pam_systemd reads this data name as a NUL-terminated
+        // string (pam_systemd.c, get_seconds_data), so every module that
+        // sets it, this one included (`runtime_max_sec` above), stores one;
+        // libpam keeps it alive for the handle's lifetime, beyond this call.
+        let text = unsafe { CStr::from_ptr(data.cast::<c_char>()) };
+        text.to_str().ok()?.trim().parse().ok()
     }
 
     fn set_session_id(&mut self, id: &str) -> Result<(), PamCode> {

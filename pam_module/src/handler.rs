@@ -74,6 +74,11 @@ pub trait PamHandler {
     /// creates for this session is stopped after `seconds`.
     fn set_runtime_max_sec(&mut self, seconds: u64) -> Result<(), PamCode>;
 
+    /// The `systemd.runtime_max_sec` a module earlier in the stack left as
+    /// PAM data (a NUL-terminated decimal string, as pam_systemd reads it),
+    /// if any and if it parses.
+    fn runtime_max_sec(&mut self) -> Option<u64>;
+
     /// Keeps the session id for close_session ([`SESSION_ID_DATA`]).
     fn set_session_id(&mut self, id: &str) -> Result<(), PamCode>;
 

@@ -7,15 +7,18 @@
 #![forbid(unsafe_code)]
 
 use chrono::{DateTime, Utc};
+use curfew_policy::admission::{store_failure_verdict, FailureVerdict};
+use curfew_policy::host::{Account, HostError};
 use curfew_policy::{
-    decide, Decision, Deny, Effective, EndReason, OnUnavailable, Policy, RevocationKeys, Session,
-    SessionKind, SessionState, Store, StoreError, Subject,
+    admit, Admission, Allow, Caller, Deny, Effective, EndReason, GroupsLookup, Policy,
+    RevocationKeys, RevocationSet, Session, SessionKind, Store, StoreAnswer, StoreError, Subject,
+    Which, Who,
 };
 
 use crate::args::ModuleArgs;
 use crate::code::PamCode;
 use crate::handler::{Item, LogLevel, MessageStyle, PamHandler, SESSION_ID_ENV, TMOUT_ENV};
-use crate::system::{GroupsError, System};
+use crate::system::System;
 
 /// What the user is told when the policy or the store is unusable. The
 /// cause goes to the log only: it is the administrator's business.
@@ -64,6 +67,7 @@ struct Cx<'a> {
     sys: &'a dyn System,
     args: &'a ModuleArgs,
     silent: bool,
+    caller: Caller,
 }
 
 fn secs(d: std::time::Duration) -> u64 {
@@ -81,6 +85,9 @@ impl<'a> Cx<'a> {
             sys,
             args: call.args,
             silent: call.silent,
+            caller: Caller {
+                secure: sys.secure_caller(),
+            },
         };
         for arg in &call.args.unknown {
             cx.log(
@@ -176,22 +183,27 @@ impl<'a> Cx<'a> {
         })
     }
 
-    fn groups(&mut self, user: &str) -> Result<Vec<String>, PamCode> {
-        match self.sys.groups(user) {
-            Ok(g) => Ok(g),
-            Err(GroupsError::UnknownUser) => {
+    /// The account behind the login name: revocations, rules and the
+    /// session record use its canonical name, however the login spelled it.
+    fn account_of(&mut self, login: &str) -> Result<Account, PamCode> {
+        match self.sys.account(login) {
+            Ok(a) => {
+                if a.name != login {
+                    self.debug(|| format!("login {login:?} is the account {:?}", a.name));
+                }
+                Ok(a)
+            }
+            Err(HostError::UnknownUser(_)) => {
                 self.log(
                     LogLevel::Notice,
-                    &format!("user {user:?} is unknown to the system; refusing the login"),
+                    &format!("user {login:?} is unknown to the system; refusing the login"),
                 );
                 Err(PamCode::UserUnknown)
             }
-            Err(e @ GroupsError::Lookup(_)) => {
-                // Rules match on groups: guessing "no groups" could hand an
-                // administrator the looser limits of everyone else.
+            Err(e @ HostError::Lookup { .. }) => {
                 self.log(
                     LogLevel::Err,
-                    &format!("cannot find the groups of {user:?}: {e}; refusing the login"),
+                    &format!("cannot look up the account of {login:?}: {e}; refusing the login"),
                 );
                 self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
                 Err(PamCode::SystemErr)
@@ -199,25 +211,12 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// The answer to a store failure: a store others can change is always
-    /// refused; otherwise `store.on_unavailable` decides. `Ok(())` means go
-    /// on without the store.
+    /// A store failure after admission (registering, ending): the failure
+    /// table of the admission kernel decides. `Ok(())` means go on without
+    /// the store.
     fn store_failed(&mut self, policy: &Policy, e: &StoreError) -> Result<(), PamCode> {
-        if matches!(e, StoreError::Insecure(_)) {
-            self.log(LogLevel::Err, &format!("{e}; refusing the login"));
-            self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
-            return Err(PamCode::SystemErr);
-        }
-        match policy.store.on_unavailable {
-            OnUnavailable::Deny => {
-                self.log(
-                    LogLevel::Err,
-                    &format!("{e}; refusing the login (store.on_unavailable: deny)"),
-                );
-                self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
-                Err(PamCode::SystemErr)
-            }
-            OnUnavailable::Allow => {
+        match store_failure_verdict(e, policy.store.on_unavailable, self.caller) {
+            FailureVerdict::Degrade => {
                 self.log(
                     LogLevel::Err,
                     &format!(
@@ -226,6 +225,11 @@ impl<'a> Cx<'a> {
                     ),
                 );
                 Ok(())
+            }
+            FailureVerdict::Deny(why) => {
+                self.log(LogLevel::Err, &format!("{e}; refusing the login ({why})"));
+                self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+                Err(PamCode::SystemErr)
             }
         }
     }
@@ -258,44 +262,6 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// Refuses a login that a revocation (of the user, or of the service
-    /// as a `client` target) applies to.
-    fn check_revocations(
-        &mut self,
-        policy: &Policy,
-        store: &mut Option<Box<dyn Store>>,
-        eff: &Effective<'_>,
-        login: &Login,
-        now: DateTime<Utc>,
-    ) -> Result<(), PamCode> {
-        let user = login.user.as_str();
-        let service = login.service.as_deref();
-        let keys = RevocationKeys {
-            session: None,
-            user,
-            client: service,
-        };
-        let Some(revocations) = self.with_store(policy, store, |s| s.revocations_for(&keys))?
-        else {
-            return Ok(());
-        };
-        let state = SessionState::login(user, service, now);
-        match decide(eff, &state, &revocations, eff.timeout_default.value, now) {
-            Decision::Allow(_) => Ok(()),
-            Decision::Deny(deny) => {
-                self.log(
-                    LogLevel::Notice,
-                    &format!(
-                        "access denied for user {user:?} (service {}): {deny}",
-                        or_dash(&login.service)
-                    ),
-                );
-                self.tell(MessageStyle::ErrorMsg, &user_message(&deny));
-                Err(PamCode::PermDenied)
-            }
-        }
-    }
-
     fn describe(&mut self, login: &Login, groups: &[String], eff: &Effective<'_>) {
         self.debug(|| {
             format!(
@@ -315,38 +281,119 @@ impl<'a> Cx<'a> {
         });
     }
 
-    /// What `account` and `open_session` both establish first: who logs
-    /// in, the policy for them (described in the debug log), the store, and
-    /// that no revocation refuses them.
-    fn admit(&mut self, session_items: bool) -> Result<Admitted, PamCode> {
-        let login = self.login(session_items)?;
+    /// What `account` and `open_session` both establish first, through the
+    /// admission kernel: who logs in (the canonical account), the policy
+    /// for them (described in the debug log), the store, and that no
+    /// revocation refuses them. `with_preference` also reads the user's
+    /// own token lifetime (open_session records it).
+    fn admit(&mut self, session_items: bool, with_preference: bool) -> Result<Admitted, PamCode> {
+        let mut login = self.login(session_items)?;
         let policy = self.policy()?;
-        let groups = self.groups(&login.user)?;
+        let account = self.account_of(&login.user)?;
+        login.user = account.name.clone();
+        let lookup = self.sys.groups(&account);
         let host = self.sys.hostname();
         let now = self.sys.now();
-        let mut admitted = Admitted {
+        let failed_groups = lookup.as_ref().err().map(ToString::to_string);
+        let groups = lookup.unwrap_or_default();
+        let who = Who {
+            user: &login.user,
+            groups: match &failed_groups {
+                None => GroupsLookup::Known(&groups),
+                Some(e) => GroupsLookup::Failed(e),
+            },
+            service: login.service.as_deref(),
+            client: None,
+            host: host.as_deref(),
+        };
+        if failed_groups.is_none() {
+            let eff = policy.effective(&who.subject(&groups));
+            self.describe(&login, &groups, &eff);
+        }
+        let mut store = None;
+        let read = if failed_groups.is_some() {
+            // The kernel refuses before any store answer matters.
+            Ok((RevocationSet::new(), None))
+        } else {
+            match self.sys.open_store(&policy.store) {
+                Err(e) => Err(e),
+                Ok(s) => {
+                    let keys = RevocationKeys {
+                        session: None,
+                        user: who.user,
+                        client: who.client_key(),
+                    };
+                    let read = s.revocations_for(&keys).and_then(|r| {
+                        let pref = if with_preference {
+                            s.timeout_preference(who.user)?
+                        } else {
+                            None
+                        };
+                        Ok((r, pref))
+                    });
+                    store = Some(s);
+                    read
+                }
+            }
+        };
+        let answer = match &read {
+            Ok((revocations, preference)) => StoreAnswer::Read {
+                revocations,
+                preference: *preference,
+            },
+            Err(e) => StoreAnswer::Failed(e),
+        };
+        let allow = match admit(&policy, &who, &Which::NewLogin, answer, self.caller, now) {
+            Admission::Allow(a) => a,
+            Admission::Degraded(d) => {
+                self.log(
+                    LogLevel::Err,
+                    &format!(
+                        "{}; letting the login through WITHOUT checking revocations or \
+                         registering the session (store.on_unavailable: allow)",
+                        d.detail
+                    ),
+                );
+                store = None;
+                d.allow
+            }
+            Admission::Deny(deny) => {
+                self.log(
+                    LogLevel::Notice,
+                    &format!(
+                        "access denied for user {:?} (service {}): {deny}",
+                        login.user,
+                        or_dash(&login.service)
+                    ),
+                );
+                self.tell(MessageStyle::ErrorMsg, &user_message(&deny));
+                return Err(PamCode::PermDenied);
+            }
+            Admission::Unusable(u) => {
+                self.log(
+                    LogLevel::Err,
+                    &format!(
+                        "cannot apply the policy to user {:?}: {u}; refusing the login",
+                        login.user
+                    ),
+                );
+                self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
+                return Err(PamCode::SystemErr);
+            }
+        };
+        Ok(Admitted {
             login,
             policy,
             groups,
             host,
             now,
-            store: None,
-        };
-        let eff = admitted.policy.effective(&admitted.subject());
-        self.describe(&admitted.login, &admitted.groups, &eff);
-        admitted.store = self.open_store(&admitted.policy)?;
-        self.check_revocations(
-            &admitted.policy,
-            &mut admitted.store,
-            &eff,
-            &admitted.login,
-            now,
-        )?;
-        Ok(admitted)
+            store,
+            allow,
+        })
     }
 
     fn account(&mut self) -> Result<PamCode, PamCode> {
-        let admitted = self.admit(false)?;
+        let admitted = self.admit(false, false)?;
         self.debug(|| format!("account of user {:?} allowed", admitted.login.user));
         Ok(PamCode::Success)
     }
@@ -359,7 +406,8 @@ impl<'a> Cx<'a> {
             host,
             now,
             mut store,
-        } = self.admit(true)?;
+            allow,
+        } = self.admit(true, true)?;
         let eff = policy.effective(&Subject {
             user: &login.user,
             groups: &groups,
@@ -372,14 +420,25 @@ impl<'a> Cx<'a> {
             self.tell(MessageStyle::TextInfo, eff.banner.value);
         }
 
-        let preference = self
-            .with_store(&policy, &mut store, |s| s.timeout_preference(&login.user))?
-            .flatten();
-        let lifetime = eff.token_lifetime(preference).value;
+        let lifetime = allow.token_lifetime;
 
         // pam_systemd (later in the stack) reads this and has logind stop
-        // the session's scope at max_duration, even if no enforcer runs.
-        let max = secs(eff.max_duration.value);
+        // the session's scope at max_duration, even if no enforcer runs. A
+        // module earlier in the stack may have set a lower limit (the end
+        // of a pam_time window, say): the smaller one stays.
+        let ours = secs(eff.max_duration.value);
+        let max = match self.pam.runtime_max_sec() {
+            Some(earlier) if earlier > 0 && earlier < ours => {
+                self.debug(|| {
+                    format!(
+                        "systemd.runtime_max_sec {earlier} set earlier in the stack is \
+                         lower than max_duration ({ours}s): kept"
+                    )
+                });
+                earlier
+            }
+            _ => ours,
+        };
         self.pam.set_runtime_max_sec(max).map_err(|code| {
             self.log(
                 LogLevel::Err,
@@ -472,6 +531,8 @@ impl<'a> Cx<'a> {
                 return Err(code);
             }
         };
+        // The record holds the canonical account name.
+        let user = self.sys.account(&user).map(|a| a.name).unwrap_or(user);
         let (id, from_env) = match self.pam.session_id() {
             Some(id) => (id, false),
             None => match self.pam.getenv(SESSION_ID_ENV) {
@@ -549,18 +610,7 @@ struct Admitted {
     host: Option<String>,
     now: DateTime<Utc>,
     store: Option<Box<dyn Store>>,
-}
-
-impl Admitted {
-    fn subject(&self) -> Subject<'_> {
-        Subject {
-            user: &self.login.user,
-            groups: &self.groups,
-            service: self.login.service.as_deref(),
-            client: None,
-            host: self.host.as_deref(),
-        }
-    }
+    allow: Allow,
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use curfew_policy::{
 
 use crate::code::PamCode;
 use crate::handler::{Item, LogLevel, MessageStyle, PamHandler};
-use crate::system::{GroupsError, System};
+use crate::system::System;
+use curfew_policy::host::{Account, HostError};
 
 /// One expected call, and what the mock answers.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct ScriptedPam {
     pub env: HashMap<String, String>,
     /// The session id kept by set_session_id.
     pub kept_session_id: Option<String>,
+    /// A `systemd.runtime_max_sec` an earlier module left (not scripted).
+    pub earlier_runtime_max_sec: Option<u64>,
 }
 
 impl ScriptedPam {
@@ -61,6 +64,7 @@ impl ScriptedPam {
             logs: Vec::new(),
             env: HashMap::new(),
             kept_session_id: None,
+            earlier_runtime_max_sec: None,
         }
     }
 
@@ -127,6 +131,10 @@ impl PamHandler for ScriptedPam {
         self.logs.push((level, text.to_owned()));
     }
 
+    fn runtime_max_sec(&mut self) -> Option<u64> {
+        self.earlier_runtime_max_sec
+    }
+
     fn set_runtime_max_sec(&mut self, seconds: u64) -> Result<(), PamCode> {
         match self.next(&format!("set_runtime_max_sec({seconds})")) {
             Step::RuntimeMaxSec(want, r) if want == seconds => r,
@@ -188,6 +196,10 @@ pub struct FakeSystem {
     pub groups: HashMap<String, Vec<String>>,
     /// Group lookups fail (an NSS backend is down).
     pub groups_fail: bool,
+    /// Other spellings of an account's name: login -> canonical name.
+    pub aliases: HashMap<String, String>,
+    /// The caller is a setuid program (AT_SECURE).
+    pub secure: bool,
     /// The policy text, or `None` for a missing file.
     pub policy: Option<String>,
     /// The store every open_store returns.
@@ -208,6 +220,8 @@ impl FakeSystem {
                 ("bob".into(), vec!["bob".into()]),
             ]),
             groups_fail: false,
+            aliases: HashMap::new(),
+            secure: false,
             policy: Some(policy.to_owned()),
             store: Arc::new(MemoryStore::new()),
             open_error: None,
@@ -239,14 +253,35 @@ impl System for FakeSystem {
         self.now
     }
 
-    fn groups(&self, user: &str) -> Result<Vec<String>, GroupsError> {
+    fn account(&self, login: &str) -> Result<Account, HostError> {
+        let name = self.aliases.get(login).map_or(login, String::as_str);
+        let uid = self
+            .groups
+            .keys()
+            .position(|u| u == name)
+            .ok_or_else(|| HostError::UnknownUser(login.to_owned()))?;
+        Ok(Account {
+            name: name.to_owned(),
+            uid: 1000 + u32::try_from(uid).unwrap_or(0),
+            gid: 1000,
+        })
+    }
+
+    fn groups(&self, account: &Account) -> Result<Vec<String>, HostError> {
         if self.groups_fail {
-            return Err(GroupsError::Lookup("sssd is not running".into()));
+            return Err(HostError::Lookup {
+                what: format!("getgrouplist({})", account.name),
+                detail: "sssd is not running".into(),
+            });
         }
         self.groups
-            .get(user)
+            .get(&account.name)
             .cloned()
-            .ok_or(GroupsError::UnknownUser)
+            .ok_or_else(|| HostError::UnknownUser(account.name.clone()))
+    }
+
+    fn secure_caller(&self) -> bool {
+        self.secure
     }
 
     fn hostname(&self) -> Option<String> {

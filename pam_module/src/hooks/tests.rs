@@ -684,3 +684,146 @@ fn close_session_with_an_unavailable_store_follows_on_unavailable() {
     let mut pam = ScriptedPam::new([Step::User(Ok("bob")), Step::SessionId(Some("0123"))]);
     assert_eq!(close_session(&mut pam, &sys, call(&args)), PamCode::Success);
 }
+
+// ---- one admission path (issue 11) and host hardening (issue 12) ----------
+
+#[test]
+fn issue11_a_store_from_a_newer_curfew_is_refused_even_with_on_unavailable_allow() {
+    fn too_new() -> StoreError {
+        StoreError::TooNew {
+            location: "/var/lib/curfew/state.db".into(),
+            found: 99,
+            supported: 3,
+        }
+    }
+    let mut sys = FakeSystem::new(&with_store_line("on_unavailable: allow"));
+    sys.open_error = Some(too_new);
+    let args = ModuleArgs::default();
+    let mut steps = account_steps("bob", "sshd");
+    steps.push(Step::Message(
+        MessageStyle::ErrorMsg,
+        "cannot be applied",
+        Ok(()),
+    ));
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(acct_mgmt(&mut pam, &sys, call(&args)), PamCode::SystemErr);
+    assert!(
+        pam.logged(LogLevel::Err, "newer curfew always denies"),
+        "{}",
+        pam.log_text()
+    );
+}
+
+#[test]
+fn issue12_a_setuid_caller_never_gets_on_unavailable_allow() {
+    let mut sys = FakeSystem::new(&with_store_line("on_unavailable: allow"));
+    sys.open_error = Some(unavailable);
+    sys.secure = true;
+    let args = ModuleArgs::default();
+    let mut steps = account_steps("bob", "su");
+    steps.push(Step::Message(
+        MessageStyle::ErrorMsg,
+        "cannot be applied",
+        Ok(()),
+    ));
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(acct_mgmt(&mut pam, &sys, call(&args)), PamCode::SystemErr);
+    assert!(
+        pam.logged(LogLevel::Err, "setuid/setgid caller"),
+        "{}",
+        pam.log_text()
+    );
+}
+
+#[test]
+fn issue12_local_resource_failures_always_deny() {
+    fn no_descriptors() -> StoreError {
+        StoreError::Resource {
+            location: "/var/lib/curfew/state.db".into(),
+            detail: "Too many open files (os error 24)".into(),
+        }
+    }
+    let mut sys = FakeSystem::new(&with_store_line("on_unavailable: allow"));
+    sys.open_error = Some(no_descriptors);
+    let args = ModuleArgs::default();
+    let mut steps = account_steps("bob", "sshd");
+    steps.push(Step::Message(
+        MessageStyle::ErrorMsg,
+        "cannot be applied",
+        Ok(()),
+    ));
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(acct_mgmt(&mut pam, &sys, call(&args)), PamCode::SystemErr);
+}
+
+#[test]
+fn issue12_a_revoked_account_cannot_log_in_under_another_spelling() {
+    let mut sys = FakeSystem::new(POLICY);
+    sys.aliases.insert("Alice".into(), "alice".into());
+    sys.aliases
+        .insert("alice@EXAMPLE.ORG".into(), "alice".into());
+    revoke(&sys, Target::User("alice".into()), None);
+    let args = ModuleArgs::default();
+    for spelling in ["Alice", "alice@EXAMPLE.ORG", "alice"] {
+        let mut steps = account_steps(spelling, "sshd");
+        steps.push(Step::Message(
+            MessageStyle::ErrorMsg,
+            "Access denied: user alice is revoked",
+            Ok(()),
+        ));
+        let mut pam = ScriptedPam::new(steps);
+        assert_eq!(
+            acct_mgmt(&mut pam, &sys, call(&args)),
+            PamCode::PermDenied,
+            "{spelling}: {}",
+            pam.log_text()
+        );
+    }
+}
+
+#[test]
+fn issue12_sessions_are_recorded_under_the_canonical_account_name() {
+    let mut sys = FakeSystem::new(POLICY);
+    sys.aliases.insert("BOB".into(), "bob".into());
+    let args = ModuleArgs::parse(["no_banner", "no_tmout"]);
+    let mut steps = session_items("BOB", "sshd");
+    steps.push(Step::RuntimeMaxSec(12 * 3600, Ok(())));
+    steps.extend(id_steps());
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    let sessions = sys.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].user, "bob");
+
+    // close_session under the other spelling ends it too.
+    let id = pam.kept_session_id.clone().unwrap();
+    let mut pam = ScriptedPam::new([
+        Step::User(Ok("BOB")),
+        Step::SessionId(None),
+        Step::GetEnv("CURFEW_SESSION_ID", Some(leak(id.clone()))),
+    ]);
+    assert_eq!(close_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    let s = sys.store.session(&id).unwrap().unwrap();
+    assert_eq!(s.end_reason, Some(EndReason::Logout), "{}", pam.log_text());
+}
+
+#[test]
+fn issue12_a_lower_runtime_max_sec_set_earlier_in_the_stack_is_kept() {
+    let sys = FakeSystem::new(POLICY);
+    let args = ModuleArgs::parse(["no_banner", "no_tmout"]);
+    // pam_time (or another module) ends the allowed window in 1 h.
+    let mut steps = session_items("bob", "sshd");
+    steps.push(Step::RuntimeMaxSec(3600, Ok(())));
+    steps.extend(id_steps());
+    let mut pam = ScriptedPam::new(steps);
+    pam.earlier_runtime_max_sec = Some(3600);
+    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+
+    // A higher earlier value gives way to max_duration (12 h).
+    let mut steps = session_items("bob", "sshd");
+    steps.push(Step::RuntimeMaxSec(12 * 3600, Ok(())));
+    steps.extend(id_steps());
+    let mut pam = ScriptedPam::new(steps);
+    pam.earlier_runtime_max_sec = Some(48 * 3600);
+    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+}
