@@ -124,7 +124,7 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
 fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
     let policy = ctx.policy()?;
     let groups = if a.groups.is_empty() {
-        context::system_groups(&a.user)
+        context::system_groups(&a.user)?
     } else {
         a.groups.clone()
     };

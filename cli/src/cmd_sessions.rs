@@ -115,10 +115,7 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
 
 /// The audit session id of the caller's own login, if the kernel keeps one.
 fn own_audit_session() -> Option<u32> {
-    let text = std::fs::read_to_string("/proc/self/sessionid").ok()?;
-    let id: u32 = text.trim().parse().ok()?;
-    // 4294967295 (-1) means "no audit session".
-    (id != u32::MAX).then_some(id)
+    curfew_policy::host::audit_session_id(None)
 }
 
 fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {

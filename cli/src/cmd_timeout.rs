@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
         TimeoutCommand::Show { user, .. } => (user.clone(), None),
     };
     let user = user.unwrap_or_else(context::current_user);
-    let groups = context::system_groups(&user);
+    let groups = context::system_groups(&user)?;
     let host = context::hostname();
     let eff = policy.effective(&Subject {
         user: &user,

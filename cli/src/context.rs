@@ -114,27 +114,26 @@ pub fn current_user() -> String {
 
 /// The user name of `uid`, if the user database knows it.
 fn name_of(uid: nix::unistd::Uid) -> Option<String> {
-    nix::unistd::User::from_uid(uid)
+    curfew_policy::host::account_of_uid(uid.as_raw())
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .map(|a| a.name)
 }
 
-/// A user's groups from the system (getgrouplist); empty if the user is
-/// unknown here.
-pub fn system_groups(user: &str) -> Vec<String> {
-    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
-        return Vec::new();
-    };
-    let Ok(cname) = std::ffi::CString::new(user) else {
-        return Vec::new();
-    };
-    nix::unistd::getgrouplist(&cname, u.gid)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
-        .map(|g| g.name)
-        .collect()
+/// A user's groups from the system, through the one host-facts module
+/// (`curfew_policy::host`): empty for a name no local account has (an
+/// OIDC subject); an error when the user or group database fails, since
+/// guessing "no groups" could show or apply looser limits than the user's.
+pub fn system_groups(user: &str) -> Result<Vec<String>> {
+    use curfew_policy::host::{self, HostError};
+    match host::account(user) {
+        Ok(account) => host::groups(&account).map_err(|e| {
+            anyhow::anyhow!("cannot find the groups of {user:?}: {e}; pass them with --group")
+        }),
+        Err(HostError::UnknownUser(_)) => Ok(Vec::new()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot look up the account {user:?}: {e}; pass its groups with --group"
+        )),
+    }
 }
 
 /// This host's name.

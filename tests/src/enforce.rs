@@ -373,13 +373,15 @@ pub fn audit_session_processes(audit: u32) -> Vec<i32> {
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let sid = std::fs::read_to_string(format!("/proc/{pid}/sessionid")).unwrap_or_default();
+            let sid = u32::try_from(*pid)
+                .ok()
+                .and_then(|p| curfew_policy::host::audit_session_id(Some(p)));
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let state = stat
                 .rfind(')')
                 .and_then(|i| stat[i + 1..].split_whitespace().next())
                 .unwrap_or("X");
-            sid.trim().parse::<u32>().ok() == Some(audit) && !matches!(state, "Z" | "X")
+            sid == Some(audit) && !matches!(state, "Z" | "X")
         })
         .collect()
 }
