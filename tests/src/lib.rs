@@ -12,3 +12,4 @@ pub mod fleet;
 pub mod oidc;
 pub mod pam;
 pub mod sshd;
+pub mod systemd_ns;

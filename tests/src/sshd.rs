@@ -246,6 +246,12 @@ impl SshdSetup {
         }
     }
 
+    /// The shell command that starts this sshd in the foreground (`-D -e`),
+    /// for running it somewhere else than here (inside a namespace).
+    pub fn shell_command(&self) -> String {
+        format!("{} -D -e -f {}", self.link.display(), self.config.display())
+    }
+
     /// Starts sshd in the foreground (`-D -e`), its output to `log`.
     pub fn spawn(&self, log: &Path) -> ChildGuard {
         let log_file = File::create(log).expect("create sshd log");
