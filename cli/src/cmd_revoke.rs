@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use curfew_policy::{Revocation, Target};
+use curfew_policy::{AuditEvent, Revocation, Target};
 
 use crate::context::{self, Context};
 use crate::output::{self, outln, Format};
@@ -123,19 +123,7 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
         created_at: now,
     };
     store.add_revocation(&revocation)?;
-    ctx.audit(
-        &policy,
-        "revoke",
-        match &revocation.target {
-            Target::User(u) => Some(u.as_str()),
-            _ => None,
-        },
-        match &revocation.target {
-            Target::Session(s) => Some(s.as_str()),
-            _ => None,
-        },
-        serde_json::to_value(&revocation)?,
-    );
+    ctx.audit(&policy, now, &AuditEvent::revoke(&revocation));
     match opts.format {
         Format::Json => output::json(&revocation)?,
         Format::Text => {
@@ -204,7 +192,11 @@ pub fn unrevoke(ctx: &Context, a: UnrevokeArgs) -> Result<Outcome> {
     let store = ctx.store(&policy)?;
     match store.remove_revocation(&a.id)? {
         Some(r) => {
-            ctx.audit(&policy, "unrevoke", None, None, serde_json::to_value(&r)?);
+            ctx.audit(
+                &policy,
+                ctx.now(),
+                &AuditEvent::unrevoke(&r, &context::actor()),
+            );
             outln!(
                 "removed revocation {} ({})",
                 r.id,

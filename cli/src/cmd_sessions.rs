@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use curfew_policy::{Session, SessionFilter};
+use curfew_policy::{AuditEvent, Session, SessionFilter};
 
 use crate::context::{self, Context};
 use crate::output::{self, outln, Format};
@@ -165,16 +165,22 @@ fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
         return Ok(Outcome::Failure);
     }
     let now = ctx.now();
+    let actor = context::actor();
     let mut n = 0;
     for s in &targets {
         if store.request_termination(&s.id, now)? {
             n += 1;
             ctx.audit(
                 &policy,
-                "terminate",
-                Some(&s.user),
-                Some(&s.id),
-                serde_json::Value::Null,
+                now,
+                &AuditEvent::Terminate {
+                    actor: actor.clone(),
+                    user: s.user.clone(),
+                    session: s.id.clone(),
+                    service: s.service.clone(),
+                    client: s.client_id.clone(),
+                    session_host: s.host.clone(),
+                },
             );
             outln!(
                 "terminating {} ({}{})",

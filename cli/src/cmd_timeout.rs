@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use curfew_policy::duration::format as fmt_duration;
-use curfew_policy::Subject;
+use curfew_policy::{AuditEvent, Subject};
 
 use crate::context::{self, Context};
 use crate::output::{self, outln, Format};
@@ -50,6 +50,15 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
     if let Some(text) = set {
         if text == "default" {
             store.set_timeout_preference(&user, None)?;
+            ctx.audit(
+                &policy,
+                ctx.now(),
+                &AuditEvent::TimeoutSet {
+                    actor: context::actor(),
+                    user: user.clone(),
+                    timeout: None,
+                },
+            );
             outln!(
                 "{}: token lifetime back to the default, {}",
                 output::escape(&user),
@@ -67,10 +76,12 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
         store.set_timeout_preference(&user, Some(d))?;
         ctx.audit(
             &policy,
-            "timeout_set",
-            Some(&user),
-            None,
-            serde_json::json!({ "timeout": d.as_secs() }),
+            ctx.now(),
+            &AuditEvent::TimeoutSet {
+                actor: context::actor(),
+                user: user.clone(),
+                timeout: Some(d.as_secs()),
+            },
         );
         outln!(
             "{}: token lifetime set to {}",

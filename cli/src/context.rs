@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use curfew_policy::policy::DEFAULT_POLICY_PATH;
-use curfew_policy::{Policy, Store, StoreBackend, StoreConfig};
+use curfew_policy::{AuditEvent, AuditSink, Policy, Store, StoreBackend, StoreConfig};
 
 /// The global options, resolved lazily so that `policy schema` needs no file.
 pub struct Context {
@@ -62,28 +62,17 @@ impl Context {
         config
     }
 
-    /// Records an admin action in the policy's audit trail. A failure to
-    /// write is a warning: the action itself is already in the store.
-    pub fn audit(
-        &self,
-        policy: &Policy,
-        event: &str,
-        user: Option<&str>,
-        session: Option<&str>,
-        detail: serde_json::Value,
-    ) {
-        let audit = curfew_policy::audit::Audit::new(&policy.audit, "curfew");
-        let actor = actor();
-        let record = curfew_policy::audit::AuditEvent {
-            at: self.now(),
-            event,
-            actor: &actor,
-            user,
-            session,
-            detail,
-        };
-        if let Err(e) = audit.record(&record) {
-            eprintln!("curfew: warning: audit: {e}");
+    /// Records an admin action in the policy's audit trail (the file and
+    /// syslog, as the policy says). A failure to write is a warning on
+    /// stderr and the command still succeeds: the action itself is already
+    /// in the store, and undoing it because the log is full would be worse.
+    pub fn audit(&self, policy: &Policy, at: DateTime<Utc>, event: &AuditEvent) {
+        let sink = AuditSink::new(&policy.audit, "curfew", hostname());
+        if let Err(e) = sink.record(at, event) {
+            eprintln!(
+                "curfew: warning: the {} was done but is not in the audit trail: {e}",
+                event.name()
+            );
         }
     }
 

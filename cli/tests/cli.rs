@@ -444,17 +444,50 @@ fn admin_actions_are_audited() {
         .unwrap()
         .to_owned();
     assert!(env.run(&["unrevoke", &id]).status.success());
+    let o = env.run(&["timeout", "set", "--user", "mallory", "10m"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
+    let actor = lines[0]["actor"].as_str().unwrap();
+    assert!(!actor.is_empty());
     assert_eq!(lines[0]["event"], "revoke");
+    assert_eq!(lines[0]["source"], "curfew");
     assert_eq!(lines[0]["user"], "mallory");
-    assert_eq!(lines[0]["detail"]["reason"], "compromised");
+    assert_eq!(lines[0]["target"]["kind"], "user");
+    assert_eq!(lines[0]["revocation"], id.as_str());
+    assert_eq!(lines[0]["reason"], "compromised");
+    assert!(chrono::DateTime::parse_from_rfc3339(lines[0]["at"].as_str().unwrap()).is_ok());
     assert_eq!(lines[1]["event"], "unrevoke");
-    assert_eq!(lines[1]["detail"]["id"], id.as_str());
+    assert_eq!(lines[1]["revocation"], id.as_str());
+    assert_eq!(lines[1]["user"], "mallory");
+    assert_eq!(lines[1]["actor"], actor);
+    assert_eq!(lines[2]["event"], "timeout_set");
+    assert_eq!(lines[2]["user"], "mallory");
+    assert_eq!(lines[2]["timeout"], 600);
+}
+
+#[test]
+fn an_unsafe_audit_file_is_a_warning_naming_it_and_the_action_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(&target, &audit).unwrap();
+    let env = Env::new(&format!(
+        "audit: {{ syslog: false, file: {} }}\n",
+        audit.display()
+    ));
+    let o = env.run(&["revoke", "user", "mallory"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&audit.display().to_string()), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(env.store().list_revocations().unwrap().len(), 1);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
 }
 
 #[test]

@@ -402,65 +402,64 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 membership: describe(&obs.members),
             });
         }
-        audit(&policy, &mut pass.events, now);
+        audit(&policy, &self.hostname, &mut pass.events, now);
         pass
     }
 }
 
-/// Writes warnings and ends to the policy's audit trail (actor `enforcer`).
-/// A failure is one more log line; enforcement has happened either way.
-fn audit(policy: &Policy, events: &mut Vec<Event>, now: DateTime<Utc>) {
-    let trail = curfew_policy::audit::Audit::new(&policy.audit, "curfew-enforce");
+/// Writes warnings and ends to the policy's audit trail (source
+/// `curfew-enforce`). A failure is one more log line; enforcement has
+/// happened either way.
+fn audit(policy: &Policy, hostname: &str, events: &mut Vec<Event>, now: DateTime<Utc>) {
+    use curfew_policy::audit::{revocation_of, AuditEvent, AuditSink, RefusalReason};
+    let sink = AuditSink::new(&policy.audit, "curfew-enforce", Some(hostname.to_owned()));
     let mut failures = Vec::new();
     for e in events.iter() {
-        let (event, user, session, detail) = match e {
+        let event = match e {
             Event::Warned {
                 session,
                 user,
                 warning,
                 delivered,
-            } => (
-                "session_warned",
-                user,
-                session,
-                serde_json::json!({
-                    "end": warning.kind,
-                    "deadline": warning.deadline,
-                    "terminals": delivered,
-                }),
-            ),
+            } => AuditEvent::EnforcerWarning {
+                user: user.clone(),
+                session: session.clone(),
+                end: match warning.kind {
+                    curfew_policy::decision::NextEnd::Idle => "idle",
+                    curfew_policy::decision::NextEnd::MaxDuration => "max_duration",
+                }
+                .to_owned(),
+                deadline: warning.deadline,
+                terminals: *delivered,
+            },
             Event::Ended {
                 session,
                 user,
                 deny,
+                recorded,
                 ended,
                 membership,
-                ..
-            } => (
-                "session_ended",
-                user,
-                session,
-                serde_json::json!({
-                    "reason": deny.end_reason(),
-                    "decision": deny,
-                    "processes": ended.signalled.len(),
-                    "strongest_signal": ended.strongest_name(),
-                    "left": ended.left.iter().map(|p| p.pid).collect::<Vec<_>>(),
-                    "found_by": membership,
-                }),
-            ),
+            } => AuditEvent::EnforcerEnd {
+                user: user.clone(),
+                session: session.clone(),
+                service: None,
+                reason: RefusalReason::of_deny(deny),
+                revocation: revocation_of(deny),
+                detail: deny.to_string(),
+                processes: ended.signalled.len(),
+                signal: (ended.strongest > 0).then(|| ended.strongest_name().to_owned()),
+                left: ended
+                    .left
+                    .iter()
+                    .filter_map(|p| u32::try_from(p.pid).ok())
+                    .collect(),
+                found_by: membership.clone(),
+                recorded: *recorded,
+            },
             _ => continue,
         };
-        let record = curfew_policy::audit::AuditEvent {
-            at: now,
-            event,
-            actor: "enforcer",
-            user: Some(user),
-            session: Some(session),
-            detail,
-        };
-        if let Err(err) = trail.record(&record) {
-            failures.push(err);
+        if let Err(err) = sink.record(now, &event) {
+            failures.push(err.to_string());
         }
     }
     if let Some(err) = failures.into_iter().next() {
@@ -714,11 +713,12 @@ mod tests {
         // The end is in the audit trail.
         let trail = std::fs::read_to_string(f.dir.path().join("audit.jsonl")).unwrap();
         let rec: serde_json::Value = serde_json::from_str(trail.lines().last().unwrap()).unwrap();
-        assert_eq!(rec["event"], "session_ended");
-        assert_eq!(rec["actor"], "enforcer");
+        assert_eq!(rec["event"], "enforcer_end");
+        assert_eq!(rec["source"], "curfew-enforce");
         assert_eq!(rec["session"], alice.as_str());
-        assert_eq!(rec["detail"]["reason"], "revoked");
-        assert_eq!(rec["detail"]["processes"], 1);
+        assert_eq!(rec["user"], "alice");
+        assert_eq!(rec["reason"], "revoked");
+        assert_eq!(rec["processes"], 1);
     }
 
     #[test]

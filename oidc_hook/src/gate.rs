@@ -18,6 +18,9 @@ use curfew_policy::{
 use crate::claims::SessionClaims;
 use crate::clock::Clock;
 use crate::policy_file::PolicyCell;
+use curfew_policy::audit::{
+    revocation_of, AuditEvent, AuditSink, Grant, RefusalReason, StoreOutcome,
+};
 
 /// Who a token is for.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +80,18 @@ impl Granted {
     pub fn claims(&self) -> SessionClaims {
         SessionClaims::new(&self.session_id, &self.allow, &self.banner)
     }
+
+    /// The `token_issued` audit event of tokens issued for `p` now.
+    pub fn audit_event(&self, p: &Principal<'_>, grant: Grant) -> AuditEvent {
+        AuditEvent::TokenIssued {
+            user: p.user.to_owned(),
+            client: p.client_id.to_owned(),
+            session: self.session_id.clone(),
+            grant,
+            expires_at: self.allow.token_expires_at,
+            recorded: self.recorded,
+        }
+    }
 }
 
 /// Why a session may not go on.
@@ -106,6 +121,50 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The stable reason of the audit trail's `reason` field.
+    pub fn reason(&self) -> RefusalReason {
+        match self {
+            Refusal::Denied(d) => RefusalReason::of_deny(d),
+            Refusal::Ended { .. } => RefusalReason::Ended,
+            Refusal::UnknownSession(_) => RefusalReason::UnknownSession,
+            Refusal::Mismatch(_) => RefusalReason::Mismatch,
+            Refusal::Store(_) => RefusalReason::Store,
+        }
+    }
+
+    /// The refusal as an audit event: a refused OIDC login (`grant` is
+    /// [`Grant::Issue`]: a first token issue, or the hook's first request
+    /// of a login) or a refused refresh.
+    pub fn audit_event(
+        &self,
+        p: &Principal<'_>,
+        session: Option<&str>,
+        grant: Grant,
+    ) -> AuditEvent {
+        let revocation = match self {
+            Refusal::Denied(d) => revocation_of(d),
+            _ => None,
+        };
+        match grant {
+            Grant::Issue => AuditEvent::LoginRefused {
+                user: p.user.to_owned(),
+                service: None,
+                client: Some(p.client_id.to_owned()),
+                reason: self.reason(),
+                revocation,
+                detail: self.to_string(),
+            },
+            Grant::Refresh => AuditEvent::RefreshRefused {
+                user: p.user.to_owned(),
+                client: p.client_id.to_owned(),
+                session: session.map(str::to_owned),
+                reason: self.reason(),
+                revocation,
+                detail: self.to_string(),
+            },
+        }
+    }
+
     /// A short stable name for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -192,9 +251,26 @@ impl Gate {
         }
     }
 
+    /// Records `event` in the policy's audit trail (source `curfew-oidc`),
+    /// at the gate's clock. A failure to write is a loud line on stderr; the
+    /// decision stands (the token was issued or refused either way).
+    pub fn audit(&self, event: &AuditEvent) {
+        let policy = self.inner.policy.current();
+        let sink = AuditSink::new(&policy.audit, "curfew-oidc", self.inner.host.clone());
+        if let Err(e) = sink.record(self.now(), event) {
+            eprintln!("curfew-oidc: error: {} not audited: {e}", event.name());
+        }
+    }
+
     /// Turns a store failure into a refusal, unless the store is merely
     /// unavailable and the policy says to go on without it.
-    fn degrade(&self, policy: &Policy, what: &str, e: StoreError) -> Result<(), Refusal> {
+    fn degrade(
+        &self,
+        policy: &Policy,
+        p: &Principal<'_>,
+        what: &str,
+        e: StoreError,
+    ) -> Result<(), Refusal> {
         match e {
             StoreError::Unavailable { .. }
                 if policy.store.on_unavailable == OnUnavailable::Allow =>
@@ -203,6 +279,13 @@ impl Gate {
                     "curfew-oidc: warning: {what}: {e}; going on WITHOUT the store because \
                      store.on_unavailable is allow (revocations are not checked)"
                 );
+                self.audit(&AuditEvent::StoreUnavailable {
+                    store: Some(self.inner.store.location()),
+                    outcome: StoreOutcome::Degraded,
+                    user: Some(p.user.to_owned()),
+                    client: Some(p.client_id.to_owned()),
+                    detail: format!("{what}: {e}"),
+                });
                 Ok(())
             }
             e => {
@@ -215,15 +298,15 @@ impl Gate {
     fn reads(
         &self,
         policy: &Policy,
-        user: &str,
+        p: &Principal<'_>,
         keys: &RevocationKeys<'_>,
     ) -> Result<Reads, Refusal> {
         let store = &self.inner.store;
         let mut degraded = false;
-        let preference = match store.timeout_preference(user) {
+        let preference = match store.timeout_preference(p.user) {
             Ok(p) => p,
             Err(e) => {
-                self.degrade(policy, "reading a token lifetime", e)?;
+                self.degrade(policy, p, "reading a token lifetime", e)?;
                 degraded = true;
                 None
             }
@@ -234,7 +317,7 @@ impl Gate {
             match store.revocations_for(keys) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.degrade(policy, "reading revocations", e)?;
+                    self.degrade(policy, p, "reading revocations", e)?;
                     degraded = true;
                     RevocationSet::new()
                 }
@@ -249,8 +332,15 @@ impl Gate {
 
     /// Whether `p` may log in now (no session is recorded): a revoked user
     /// or client is refused before a code is ever issued. Returns the
-    /// banner to show.
+    /// banner to show. A refusal is a `login_refused` event of the audit
+    /// trail.
     pub fn admit(&self, p: &Principal<'_>) -> Result<String, Refusal> {
+        self.admit_unaudited(p).inspect_err(|e| {
+            self.audit(&e.audit_event(p, None, Grant::Issue));
+        })
+    }
+
+    fn admit_unaudited(&self, p: &Principal<'_>) -> Result<String, Refusal> {
         let policy = self.inner.policy.current();
         let now = self.now();
         let eff = policy.effective(&self.subject(p));
@@ -258,7 +348,7 @@ impl Gate {
             remember_me: p.remember_me,
             ..SessionState::login(p.user, Some(p.client_id), now)
         };
-        let reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        let reads = self.reads(&policy, p, &state_keys(&state))?;
         let lifetime = eff.token_lifetime(reads.preference).value;
         match decide(&eff, &state, &reads.revocations, lifetime, now) {
             Decision::Allow(_) => Ok(eff.banner.value.to_owned()),
@@ -291,7 +381,7 @@ impl Gate {
             remember_me: p.remember_me,
             ..SessionState::login(p.user, Some(p.client_id), now)
         };
-        let reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        let reads = self.reads(&policy, p, &state_keys(&state))?;
         let lifetime = eff.token_lifetime(reads.preference).value;
         let allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
             Decision::Allow(a) => a,
@@ -309,7 +399,7 @@ impl Gate {
         let mut recorded = !reads.degraded;
         if recorded {
             if let Err(e) = self.inner.store.create_session(&session) {
-                self.degrade(&policy, "recording a session", e)?;
+                self.degrade(&policy, p, "recording a session", e)?;
                 recorded = false;
             }
         }
@@ -340,7 +430,7 @@ impl Gate {
             Ok(Some(s)) => Some(s),
             Ok(None) => return Err(Refusal::UnknownSession(id.to_owned())),
             Err(e) => {
-                self.degrade(&policy, "reading a session", e)?;
+                self.degrade(&policy, p, "reading a session", e)?;
                 None
             }
         };
@@ -366,7 +456,7 @@ impl Gate {
             },
         };
         let eff = policy.effective(&self.subject(p));
-        let mut reads = self.reads(&policy, p.user, &state_keys(&state))?;
+        let mut reads = self.reads(&policy, p, &state_keys(&state))?;
         reads.degraded |= record.is_none();
         let lifetime = eff.token_lifetime(reads.preference).value;
         let mut allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
@@ -392,7 +482,7 @@ impl Gate {
                         })
                     }
                     Err(e) => {
-                        self.degrade(&policy, "recording activity", e)?;
+                        self.degrade(&policy, p, "recording activity", e)?;
                         reads.degraded = true;
                     }
                 }

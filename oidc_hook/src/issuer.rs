@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use curfew_policy::audit::Grant as AuditGrant;
 use curfew_policy::{EndReason, StoreError};
 use oxide_auth::primitives::grant::{Grant, Value};
 use oxide_auth::primitives::issuer::{IssuedToken, Issuer, RefreshedToken};
@@ -166,6 +167,13 @@ impl<I: Issuer> PolicyIssuer<I> {
     }
 
     fn inspect(&self, grant: Grant) -> Option<TokenSession> {
+        self.inspect_as(grant, "token", false)
+    }
+
+    /// Decides whether `grant`'s session may go on; a refusal is logged, and
+    /// with `audit` (a refresh token presented for a refresh) it is also a
+    /// `refresh_refused` event of the audit trail.
+    fn inspect_as(&self, grant: Grant, what: &str, audit: bool) -> Option<TokenSession> {
         let Some(session) = GrantSession::of(&grant) else {
             // Not issued through curfew: nothing vouches for it.
             return None;
@@ -177,7 +185,17 @@ impl<I: Issuer> PolicyIssuer<I> {
                 grant,
             }),
             Err(e) => {
-                log_refusal("token", &grant, &e);
+                log_refusal(what, &grant, &e);
+                if audit {
+                    let p = Principal {
+                        user: &grant.owner_id,
+                        groups: &[],
+                        client_id: &grant.client_id,
+                        remember_me: session.remember_me,
+                    };
+                    self.gate
+                        .audit(&e.audit_event(&p, Some(&session.sid), AuditGrant::Refresh));
+                }
                 None
             }
         }
@@ -226,9 +244,15 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
         };
         // oxide-auth can only answer a failed issue with a server error; a
         // revoked user should be stopped at the login (`Gate::admit`).
-        let granted = self.gate.start(&p, None, None).map_err(|e| {
-            log_refusal("token issue", &grant, &e);
-        })?;
+        let granted = match self.gate.start(&p, None, None) {
+            Ok(g) => g,
+            Err(e) => {
+                log_refusal("token issue", &grant, &e);
+                self.gate.audit(&e.audit_event(&p, None, AuditGrant::Issue));
+                return Err(());
+            }
+        };
+        self.gate.audit(&granted.audit_event(&p, AuditGrant::Issue));
         let session = GrantSession {
             sid: granted.session_id.clone(),
             started_at: granted.started_at,
@@ -247,9 +271,24 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
         // `recover_refresh` already refused what the policy refuses; this
         // decides again because time passed and this one records activity.
         let session = GrantSession::of(&grant).ok_or(())?;
-        let granted = self
-            .resume(&grant, &session, Activity::Record)
-            .map_err(|e| log_refusal("refresh", &grant, &e))?;
+        let groups = (self.groups)(&grant.owner_id);
+        let p = Principal {
+            user: &grant.owner_id,
+            groups: &groups,
+            client_id: &grant.client_id,
+            remember_me: session.remember_me,
+        };
+        let granted = match self.resume(&grant, &session, Activity::Record) {
+            Ok(g) => g,
+            Err(e) => {
+                log_refusal("refresh", &grant, &e);
+                self.gate
+                    .audit(&e.audit_event(&p, Some(&session.sid), AuditGrant::Refresh));
+                return Err(());
+            }
+        };
+        self.gate
+            .audit(&granted.audit_event(&p, AuditGrant::Refresh));
         let session = GrantSession {
             last_activity: granted.at,
             expires_at: granted.allow.token_expires_at,
@@ -268,7 +307,13 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
     }
 
     fn recover_refresh<'a>(&'a self, token: &'a str) -> Result<Option<Grant>, ()> {
-        Ok(self.inspect_refresh(token).map(|t| {
+        // oxide-auth recovers the refresh token before it calls `refresh`:
+        // this is where the policy refuses most refreshes, so the refusal
+        // is audited here.
+        let Some(grant) = self.inner.recover_refresh(token)? else {
+            return Ok(None);
+        };
+        Ok(self.inspect_as(grant, "refresh", true).map(|t| {
             let mut grant = t.grant;
             // The shared grant's `until` is the access token's; the refresh
             // token lives as long as the session may, so that oxide-auth's
@@ -580,6 +625,91 @@ rules:
                 );
             }
         }
+    }
+
+    #[test]
+    fn issues_refreshes_and_refusals_are_audited_with_user_client_and_session() {
+        use curfew_policy::audit::{AuditEvent, AuditLine, Grant as G, RefusalReason};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let text = format!(
+            "{POLICY}audit: {{ syslog: false, file: {} }}\n",
+            file.display()
+        );
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = Arc::new(MemoryStore::new());
+        let gate = Gate::new(
+            PolicyCell::new(Policy::parse(&text, "policy.yaml").unwrap()),
+            store.clone(),
+            clock.clone(),
+        )
+        .with_host(Some("idp1".into()));
+        let mut issuer = PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate);
+        let issued = issuer.issue(grant_template(t0())).unwrap();
+        clock.advance(CDuration::minutes(1));
+        let r = refresh(&mut issuer, issued.refresh.as_ref().unwrap()).unwrap();
+        store
+            .add_revocation(&Revocation {
+                id: "r1".into(),
+                target: Target::User("Owner".into()),
+                not_before: clock.now(),
+                expires_at: None,
+                reason: Some("offboarding".into()),
+                actor: "root".into(),
+                created_at: clock.now(),
+            })
+            .unwrap();
+        clock.advance(CDuration::minutes(1));
+        assert!(refresh(&mut issuer, r.refresh.as_ref().unwrap()).is_none());
+        assert!(issuer.issue(grant_template(clock.now())).is_err());
+
+        let lines: Vec<AuditLine> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines
+            .iter()
+            .all(|l| l.source == "curfew-oidc" && l.host.as_deref() == Some("idp1")));
+        let sid = match &lines[0].event {
+            AuditEvent::TokenIssued {
+                user,
+                client,
+                session,
+                grant: G::Issue,
+                expires_at,
+                recorded: true,
+            } => {
+                assert_eq!((user.as_str(), client.as_str()), ("Owner", "Client"));
+                assert_eq!(*expires_at, t0() + CDuration::minutes(5));
+                session.clone()
+            }
+            e => panic!("{e:?}"),
+        };
+        assert_eq!(lines[0].at, t0());
+        assert!(matches!(&lines[1].event,
+            AuditEvent::TokenIssued { session, grant: G::Refresh, .. } if *session == sid));
+        match &lines[2].event {
+            AuditEvent::RefreshRefused {
+                user,
+                client,
+                session,
+                reason,
+                revocation,
+                detail,
+            } => {
+                assert_eq!((user.as_str(), client.as_str()), ("Owner", "Client"));
+                assert_eq!(session.as_deref(), Some(sid.as_str()));
+                assert_eq!(*reason, RefusalReason::Revoked);
+                assert_eq!(revocation.as_deref(), Some("r1"));
+                assert!(detail.contains("offboarding"), "{detail}");
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(&lines[3].event,
+            AuditEvent::LoginRefused { user, client: Some(c), reason: RefusalReason::Revoked, .. }
+                if user == "Owner" && c == "Client"));
     }
 
     #[test]

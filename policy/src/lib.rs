@@ -61,6 +61,7 @@ pub mod store;
 pub mod time;
 
 pub use admission::{admit, Admission, Caller, GroupsLookup, StoreAnswer, Which, Who};
+pub use audit::{AuditEvent, AuditSink};
 pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};
 pub use effective::{Effective, Source, Sourced, Subject};
 pub use error::{Diagnostic, PolicyError};

@@ -46,6 +46,7 @@ use subtle::ConstantTimeEq;
 
 use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
 use crate::policy_file::{PolicyFile, Reload};
+use curfew_policy::audit::{AuditEvent, Grant};
 use hydra::{ResponseSession, TokenHookRequest, TokenHookResponse};
 use metrics::{Metrics, Outcome};
 
@@ -292,18 +293,33 @@ impl HookState {
             started_at: auth_time.unwrap_or(now),
             last_activity: now,
         };
-        let resume = || gate.resume(&sid, &p, &known, Activity::Record);
-        let granted = match resume() {
-            Err(Refusal::UnknownSession(_)) => match gate.start(&p, Some(&sid), auth_time) {
-                // Another request of the same login recorded it first.
-                Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
-                r => r,
-            },
+        let resume = || {
+            (
+                gate.resume(&sid, &p, &known, Activity::Record),
+                Grant::Refresh,
+            )
+        };
+        let (granted, grant) = match resume() {
+            (Err(Refusal::UnknownSession(_)), _) => {
+                match gate.start(&p, Some(&sid), auth_time) {
+                    // Another request of the same login recorded it first.
+                    Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
+                    r => (r, Grant::Issue),
+                }
+            }
             r => r,
         };
+        // The first request of a login is its token issue; later ones
+        // (refreshes, or a second code exchange of the same login) renew it.
         let granted = match granted {
-            Ok(g) => g,
-            Err(e) => return refusal_answer(e),
+            Ok(g) => {
+                gate.audit(&g.audit_event(&p, grant));
+                g
+            }
+            Err(e) => {
+                gate.audit(&e.audit_event(&p, Some(&sid), grant));
+                return refusal_answer(e);
+            }
         };
         let claims = granted.claims();
         let response = TokenHookResponse {
@@ -332,10 +348,34 @@ impl HookState {
     }
 
     fn count_reload(&self, r: &Reload) {
+        let file = || {
+            self.inner
+                .policy_file
+                .as_ref()
+                .map(|f| {
+                    f.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .path()
+                        .to_owned()
+                })
+                .unwrap_or_default()
+        };
         match r {
             Reload::Unchanged => {}
-            Reload::Loaded => self.inner.metrics.reloaded(true),
-            Reload::Rejected(_) => self.inner.metrics.reloaded(false),
+            Reload::Loaded => {
+                self.inner.metrics.reloaded(true);
+                self.inner.gate.audit(&AuditEvent::PolicyReloaded {
+                    file: file(),
+                    store_changed: false,
+                });
+            }
+            Reload::Rejected(e) => {
+                self.inner.metrics.reloaded(false);
+                self.inner.gate.audit(&AuditEvent::PolicyReloadFailed {
+                    file: file(),
+                    error: e.to_string(),
+                });
+            }
         }
     }
 }
