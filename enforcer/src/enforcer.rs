@@ -108,6 +108,8 @@ pub enum Event {
         session: String,
         /// Its user.
         user: String,
+        /// Its PAM service.
+        service: Option<String>,
         /// Why.
         deny: Deny,
         /// Whether this enforcer recorded the end (false: the store was not
@@ -164,6 +166,7 @@ impl std::fmt::Display for Event {
                 recorded,
                 ended,
                 membership,
+                ..
             } => {
                 write!(
                     f,
@@ -259,8 +262,23 @@ impl<'a, H: Host> Enforcer<'a, H> {
         self.store = None;
     }
 
-    /// One pass at `now`.
+    /// One pass at `now`. Its warnings, ends, policy reloads and the start
+    /// of a store outage go to the policy's audit trail.
     pub fn pass(&mut self, now: DateTime<Utc>) -> Pass {
+        let mut pass = self.pass_unaudited(now);
+        if let Some(policy) = self.policy.current() {
+            audit(
+                policy,
+                &self.hostname,
+                self.last_store_error.as_deref(),
+                &mut pass.events,
+                now,
+            );
+        }
+        pass
+    }
+
+    fn pass_unaudited(&mut self, now: DateTime<Utc>) -> Pass {
         let mut pass = Pass::default();
         if let Some(e) = self.policy.refresh(now) {
             pass.events.push(Event::Policy(e));
@@ -396,26 +414,53 @@ impl<'a, H: Host> Enforcer<'a, H> {
             pass.events.push(Event::Ended {
                 session: s.id,
                 user: s.user,
+                service: s.service,
                 deny,
                 recorded,
                 ended,
                 membership: describe(&obs.members),
             });
         }
-        audit(&policy, &self.hostname, &mut pass.events, now);
         pass
     }
 }
 
-/// Writes warnings and ends to the policy's audit trail (source
+/// Writes warnings, ends, policy reloads and the start of a store outage
+/// (`outage`: the store error this pass began, which is written once, not
+/// at every pass it lasts) to the policy's audit trail (source
 /// `curfew-enforce`). A failure is one more log line; enforcement has
 /// happened either way.
-fn audit(policy: &Policy, hostname: &str, events: &mut Vec<Event>, now: DateTime<Utc>) {
-    use curfew_policy::audit::{revocation_of, AuditEvent, AuditSink, RefusalReason};
+fn audit(
+    policy: &Policy,
+    hostname: &str,
+    outage: Option<&str>,
+    events: &mut Vec<Event>,
+    now: DateTime<Utc>,
+) {
+    use curfew_policy::audit::{
+        revocation_of, store_location, AuditEvent, AuditSink, RefusalReason, StoreOutcome,
+    };
     let sink = AuditSink::new(&policy.audit, "curfew-enforce", Some(hostname.to_owned()));
     let mut failures = Vec::new();
     for e in events.iter() {
         let event = match e {
+            Event::Policy(PolicyEvent::Loaded { origin }) => AuditEvent::PolicyReloaded {
+                file: origin.into(),
+                store_changed: false,
+            },
+            Event::Policy(PolicyEvent::KeptLastGood { path, error, .. }) => {
+                AuditEvent::PolicyReloadFailed {
+                    file: path.clone(),
+                    error: error.clone(),
+                }
+            }
+            Event::Store(e) if outage == Some(e.as_str()) => AuditEvent::StoreUnavailable {
+                store: Some(store_location(&policy.store)),
+                outcome: StoreOutcome::Skipped,
+                user: None,
+                client: None,
+                detail: e.clone(),
+            },
             Event::Warned {
                 session,
                 user,
@@ -435,6 +480,7 @@ fn audit(policy: &Policy, hostname: &str, events: &mut Vec<Event>, now: DateTime
             Event::Ended {
                 session,
                 user,
+                service,
                 deny,
                 recorded,
                 ended,
@@ -442,7 +488,7 @@ fn audit(policy: &Policy, hostname: &str, events: &mut Vec<Event>, now: DateTime
             } => AuditEvent::EnforcerEnd {
                 user: user.clone(),
                 session: session.clone(),
-                service: None,
+                service: service.clone(),
                 reason: RefusalReason::of_deny(deny),
                 revocation: revocation_of(deny),
                 detail: deny.to_string(),
@@ -784,6 +830,81 @@ mod tests {
         assert!(f.store.session(&busy).unwrap().unwrap().last_seen >= t(ended_at.unwrap() - 30));
         let notices = &f.log.lock().unwrap().notices;
         assert!(notices[0].1.contains("Press any key"), "{notices:?}");
+    }
+
+    #[test]
+    fn reloads_and_a_store_outage_are_audited_once_each() {
+        use curfew_policy::audit::{AuditEvent, AuditLine, StoreOutcome};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let f = fixture();
+        let path = f.dir.path().join("policy.yaml");
+        let down = Arc::new(AtomicBool::new(true));
+        let (opener_down, opener_store) = (down.clone(), f.store.clone());
+        let mut enforcer = Enforcer::new(
+            Scripted {
+                input: HashMap::new(),
+                log: f.log.clone(),
+            },
+            PolicySource::new(Some(path.clone())),
+            "here".into(),
+            Box::new(move |_| {
+                if opener_down.load(Ordering::SeqCst) {
+                    Err(curfew_policy::StoreError::Unavailable {
+                        location: "state.db".into(),
+                        detail: "connection refused".into(),
+                    })
+                } else {
+                    Ok(Box::new(Shared(opener_store.clone())) as Box<dyn Store>)
+                }
+            }),
+        );
+        for s in 1..5 {
+            assert!(!enforcer.pass(t(s)).complete);
+        }
+        down.store(false, Ordering::SeqCst);
+        assert!(enforcer.pass(t(5)).complete);
+        let good = std::fs::read_to_string(&path).unwrap();
+        write_policy(&path, "version: 1\nsession: { inactivity: nonsense }\n");
+        enforcer.pass(t(100));
+        write_policy(&path, &good);
+        enforcer.pass(t(200));
+
+        let lines: Vec<AuditLine> = std::fs::read_to_string(f.dir.path().join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<&str> = lines.iter().map(|l| l.event.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "policy_reloaded",
+                "store_unavailable",
+                "policy_reload_failed",
+                "policy_reloaded"
+            ],
+            "{lines:?}"
+        );
+        assert!(lines
+            .iter()
+            .all(|l| l.source == "curfew-enforce" && l.host.as_deref() == Some("here")));
+        match &lines[1].event {
+            AuditEvent::StoreUnavailable {
+                outcome, detail, ..
+            } => {
+                assert_eq!(*outcome, StoreOutcome::Skipped);
+                assert!(detail.contains("connection refused"), "{detail}");
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(lines[1].at, t(1));
+        match &lines[2].event {
+            AuditEvent::PolicyReloadFailed { file, error } => {
+                assert_eq!(file, &path);
+                assert!(error.contains("inactivity"), "{error}");
+            }
+            e => panic!("{e:?}"),
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 
 use chrono::{DateTime, Utc};
-use curfew_policy::admission::{store_failure_verdict, FailureVerdict};
+use curfew_policy::admission::{store_failure_verdict, FailureVerdict, Unusable};
+use curfew_policy::audit::{
+    revocation_of, AuditEvent, AuditSink, Priority, RefusalReason, StoreOutcome,
+};
 use curfew_policy::host::{Account, HostError};
 use curfew_policy::{
     admit, Admission, Allow, Caller, Deny, Effective, EndReason, GroupsLookup, Policy,
@@ -68,6 +71,9 @@ struct Cx<'a> {
     args: &'a ModuleArgs,
     silent: bool,
     caller: Caller,
+    /// The canonical user and the service, once known: what a store
+    /// failure's audit event names.
+    who: Option<(String, Option<String>)>,
 }
 
 fn secs(d: std::time::Duration) -> u64 {
@@ -88,6 +94,7 @@ impl<'a> Cx<'a> {
             caller: Caller {
                 secure: sys.secure_caller(),
             },
+            who: None,
         };
         for arg in &call.args.unknown {
             cx.log(
@@ -103,6 +110,34 @@ impl<'a> Cx<'a> {
         // of an invalid policy) are joined.
         let line = text.replace('\n', "; ");
         self.pam.log(level, &line);
+    }
+
+    /// Appends `event` to the policy's audit file (the syslog half is the
+    /// caller's `pam_syslog` line, at [`AuditEvent::priority`]). A failure
+    /// is an `err` line and never refuses the login: an unwritable audit
+    /// file must not lock everyone out, the administrator included, and the
+    /// event still reaches syslog.
+    fn audit(&mut self, policy: &Policy, event: &AuditEvent) {
+        if policy.audit.file.is_none() {
+            return;
+        }
+        let sink = AuditSink::new(&policy.audit, "pam_curfew", self.sys.hostname());
+        if let Err(e) = sink.append(self.sys.now(), event) {
+            self.log(
+                LogLevel::Err,
+                &format!(
+                    "{e}; the {} goes to syslog only and the login is not refused for it",
+                    event.name()
+                ),
+            );
+        }
+    }
+
+    /// Logs `text` at the priority of `event` and appends the event to the
+    /// audit file: the one way a refusal or an unchecked login is reported.
+    fn report(&mut self, policy: &Policy, event: &AuditEvent, text: &str) {
+        self.log(level_of(event.priority()), text);
+        self.audit(policy, event);
     }
 
     fn debug(&mut self, text: impl FnOnce() -> String) {
@@ -185,7 +220,12 @@ impl<'a> Cx<'a> {
 
     /// The account behind the login name: revocations, rules and the
     /// session record use its canonical name, however the login spelled it.
-    fn account_of(&mut self, login: &str) -> Result<Account, PamCode> {
+    fn account_of(
+        &mut self,
+        policy: &Policy,
+        login: &str,
+        service: Option<&str>,
+    ) -> Result<Account, PamCode> {
         match self.sys.account(login) {
             Ok(a) => {
                 if a.name != login {
@@ -194,17 +234,16 @@ impl<'a> Cx<'a> {
                 Ok(a)
             }
             Err(HostError::UnknownUser(_)) => {
-                self.log(
-                    LogLevel::Notice,
-                    &format!("user {login:?} is unknown to the system; refusing the login"),
-                );
+                let text = format!("user {login:?} is unknown to the system; refusing the login");
+                let event = refused(login, service, RefusalReason::UnknownUser, None, &text);
+                self.report(policy, &event, &text);
                 Err(PamCode::UserUnknown)
             }
             Err(e @ HostError::Lookup { .. }) => {
-                self.log(
-                    LogLevel::Err,
-                    &format!("cannot look up the account of {login:?}: {e}; refusing the login"),
-                );
+                let text =
+                    format!("cannot look up the account of {login:?}: {e}; refusing the login");
+                let event = refused(login, service, RefusalReason::Account, None, &text);
+                self.report(policy, &event, &text);
                 self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
                 Err(PamCode::SystemErr)
             }
@@ -215,19 +254,33 @@ impl<'a> Cx<'a> {
     /// table of the admission kernel decides. `Ok(())` means go on without
     /// the store.
     fn store_failed(&mut self, policy: &Policy, e: &StoreError) -> Result<(), PamCode> {
+        let (user, service) = self.who.clone().unwrap_or_default();
         match store_failure_verdict(e, policy.store.on_unavailable, self.caller) {
             FailureVerdict::Degrade => {
-                self.log(
-                    LogLevel::Err,
-                    &format!(
-                        "{e}; letting the login through WITHOUT checking revocations or \
-                         registering the session (store.on_unavailable: allow)"
-                    ),
+                let text = format!(
+                    "{e}; letting the login through WITHOUT checking revocations or \
+                     registering the session (store.on_unavailable: allow)"
                 );
+                let event = AuditEvent::StoreUnavailable {
+                    store: Some(store_location(policy)),
+                    outcome: StoreOutcome::Degraded,
+                    user: (!user.is_empty()).then_some(user),
+                    client: service,
+                    detail: e.to_string(),
+                };
+                self.report(policy, &event, &text);
                 Ok(())
             }
             FailureVerdict::Deny(why) => {
-                self.log(LogLevel::Err, &format!("{e}; refusing the login ({why})"));
+                let text = format!("{e}; refusing the login ({why})");
+                let event = refused(
+                    &user,
+                    service.as_deref(),
+                    RefusalReason::Store,
+                    None,
+                    &text,
+                );
+                self.report(policy, &event, &text);
                 self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
                 Err(PamCode::SystemErr)
             }
@@ -289,8 +342,9 @@ impl<'a> Cx<'a> {
     fn admit(&mut self, session_items: bool, with_preference: bool) -> Result<Admitted, PamCode> {
         let mut login = self.login(session_items)?;
         let policy = self.policy()?;
-        let account = self.account_of(&login.user)?;
+        let account = self.account_of(&policy, &login.user, login.service.as_deref())?;
         login.user = account.name.clone();
+        self.who = Some((login.user.clone(), login.service.clone()));
         let lookup = self.sys.groups(&account);
         let host = self.sys.hostname();
         let now = self.sys.now();
@@ -346,37 +400,57 @@ impl<'a> Cx<'a> {
         let allow = match admit(&policy, &who, &Which::NewLogin, answer, self.caller, now) {
             Admission::Allow(a) => a,
             Admission::Degraded(d) => {
-                self.log(
-                    LogLevel::Err,
-                    &format!(
-                        "{}; letting the login through WITHOUT checking revocations or \
-                         registering the session (store.on_unavailable: allow)",
-                        d.detail
-                    ),
+                let text = format!(
+                    "{}; letting the login through WITHOUT checking revocations or \
+                     registering the session (store.on_unavailable: allow)",
+                    d.detail
                 );
+                let event = AuditEvent::StoreUnavailable {
+                    store: Some(store_location(&policy)),
+                    outcome: StoreOutcome::Degraded,
+                    user: Some(login.user.clone()),
+                    client: login.service.clone(),
+                    detail: d.detail.to_string(),
+                };
+                self.report(&policy, &event, &text);
                 store = None;
                 d.allow
             }
             Admission::Deny(deny) => {
-                self.log(
-                    LogLevel::Notice,
-                    &format!(
-                        "access denied for user {:?} (service {}): {deny}",
-                        login.user,
-                        or_dash(&login.service)
-                    ),
+                let text = format!(
+                    "access denied for user {:?} (service {}): {deny}",
+                    login.user,
+                    or_dash(&login.service)
                 );
+                let event = AuditEvent::LoginRefused {
+                    user: login.user.clone(),
+                    service: login.service.clone(),
+                    client: None,
+                    reason: RefusalReason::of_deny(&deny),
+                    revocation: revocation_of(&deny),
+                    detail: deny.to_string(),
+                };
+                self.report(&policy, &event, &text);
                 self.tell(MessageStyle::ErrorMsg, &user_message(&deny));
                 return Err(PamCode::PermDenied);
             }
             Admission::Unusable(u) => {
-                self.log(
-                    LogLevel::Err,
-                    &format!(
-                        "cannot apply the policy to user {:?}: {u}; refusing the login",
-                        login.user
-                    ),
+                let text = format!(
+                    "cannot apply the policy to user {:?}: {u}; refusing the login",
+                    login.user
                 );
+                let reason = match &u {
+                    Unusable::Groups { .. } => RefusalReason::Groups,
+                    Unusable::Store { .. } => RefusalReason::Store,
+                };
+                let event = refused(
+                    &login.user,
+                    login.service.as_deref(),
+                    reason,
+                    None,
+                    &u.to_string(),
+                );
+                self.report(&policy, &event, &text);
                 self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
                 return Err(PamCode::SystemErr);
             }
@@ -480,6 +554,18 @@ impl<'a> Cx<'a> {
             }
         }
 
+        let event = AuditEvent::Login {
+            user: login.user.clone(),
+            service: login.service.clone(),
+            session: registered.then(|| session.id.clone()),
+            tty: login.tty.clone(),
+            rhost: login.rhost.clone(),
+            rule: eff.rule.map(|r| r.name.clone()),
+            timeout: secs(lifetime),
+            inactivity: secs(eff.inactivity.value),
+            max_duration: max,
+        };
+        self.audit(&policy, &event);
         if policy.audit.syslog {
             let id = if registered {
                 session.id.as_str()
@@ -487,7 +573,7 @@ impl<'a> Cx<'a> {
                 "(unregistered)"
             };
             self.log(
-                LogLevel::Info,
+                level_of(event.priority()),
                 &format!(
                     "session {id} opened for user {:?} (service {}, tty {}, rhost {}): \
                      timeout {}s, inactivity {}s, max_duration {}s, rule {}",
@@ -544,14 +630,18 @@ impl<'a> Cx<'a> {
             },
         };
         let policy = self.policy()?;
+        self.who = Some((user.clone(), None));
         let mut store = self.open_store(&policy)?;
+        let mut service = None;
         if from_env {
             // The PAM environment can be touched by other modules (pam_env
             // reads ~/.pam_environment): only end a session of this user.
             let found = self.with_store(&policy, &mut store, |s| s.session(&id))?;
             match found {
                 None => return Ok(PamCode::Success),
-                Some(Some(s)) if s.user == user && s.kind == SessionKind::Pam => {}
+                Some(Some(s)) if s.user == user && s.kind == SessionKind::Pam => {
+                    service = s.service;
+                }
                 Some(_) => {
                     self.log(
                         LogLevel::Warning,
@@ -569,11 +659,19 @@ impl<'a> Cx<'a> {
             s.end_session(&id, now, EndReason::Logout)
         })?;
         match ended {
-            Some(true) if policy.audit.syslog => {
-                self.log(
-                    LogLevel::Info,
-                    &format!("session {id} closed for user {user:?}"),
-                );
+            Some(true) => {
+                let event = AuditEvent::Logout {
+                    user: user.clone(),
+                    service: service.clone(),
+                    session: id.clone(),
+                };
+                self.audit(&policy, &event);
+                if policy.audit.syslog {
+                    self.log(
+                        level_of(event.priority()),
+                        &format!("session {id} closed for user {user:?}"),
+                    );
+                }
             }
             Some(false) => {
                 self.log(
@@ -581,10 +679,42 @@ impl<'a> Cx<'a> {
                     &format!("session {id} of user {user:?} had already ended (or is unknown)"),
                 );
             }
-            Some(true) | None => {}
+            None => {}
         }
         Ok(PamCode::Success)
     }
+}
+
+/// The syslog priority of a PAM log line for an event of `priority`.
+fn level_of(priority: Priority) -> LogLevel {
+    match priority {
+        Priority::Err => LogLevel::Err,
+        Priority::Warning => LogLevel::Warning,
+        Priority::Notice => LogLevel::Notice,
+        Priority::Info => LogLevel::Info,
+    }
+}
+
+/// A `login_refused` event of a PAM login.
+fn refused(
+    user: &str,
+    service: Option<&str>,
+    reason: RefusalReason,
+    revocation: Option<String>,
+    detail: &str,
+) -> AuditEvent {
+    AuditEvent::LoginRefused {
+        user: user.to_owned(),
+        service: service.map(str::to_owned),
+        client: None,
+        reason,
+        revocation,
+        detail: detail.to_owned(),
+    }
+}
+
+fn store_location(policy: &Policy) -> String {
+    curfew_policy::audit::store_location(&policy.store)
 }
 
 /// What a refused user reads. The revocation's reason stays in the log.

@@ -112,6 +112,8 @@ pub enum RefusalReason {
     UnknownUser,
     /// The policy cannot be read, is invalid, or is unsafe to use.
     Policy,
+    /// The user's account cannot be looked up (the name service failed).
+    Account,
     /// The user's groups cannot be looked up.
     Groups,
     /// The store failed, and the policy (or the kind of failure) denies.
@@ -131,6 +133,7 @@ impl RefusalReason {
             RefusalReason::Mismatch => "mismatch",
             RefusalReason::UnknownUser => "unknown_user",
             RefusalReason::Policy => "policy",
+            RefusalReason::Account => "account",
             RefusalReason::Groups => "groups",
             RefusalReason::Store => "store",
         }
@@ -151,7 +154,10 @@ impl RefusalReason {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            RefusalReason::Policy | RefusalReason::Groups | RefusalReason::Store
+            RefusalReason::Policy
+                | RefusalReason::Account
+                | RefusalReason::Groups
+                | RefusalReason::Store
         )
     }
 }
@@ -507,6 +513,18 @@ impl AuditEvent {
             revoked_by: r.actor.clone(),
             reason: r.reason.clone(),
         }
+    }
+}
+
+/// The store of `config` as the audit trail names it: the SQLite file, or
+/// the Redis URL without its credentials.
+pub fn store_location(config: &crate::StoreConfig) -> String {
+    match &config.backend {
+        crate::StoreBackend::Sqlite { path } => path.display().to_string(),
+        #[cfg(feature = "redis")]
+        crate::StoreBackend::Redis { url, .. } => crate::store::redis::redacted_url(url),
+        #[cfg(not(feature = "redis"))]
+        crate::StoreBackend::Redis { .. } => "redis".to_owned(),
     }
 }
 

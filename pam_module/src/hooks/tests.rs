@@ -827,3 +827,134 @@ fn issue12_a_lower_runtime_max_sec_set_earlier_in_the_stack_is_kept() {
     pam.earlier_runtime_max_sec = Some(48 * 3600);
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
 }
+
+// ---- the audit trail ---------------------------------------------------------
+
+fn audited(file: &std::path::Path) -> Vec<curfew_policy::audit::AuditLine> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn refusals_logins_and_logouts_go_to_the_audit_file_and_syslog_at_their_priority() {
+    use curfew_policy::audit::{AuditEvent, RefusalReason};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let text = format!(
+        "{POLICY}audit: {{ syslog: true, file: {} }}\n",
+        file.display()
+    );
+    let mut sys = FakeSystem::new(&text);
+    let rev = revoke(&sys, Target::User("alice".into()), None);
+    let args = ModuleArgs::default();
+    let mut steps = account_steps("alice", "sshd");
+    steps.push(Step::Message(MessageStyle::ErrorMsg, "revoked", Ok(())));
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(acct_mgmt(&mut pam, &sys, call(&args)), PamCode::PermDenied);
+    // The syslog half is the pam_syslog line, at the event's priority.
+    assert!(pam.logged(LogLevel::Notice, "access denied for user \"alice\""));
+
+    let id = open(&sys, "bob");
+    sys.now = t0() + chrono::Duration::minutes(20);
+    let mut pam = ScriptedPam::new([
+        Step::User(Ok("bob")),
+        Step::SessionId(Some(leak(id.clone()))),
+    ]);
+    assert_eq!(close_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    assert!(pam.logged(LogLevel::Info, &format!("session {id} closed")));
+
+    let lines = audited(&file);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.source == "pam_curfew"));
+    match &lines[0].event {
+        AuditEvent::LoginRefused {
+            user,
+            service,
+            reason,
+            revocation,
+            detail,
+            ..
+        } => {
+            assert_eq!(user, "alice");
+            assert_eq!(service.as_deref(), Some("sshd"));
+            assert_eq!(*reason, RefusalReason::Revoked);
+            assert_eq!(revocation.as_deref(), Some(rev.as_str()));
+            assert!(detail.contains("offboarding"), "{detail}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(lines[0].at, t0());
+    match &lines[1].event {
+        AuditEvent::Login {
+            user,
+            service,
+            session,
+            tty,
+            rhost,
+            max_duration,
+            ..
+        } => {
+            assert_eq!(user, "bob");
+            assert_eq!(service.as_deref(), Some("sshd"));
+            assert_eq!(session.as_deref(), Some(id.as_str()));
+            assert_eq!(tty.as_deref(), Some("/dev/pts/3"));
+            assert_eq!(rhost.as_deref(), Some("192.0.2.7"));
+            assert_eq!(*max_duration, 12 * 3600);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(matches!(&lines[2].event,
+        AuditEvent::Logout { user, session, .. } if user == "bob" && *session == id));
+    assert_eq!(lines[2].at, t0() + chrono::Duration::minutes(20));
+}
+
+#[test]
+fn an_unlocked_login_through_an_unavailable_store_is_audited_as_an_error() {
+    use curfew_policy::audit::{AuditEvent, StoreOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let text = format!(
+        "{}audit: {{ file: {} }}\n",
+        with_store_line("on_unavailable: allow"),
+        file.display()
+    );
+    let mut sys = FakeSystem::new(&text);
+    sys.open_error = Some(unavailable);
+    let args = ModuleArgs::default();
+    let mut pam = ScriptedPam::new(account_steps("bob", "sshd"));
+    assert_eq!(acct_mgmt(&mut pam, &sys, call(&args)), PamCode::Success);
+    let lines = audited(&file);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(matches!(&lines[0].event,
+        AuditEvent::StoreUnavailable { outcome: StoreOutcome::Degraded, user: Some(u), client: Some(s), .. }
+            if u == "bob" && s == "sshd"));
+    assert!(pam.logged(LogLevel::Err, "on_unavailable: allow"));
+}
+
+#[test]
+fn an_unwritable_audit_file_never_refuses_a_login_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "").unwrap();
+    let file = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+    let text = format!("{POLICY}audit: {{ file: {} }}\n", file.display());
+    let sys = FakeSystem::new(&text);
+    let args = ModuleArgs::parse(["no_banner", "no_tmout"]);
+    let mut steps = session_items("bob", "sshd");
+    steps.push(Step::RuntimeMaxSec(12 * 3600, Ok(())));
+    steps.extend(id_steps());
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    assert!(
+        pam.logged(LogLevel::Err, &format!("audit file {}", file.display())),
+        "{}",
+        pam.log_text()
+    );
+    assert!(pam.logged(LogLevel::Err, "symbolic link"));
+    assert!(pam.logged(LogLevel::Info, "opened for user \"bob\""));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+}
