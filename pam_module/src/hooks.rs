@@ -273,13 +273,7 @@ impl<'a> Cx<'a> {
             }
             FailureVerdict::Deny(why) => {
                 let text = format!("{e}; refusing the login ({why})");
-                let event = refused(
-                    &user,
-                    service.as_deref(),
-                    RefusalReason::Store,
-                    None,
-                    &text,
-                );
+                let event = refused(&user, service.as_deref(), RefusalReason::Store, None, &text);
                 self.report(policy, &event, &text);
                 self.tell(MessageStyle::ErrorMsg, BROKEN_MESSAGE);
                 Err(PamCode::SystemErr)
