@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use curfew_oidc::hook::{HookConfig, HookOptions};
+use curfew_oidc::hook::{HookConfig, HookOptions, HydraOptions, RememberMe, ServiceLimits};
 use curfew_oidc::{Gate, PolicyCell, SystemClock};
 use curfew_policy::policy::DEFAULT_POLICY_PATH;
 use curfew_policy::{Policy, Store};
@@ -35,17 +35,24 @@ pub enum HookCommand {
         /// file (mode 0600).
         #[arg(long, value_name = "FILE")]
         admin_token_file: Option<PathBuf>,
-        /// A granted scope that asks for a persistent login
-        /// (remember_me.max_duration); repeat for several.
-        #[arg(
-            long = "remember-me-scope",
-            value_name = "SCOPE",
-            default_value = "offline_access"
-        )]
-        remember_me_scopes: Vec<String>,
+        /// The boolean claim (in the ID token's or the access token's extra
+        /// claims) that marks a persistent login (remember_me.max_duration).
+        /// Without it no login is persistent. The refresh scope
+        /// (offline/offline_access) is never read as remember-me.
+        #[arg(long, value_name = "CLAIM")]
+        remember_me_claim: Option<String>,
         /// The claim holding the user's groups.
         #[arg(long, value_name = "CLAIM", default_value = "groups")]
         groups_claim: String,
+        /// Close a connection whose request headers have not arrived within this.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        header_timeout: Duration,
+        /// Answer 408 when a request body has not arrived within this.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        body_timeout: Duration,
+        /// Serve at most this many connections at once (further ones wait).
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
     },
 }
 
@@ -60,8 +67,11 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         reload_interval,
         hook_token_file,
         admin_token_file,
-        remember_me_scopes,
+        remember_me_claim,
         groups_claim,
+        header_timeout,
+        body_timeout,
+        max_connections,
     } = cmd;
     // An enforcement point: refuse a policy others can change.
     let policy_path = ctx.policy_path();
@@ -85,8 +95,15 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         hook_token_file,
         admin_token_file,
         options: HookOptions {
-            remember_me_scopes,
-            groups_claim,
+            hydra: HydraOptions {
+                remember_me: remember_me_claim.map_or(RememberMe::Never, RememberMe::Claim),
+                groups_claim,
+            },
+        },
+        limits: ServiceLimits {
+            header_timeout,
+            body_timeout,
+            max_connections,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use curfew_oidc::hook::hydra::TokenHookRequest;
-use curfew_oidc::hook::{Answer, HookAuth, HookOptions, HookState};
+use curfew_oidc::hook::{HookAuth, HookOptions, HookState, Outcome};
 use curfew_oidc::issuer::conformance::grant_template;
 use curfew_oidc::{Gate, ManualClock, PolicyCell, PolicyIssuer};
 use curfew_policy::store::{MemoryStore, SqliteStore};
@@ -145,9 +145,14 @@ fn hook_answer(c: &mut Criterion) {
         HookAuth::default(),
     );
     c.bench_function("hook_answer/refresh_sqlite", |b| {
-        b.iter(|| match state.answer(&req) {
-            Answer::Claims(..) => {}
-            a => panic!("{a:?}"),
+        b.iter(|| {
+            let n = req.to_neutral(&HookOptions::default().hydra).unwrap();
+            match state.decide(&n) {
+                Outcome::Allow { claims, .. } => {
+                    criterion::black_box(req.response(&claims));
+                }
+                a => panic!("{a:?}"),
+            }
         })
     });
 }

@@ -12,7 +12,7 @@ use curfew_policy::Policy;
 use crate::clock::ManualClock;
 use crate::gate::Gate;
 use crate::hook::hydra::TokenHookRequest;
-use crate::hook::{Answer, HookAuth, HookOptions, HookState};
+use crate::hook::{HookAuth, HookOptions, HookState, Outcome};
 use crate::policy_file::PolicyCell;
 
 const POLICY: &str = "version: 1
@@ -51,21 +51,17 @@ pub fn token_hook(data: &[u8]) -> &'static str {
     if data.len() > crate::hook::MAX_BODY {
         return "unparsed";
     }
-    let Ok(req) = serde_json::from_slice::<TokenHookRequest>(data) else {
+    let Ok(req) = TokenHookRequest::parse(data) else {
         return "unparsed";
     };
-    let _ = (
-        req.subject(),
-        req.client_id(),
-        req.auth_time(),
-        req.granted_scopes(),
-        req.login_session_id(),
-        req.groups("groups"),
-    );
-    match state().answer(&req) {
-        Answer::Claims(resp, _) => {
+    let st = state();
+    let Ok(neutral) = req.to_neutral(&HookOptions::default().hydra) else {
+        return "answered";
+    };
+    match st.decide(&neutral) {
+        Outcome::Allow { claims, .. } => {
             // Whatever the hook allows must serialize for Hydra.
-            assert!(serde_json::to_vec(&resp).is_ok());
+            assert!(serde_json::to_vec(&req.response(&claims)).is_ok());
             "allowed"
         }
         _ => "answered",

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use curfew_oidc::hook::{router, HookAuth, HookOptions, HookState, MAX_BODY};
+use curfew_oidc::hook::{
+    router, HookAuth, HookOptions, HookState, HydraOptions, RememberMe, MAX_BODY,
+};
 use curfew_oidc::{Gate, ManualClock, PolicyCell};
 use curfew_policy::store::MemoryStore;
 use curfew_policy::{Policy, Revocation, Store, Target};
@@ -42,11 +44,20 @@ struct Hook {
 }
 
 fn hook_with(policy: &str, auth: HookAuth, file: Option<&std::path::Path>) -> Hook {
+    hook_full(policy, auth, file, HookOptions::default())
+}
+
+fn hook_full(
+    policy: &str,
+    auth: HookAuth,
+    file: Option<&std::path::Path>,
+    options: HookOptions,
+) -> Hook {
     let clock = Arc::new(ManualClock::new(t0()));
     let store = Arc::new(MemoryStore::new());
     let policy = Policy::parse(policy, "policy.yaml").unwrap();
     let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
-    let state = HookState::new(gate, HookOptions::default(), file, auth);
+    let state = HookState::new(gate, options, file, auth);
     Hook {
         app: router(state),
         clock,
@@ -201,16 +212,36 @@ impl Hook {
 
 #[tokio::test]
 async fn max_duration_counts_from_auth_time_unless_remember_me() {
-    let h = hook();
+    let h = hook_full(
+        POLICY,
+        HookAuth::default(),
+        None,
+        HookOptions {
+            hydra: HydraOptions {
+                remember_me: RememberMe::Claim("curfew_remember_me".into()),
+                ..Default::default()
+            },
+        },
+    );
     let old = t0() - Duration::minutes(61);
     let (status, v) = h
         .post(&hydra("alice", "web", old, "authorization_code"))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["curfew_reason"], "max_duration");
+    assert_eq!(v["rp_action"], "login_required");
 
+    // The refresh-token scope is no "remember me", on either spelling.
+    for scope in ["offline", "offline_access"] {
+        let mut offline = hydra("alice", "web", old, "authorization_code");
+        offline["request"]["granted_scopes"] = json!(["openid", scope]);
+        let (status, v) = h.post(&offline).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{scope}: {v}");
+    }
+
+    // The configured claim is.
     let mut remembered = hydra("alice", "web", old, "authorization_code");
-    remembered["request"]["granted_scopes"] = json!(["openid", "offline_access"]);
+    remembered["session"]["id_token"]["id_token_claims"]["ext"]["curfew_remember_me"] = json!(true);
     let (status, v) = h.post(&remembered).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(
@@ -239,7 +270,7 @@ async fn group_rules_apply_from_the_claims() {
 fn revoke(store: &MemoryStore, target: Target, at: DateTime<Utc>) {
     store
         .add_revocation(&Revocation {
-            id: format!("rev-{}", target.value()),
+            id: format!("rev-{}-{}", target.kind(), target.value()),
             target,
             not_before: at,
             expires_at: None,
@@ -413,4 +444,193 @@ async fn admin_routes_are_absent_without_a_token() {
     let h = hook();
     let req = Request::post("/admin/reload").body(Body::empty()).unwrap();
     assert_eq!(h.call(req).await.0, StatusCode::NOT_FOUND);
+}
+
+/// Client credentials as Hydra sends them: the client id in the subject,
+/// no login time.
+fn client_credentials(client: &str) -> Value {
+    json!({
+        "session": {
+            "id_token": {"id_token_claims": {"sub": client, "auth_time": "0001-01-01T00:00:00Z",
+                                             "iat": t0().to_rfc3339(), "ext": {}},
+                         "headers": {"extra": {}}, "subject": client},
+            "extra": {}, "client_id": client
+        },
+        "request": {"client_id": client, "granted_scopes": ["jobs"], "granted_audience": [],
+                    "grant_types": ["client_credentials"],
+                    "payload": {"grant_type": ["client_credentials"]}}
+    })
+}
+
+#[tokio::test]
+async fn client_credentials_never_age_only_a_client_revocation_refuses() {
+    let h = hook();
+    for _ in 0..4 {
+        let (status, v) = h.post(&client_credentials("batch")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+        // Past inactivity and max_duration many times over.
+        h.clock.advance(Duration::hours(30));
+    }
+    // A user revocation naming the client id is no client revocation: the
+    // subject Hydra sends for client credentials is not a user.
+    revoke(&h.store, Target::User("batch".into()), h.clock_now());
+    assert_eq!(
+        h.post(&client_credentials("batch")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert!(h
+        .store
+        .list_sessions(&Default::default())
+        .unwrap()
+        .is_empty());
+    revoke(&h.store, Target::Client("batch".into()), h.clock_now());
+    let (status, v) = h.post(&client_credentials("batch")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["curfew_reason"], "revoked");
+    assert_eq!(v["rp_action"], "access_denied");
+}
+
+#[tokio::test]
+async fn jwt_bearer_is_refused_only_by_a_revocation_of_subject_or_client() {
+    let h = hook();
+    let jwt = |sub: &str| {
+        let mut r = hydra(sub, "svc", t0() - Duration::days(3), "refresh_token");
+        r["request"]["grant_types"] = json!(["urn:ietf:params:oauth:grant-type:jwt-bearer"]);
+        r
+    };
+    let (status, v) = h.post(&jwt("robot")).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a 3-day-old auth_time is no session: {v}"
+    );
+    h.clock.advance(Duration::minutes(1));
+    revoke(&h.store, Target::User("robot".into()), h.clock_now());
+    let (status, v) = h.post(&jwt("robot")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(h.post(&jwt("other")).await.0, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn every_grant_type_hydra_sends_gets_its_documented_answer() {
+    let h = hook();
+    let (status, v) = h
+        .post(&hydra("alice", "web", t0(), "authorization_code"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let sid = at(&v, "access_token", "curfew_sid");
+    // Hydra carries the access token's claims in session.extra: a refresh
+    // that lost its auth_time and sid still finds its session.
+    let mut refresh = hydra("alice", "web", t0(), "refresh_token");
+    refresh["session"]["extra"] = v["session"]["access_token"].clone();
+    refresh["session"]["id_token"]["id_token_claims"]["auth_time"] = json!("0001-01-01T00:00:00Z");
+    refresh["session"]["id_token"]["id_token_claims"]["ext"] = json!({});
+    h.clock.advance(Duration::minutes(9));
+    let (status, v) = h.post(&refresh).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(at(&v, "access_token", "curfew_sid"), sid);
+    assert_eq!(
+        at(&v, "access_token", "department"),
+        "ops",
+        "claims are kept"
+    );
+    assert_eq!(
+        at(&v, "access_token", "curfew_idle_deadline"),
+        (t0() + Duration::minutes(19)).timestamp()
+    );
+    assert_eq!(
+        h.post(&client_credentials("batch")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let mut jwt = hydra("robot", "svc", t0(), "refresh_token");
+    jwt["request"]["grant_types"] = json!(["urn:ietf:params:oauth:grant-type:jwt-bearer"]);
+    assert_eq!(h.post(&jwt).await.0, StatusCode::NO_CONTENT);
+    let (status, v) = h.post(&hydra("alice", "web", t0(), "password")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "request.grant_types");
+}
+
+#[tokio::test]
+async fn server_times_are_checked_where_they_enter() {
+    let h = hook();
+    // An auth_time in the future starts the session now, not then.
+    let future = t0() + Duration::days(2);
+    let (status, v) = h
+        .post(&hydra("alice", "web", future, "authorization_code"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        at(&v, "access_token", "curfew_absolute_deadline"),
+        (t0() + Duration::hours(1)).timestamp()
+    );
+    // So `revoke all` made after it catches it.
+    h.clock.advance(Duration::minutes(1));
+    revoke(&h.store, Target::All, h.clock_now());
+    let (status, v) = h
+        .post(&hydra("alice", "web", future, "refresh_token"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // Values that are no time: 400 naming the field, no internal text.
+    for bad in [
+        json!("next tuesday"),
+        json!(-1),
+        json!(1e300),
+        json!({"t": 1}),
+    ] {
+        let mut r = hydra("bob", "web", t0(), "authorization_code");
+        r["session"]["id_token"]["id_token_claims"]["auth_time"] = bad.clone();
+        let (status, v) = h.post(&r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_eq!(
+            v["field"], "session.id_token.id_token_claims.auth_time",
+            "{v}"
+        );
+    }
+    // A wrong type elsewhere names its path.
+    let mut r = hydra("bob", "web", t0(), "authorization_code");
+    r["request"]["granted_scopes"] = json!("openid");
+    let (status, v) = h.post(&r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "request.granted_scopes", "{v}");
+    let text = v.to_string();
+    assert!(!text.contains("line") && !text.contains("panick"), "{text}");
+}
+
+#[tokio::test]
+async fn the_neutral_route_decides_the_same() {
+    let h = hook();
+    let post = |body: Value| {
+        let req = Request::post("/v1/decide")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        h.call(req)
+    };
+    let login = json!({"grant_type": "authorization_code", "client_id": "web", "subject": "alice",
+                       "login_session": "op-1", "auth_time": t0().timestamp()});
+    let (status, v) = post(login.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["decision"], "allow");
+    let sid = v["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["claims"]["sid"], sid.as_str());
+    h.clock.advance(Duration::minutes(11));
+    let refresh = json!({"grant_type": "refresh_token", "client_id": "web", "subject": "alice",
+                         "session_id": sid});
+    let (status, v) = post(refresh).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["reason"], "idle");
+    assert_eq!(v["rp_action"], "login_required");
+    assert_eq!(v["session_id"], sid.as_str());
+    let (status, v) = post(json!({"grant_type": "client_credentials", "client_id": "ci"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["session_id"].is_null());
+    let (status, v) = post(json!({"grant_type": "refresh_token", "client_id": "web"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "subject");
+    let (status, v) = post(json!({"grant_type": "refresh_token", "client_id": "web",
+                                  "subject": "a", "remember": true}))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "remember", "{v}");
 }

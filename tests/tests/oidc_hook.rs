@@ -72,6 +72,8 @@ impl Hook {
                 "127.0.0.1:0",
                 "--reload-interval",
                 "50ms",
+                "--remember-me-claim",
+                "curfew_remember_me",
             ])
             .arg("--admin-token-file")
             .arg(&token)
@@ -281,6 +283,7 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["error"], "access_denied");
     assert_eq!(v["curfew_reason"], "max_duration");
+    // Nor with offline_access: the refresh scope is no "remember me"...
     let (status, v) = h.post(&hydra(
         "bob",
         "web",
@@ -288,6 +291,11 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "refresh_token",
         &["openid", "offline_access"],
     ));
+    assert_eq!(status, 403, "{v}");
+    // ...the configured claim is (--remember-me-claim curfew_remember_me).
+    let mut remembered = hydra("bob", "web", old, "refresh_token", &["openid", "offline"]);
+    remembered["session"]["id_token"]["id_token_claims"]["ext"]["curfew_remember_me"] = json!(true);
+    let (status, v) = h.post(&remembered);
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         claim(&v, "access_token", "curfew_absolute_deadline"),
@@ -334,7 +342,7 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("curfew_hook_requests_total{outcome=\"deny\"} 4"),
+        metrics.contains("curfew_hook_requests_total{outcome=\"deny\"} 5"),
         "{metrics}"
     );
     assert!(
@@ -346,7 +354,7 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("curfew_hook_request_duration_seconds_count 13"),
+        metrics.contains("curfew_hook_request_duration_seconds_count 14"),
         "{metrics}"
     );
 

@@ -18,10 +18,34 @@
 //! replaced by these), `403` (`access_denied`), anything else
 //! (`server_error`). The legacy refresh hook's top-level `subject`,
 //! `client_id` and `granted_scopes` are read too.
+//!
+//! How each grant type is decided is the neutral core's table
+//! ([`super::core`]). Hydra specifics:
+//!
+//! - `client_credentials`: Hydra puts the client id in `sub`; it is ignored
+//!   (no user session), only a revocation of the client refuses (`403`).
+//!   Allowed: `204`.
+//! - `urn:ietf:params:oauth:grant-type:jwt-bearer`: the asserted subject and
+//!   the client may be revoked; no login session ages. Allowed: `204`.
+//! - `authorization_code`, `refresh_token` (and the device code): `200` with
+//!   the curfew claims merged into the claims the tokens already carry.
+//!   The access token's claims become Hydra's `session.extra`, which Hydra
+//!   sends back on every refresh: the curfew session id (`curfew_sid`) is
+//!   read from there, so a refresh finds its session even where Hydra's
+//!   `auth_time` or `sid` are not sent.
+//! - `offline` / `offline_access` only ask for a refresh token: they are not
+//!   remember-me. A persistent login is a boolean claim whose name the
+//!   hook is configured with ([`RememberMe::Claim`]), set by the consent
+//!   app from the login's `remember` flag.
+//! - Times are RFC 3339 (Go's zero time means "not said"); see
+//!   [`super::core`] for the skew rule.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::core::{is_session_id, parse_time, FieldError, GrantKind, TokenRequest};
+use crate::claims::SessionClaims;
 
 /// The body Hydra posts to the token hook.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -118,12 +142,71 @@ fn non_empty(s: Option<&String>) -> Option<&str> {
     s.map(String::as_str).filter(|s| !s.is_empty())
 }
 
+/// Where Hydra's requests say that a login is persistent ("remember me").
+///
+/// Hydra's token-hook request does not carry the login session's
+/// `remember` flag, so the consent app puts it into the session's claims
+/// (`session.id_token.id_token_claims.ext` or `session.extra`) as a boolean
+/// claim, and the hook is told its name. The refresh-token scope
+/// (`offline` / `offline_access`) is **never** read as remember-me: it
+/// only asks for a refresh token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RememberMe {
+    /// No login is persistent: `max_duration` always applies.
+    #[default]
+    Never,
+    /// A login is persistent when this claim is `true`.
+    Claim(String),
+}
+
+/// How the Hydra adapter reads requests.
+#[derive(Debug, Clone)]
+pub struct HydraOptions {
+    /// The remember-me signal.
+    pub remember_me: RememberMe,
+    /// The claim holding the user's groups (ID token's extra claims, else
+    /// the access token's): a list of strings or one string.
+    pub groups_claim: String,
+}
+
+impl Default for HydraOptions {
+    fn default() -> Self {
+        HydraOptions {
+            remember_me: RememberMe::Never,
+            groups_claim: "groups".to_owned(),
+        }
+    }
+}
+
+/// Where the auth time sits in Hydra's request, for error messages.
+pub const AUTH_TIME_FIELD: &str = "session.id_token.id_token_claims.auth_time";
+
 impl TokenHookRequest {
+    /// Parses a request body, naming the field of a type error.
+    pub fn parse(body: &[u8]) -> Result<TokenHookRequest, FieldError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let problem = if e.inner().is_syntax() || e.inner().is_eof() {
+                "the body is not JSON".to_owned()
+            } else {
+                // serde's "invalid type: …, expected …" names types only.
+                e.inner()
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("invalid")
+                    .to_owned()
+            };
+            FieldError::new(if field == "." { "body".into() } else { field }, problem)
+        })
+    }
+
     fn claims(&self) -> Option<&IdTokenClaims> {
         self.session.id_token.as_ref()?.id_token_claims.as_ref()
     }
 
-    /// The user, if the tokens are for one (not for client credentials).
+    /// The subject, as Hydra sends it (for client credentials: the client id).
     pub fn subject(&self) -> Option<&str> {
         let id = self.session.id_token.as_ref();
         non_empty(id.and_then(|i| i.subject.as_ref()))
@@ -147,15 +230,25 @@ impl TokenHookRequest {
             .unwrap_or(&[])
     }
 
+    /// The kind of grant: from `request.grant_types`; the legacy refresh
+    /// hook (top-level `subject`, no `request`) is a refresh.
+    pub fn grant(&self) -> Result<GrantKind, FieldError> {
+        let field = "request.grant_types";
+        match self.request.grant_types.as_deref() {
+            Some([first, ..]) => GrantKind::from_grant_type(first).ok_or_else(|| {
+                FieldError::new(field, "not a grant type curfew knows (authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, urn:ietf:params:oauth:grant-type:device_code)")
+            }),
+            _ if self.subject.is_some() => Ok(GrantKind::Refresh),
+            _ => Err(FieldError::new(field, "missing")),
+        }
+    }
+
     /// When the user authenticated; `None` if not said (or Go's zero time).
-    pub fn auth_time(&self) -> Option<DateTime<Utc>> {
-        let t = match self.claims()?.auth_time.as_ref()? {
-            Value::String(s) => DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc),
-            Value::Number(n) => Utc.timestamp_opt(n.as_i64()?, 0).single()?,
-            _ => return None,
-        };
-        // Hydra sends 0001-01-01T00:00:00Z for "unknown".
-        (t.timestamp() > 0).then_some(t)
+    pub fn auth_time(&self) -> Result<Option<DateTime<Utc>>, FieldError> {
+        match self.claims().and_then(|c| c.auth_time.as_ref()) {
+            Some(v) => parse_time(v, AUTH_TIME_FIELD),
+            None => Ok(None),
+        }
     }
 
     /// The OIDC server's own login session id (`ext.sid`), if any.
@@ -163,6 +256,31 @@ impl TokenHookRequest {
         match self.claims()?.ext.as_ref()?.get("sid")? {
             Value::String(s) if !s.is_empty() => Some(s),
             _ => None,
+        }
+    }
+
+    /// The curfew session id an earlier answer left in `session.extra`
+    /// (Hydra carries it across refreshes).
+    pub fn carried_session(&self) -> Option<&str> {
+        let extra = self.session.extra.as_ref()?;
+        ["curfew_sid", "sid"]
+            .iter()
+            .filter_map(|k| extra.get(*k)?.as_str())
+            .find(|s| is_session_id(s))
+    }
+
+    fn claim(&self, name: &str) -> Option<&Value> {
+        self.claims()
+            .and_then(|c| c.ext.as_ref())
+            .and_then(|m| m.get(name))
+            .or_else(|| self.session.extra.as_ref()?.get(name))
+    }
+
+    /// Whether the remember-me signal is set.
+    pub fn remember_me(&self, signal: &RememberMe) -> bool {
+        match signal {
+            RememberMe::Never => false,
+            RememberMe::Claim(name) => self.claim(name) == Some(&Value::Bool(true)),
         }
     }
 
@@ -195,6 +313,49 @@ impl TokenHookRequest {
         self.claims()
             .and_then(|c| c.ext.clone())
             .unwrap_or_default()
+    }
+
+    /// The neutral request (the core checks its times against its clock).
+    pub fn to_neutral(&self, opts: &HydraOptions) -> Result<TokenRequest, FieldError> {
+        let grant = self.grant()?;
+        let client_id = self
+            .client_id()
+            .ok_or_else(|| FieldError::new("request.client_id", "missing"))?
+            .to_owned();
+        let subject = match grant {
+            // Hydra puts the client id in the subject: it is no user.
+            GrantKind::ClientCredentials => None,
+            _ => Some(
+                self.subject()
+                    .ok_or_else(|| FieldError::new("session.id_token.subject", "missing"))?
+                    .to_owned(),
+            ),
+        };
+        let auth_time = self.auth_time()?;
+        Ok(TokenRequest {
+            grant,
+            client_id,
+            subject,
+            login_session: self.login_session_id().map(str::to_owned),
+            auth_time,
+            remember_me: self.remember_me(&opts.remember_me),
+            groups: self.groups(&opts.groups_claim),
+            carried_session: self.carried_session().map(str::to_owned),
+        })
+    }
+
+    /// The `200` body for an allowed login: the curfew claims merged into
+    /// the claims the tokens already carry, so Hydra keeps them (and
+    /// carries the access token's in `session.extra` to the next refresh).
+    pub fn response(&self, claims: &SessionClaims) -> TokenHookResponse {
+        let mut access = claims.merge_into(self.access_token_claims());
+        access.insert("curfew_sid".into(), Value::String(claims.sid.clone()));
+        TokenHookResponse {
+            session: ResponseSession {
+                access_token: access,
+                id_token: claims.merge_into(self.id_token_claims()),
+            },
+        }
     }
 }
 
@@ -238,7 +399,7 @@ mod tests {
         assert_eq!(r.subject(), Some("foo"));
         assert_eq!(r.client_id(), Some("app-client"));
         assert_eq!(
-            r.auth_time().unwrap().to_rfc3339(),
+            r.auth_time().unwrap().unwrap().to_rfc3339(),
             "2026-03-01T09:00:00+00:00"
         );
         assert_eq!(r.login_session_id(), Some("6f3c"));
@@ -255,7 +416,7 @@ mod tests {
                 "request": {"client_id": "", "grant_types": ["client_credentials"]}}"#,
         )
         .unwrap();
-        assert_eq!(r.auth_time(), None);
+        assert_eq!(r.auth_time(), Ok(None));
         assert_eq!(r.login_session_id(), None);
         assert_eq!(r.subject(), None);
         assert_eq!(r.client_id(), Some("ci"));
@@ -274,6 +435,6 @@ mod tests {
             r#"{"session": {"id_token": {"id_token_claims": {"auth_time": 1800000000}}}}"#,
         )
         .unwrap();
-        assert_eq!(r.auth_time().unwrap().timestamp(), 1_800_000_000);
+        assert_eq!(r.auth_time().unwrap().unwrap().timestamp(), 1_800_000_000);
     }
 }

@@ -21,8 +21,10 @@
 //!
 //! [`PolicyIssuer`]: crate::PolicyIssuer
 
+pub mod core;
 pub mod hydra;
 pub mod metrics;
+pub mod neutral;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -32,23 +34,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use curfew_policy::StoreError;
+use http_body_util::BodyExt;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
+use crate::gate::Gate;
 use crate::policy_file::{PolicyFile, Reload};
-use curfew_policy::audit::{AuditEvent, Grant};
-use hydra::{ResponseSession, TokenHookRequest, TokenHookResponse};
-use metrics::{Metrics, Outcome};
+use curfew_policy::audit::AuditEvent;
+pub use core::{session_id_for, FieldError, GrantKind, Outcome, Reason, TokenRequest, MAX_SKEW};
+use hydra::TokenHookRequest;
+pub use hydra::{HydraOptions, RememberMe};
+use metrics::{Metrics, Outcome as MetricOutcome};
+use neutral::DecideRequest;
 
 /// The largest request body read, in bytes (Hydra's are a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -81,21 +84,33 @@ pub enum HookError {
 }
 
 /// How token-hook requests are read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HookOptions {
-    /// A granted scope among these asks for a persistent login
-    /// (`remember_me.max_duration`). Default: `offline_access`.
-    pub remember_me_scopes: Vec<String>,
-    /// The claim (in the ID token's or the access token's extra claims)
-    /// holding the user's groups. Default: `groups`.
-    pub groups_claim: String,
+    /// How Hydra-shaped requests are read (remember-me signal, groups claim).
+    pub hydra: HydraOptions,
 }
 
-impl Default for HookOptions {
+/// Limits of the HTTP service, against clients that connect and stall.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// A client must send a request's headers within this (and, on a kept
+    /// connection, start the next request within it), else the connection
+    /// is closed.
+    pub header_timeout: Duration,
+    /// A client must send the body within this once the headers are in.
+    pub body_timeout: Duration,
+    /// At most this many connections at once; further ones wait in the
+    /// listen backlog until one closes. Lowered at start to what the open
+    /// file limit allows.
+    pub max_connections: usize,
+}
+
+impl Default for ServiceLimits {
     fn default() -> Self {
-        HookOptions {
-            remember_me_scopes: vec![crate::issuer::REMEMBER_ME_SCOPE.to_owned()],
-            groups_claim: "groups".to_owned(),
+        ServiceLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }
@@ -118,6 +133,8 @@ pub struct HookConfig {
     pub admin_token_file: Option<PathBuf>,
     /// How requests are read.
     pub options: HookOptions,
+    /// Timeouts and the connection limit.
+    pub limits: ServiceLimits,
 }
 
 /// The bearer tokens the hook requires.
@@ -129,26 +146,6 @@ pub struct HookAuth {
     pub admin: Option<String>,
 }
 
-/// What the hook answers one request.
-#[derive(Debug)]
-pub enum Answer {
-    /// 200: allowed; the tokens carry these claims.
-    Claims(Box<TokenHookResponse>, Box<Granted>),
-    /// 204: allowed, nothing to add (tokens for a client, not a user).
-    Unchanged,
-    /// 403: refused by the policy.
-    Denied {
-        /// Stable reason: revoked, terminated, max_duration, idle, ended, mismatch.
-        reason: &'static str,
-        /// For the log and the response body.
-        message: String,
-    },
-    /// 400: the request cannot be decided.
-    Invalid(String),
-    /// 503: the store failed.
-    Unavailable(String),
-}
-
 struct Inner {
     gate: Gate,
     options: HookOptions,
@@ -156,6 +153,7 @@ struct Inner {
     policy_file: Option<Mutex<PolicyFile>>,
     hook_token: Option<String>,
     admin_token: Option<String>,
+    body_timeout: Duration,
 }
 
 /// The hook's shared state. Cloning shares it.
@@ -189,42 +187,6 @@ pub fn read_token_file(path: &Path) -> Result<String, HookError> {
     Ok(token)
 }
 
-/// The curfew session id of a login: the same for every token request of
-/// one login of one user at one client, 32 hex digits like every session id.
-pub fn session_id_for(
-    client_id: &str,
-    subject: &str,
-    login_session: Option<&str>,
-    auth_time: Option<chrono::DateTime<chrono::Utc>>,
-) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        "curfew-token-hook-v1",
-        client_id,
-        subject,
-        login_session.unwrap_or(""),
-        &auth_time.map_or(String::new(), |t| t.timestamp().to_string()),
-    ] {
-        // Length-prefixed, so that no two tuples hash the same input.
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn refusal_answer(e: Refusal) -> Answer {
-    match e {
-        Refusal::Store(e) => Answer::Unavailable(e.to_string()),
-        e => Answer::Denied {
-            reason: e.kind(),
-            message: e.to_string(),
-        },
-    }
-}
-
 impl HookState {
     /// State for a hook deciding through `gate`. `policy_file` is reloaded
     /// on [`HookState::poll_reload`] and `/admin/reload`.
@@ -244,6 +206,7 @@ impl HookState {
                 policy_file,
                 hook_token: auth.hook,
                 admin_token: auth.admin,
+                body_timeout: ServiceLimits::default().body_timeout,
             }),
         }
     }
@@ -253,82 +216,22 @@ impl HookState {
         &self.inner.gate
     }
 
-    /// Decides one token-hook request. Blocks on the store.
-    pub fn answer(&self, req: &TokenHookRequest) -> Answer {
-        let gate = &self.inner.gate;
-        let opts = &self.inner.options;
-        let Some(client_id) = req.client_id() else {
-            return Answer::Invalid("the request names no client_id".into());
-        };
-        let groups = req.groups(&opts.groups_claim);
-        let remember_me = req
-            .granted_scopes()
-            .iter()
-            .any(|s| opts.remember_me_scopes.contains(s));
-        let Some(subject) = req.subject() else {
-            // Client credentials: tokens for the client itself, no user
-            // session; only a revocation of the client (or all) applies.
-            let p = Principal {
-                user: "",
-                groups: &[],
-                client_id,
-                remember_me: false,
-            };
-            return match gate.admit(&p) {
-                Ok(_) => Answer::Unchanged,
-                Err(e) => refusal_answer(e),
-            };
-        };
-        let auth_time = req.auth_time();
-        let sid = session_id_for(client_id, subject, req.login_session_id(), auth_time);
-        let p = Principal {
-            user: subject,
-            groups: &groups,
-            client_id,
-            remember_me,
-        };
-        let now = gate.now();
-        // Used only when the store is down and the policy allows going on.
-        let known = Known {
-            started_at: auth_time.unwrap_or(now),
-            last_activity: now,
-        };
-        let resume = || {
-            (
-                gate.resume(&sid, &p, &known, Activity::Record),
-                Grant::Refresh,
-            )
-        };
-        let (granted, grant) = match resume() {
-            (Err(Refusal::UnknownSession(_)), _) => {
-                match gate.start(&p, Some(&sid), auth_time) {
-                    // Another request of the same login recorded it first.
-                    Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
-                    r => (r, Grant::Issue),
-                }
-            }
-            r => r,
-        };
-        // The first request of a login is its token issue; later ones
-        // (refreshes, or a second code exchange of the same login) renew it.
-        let granted = match granted {
-            Ok(g) => {
-                gate.audit(&g.audit_event(&p, grant));
-                g
-            }
-            Err(e) => {
-                gate.audit(&e.audit_event(&p, Some(&sid), grant));
-                return refusal_answer(e);
-            }
-        };
-        let claims = granted.claims();
-        let response = TokenHookResponse {
-            session: ResponseSession {
-                access_token: claims.merge_into(req.access_token_claims()),
-                id_token: claims.merge_into(req.id_token_claims()),
-            },
-        };
-        Answer::Claims(Box::new(response), Box::new(granted))
+    /// The same state with another body timeout.
+    pub fn with_body_timeout(self, body_timeout: Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            unreachable!("with_body_timeout is called before the state is shared")
+        });
+        HookState {
+            inner: Arc::new(Inner {
+                body_timeout,
+                ..inner
+            }),
+        }
+    }
+
+    /// Decides one neutral request. Blocks on the store.
+    pub fn decide(&self, req: &TokenRequest) -> Outcome {
+        core::decide(&self.inner.gate, req)
     }
 
     /// Reloads the policy if its file changed. Blocks on the file system.
@@ -402,84 +305,172 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-async fn token_hook(
-    State(state): State<HookState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let started = Instant::now();
-    let metrics = |o, d| state.inner.metrics.record(o, d, started.elapsed());
+/// Reads a request's body after its headers were accepted: at most
+/// [`MAX_BODY`] bytes, within the body timeout. `Err` is the answer.
+async fn read_body(state: &HookState, body: Body) -> Result<Bytes, Response> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(state.inner.body_timeout, limited.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"error": "invalid_request", "error_description": format!("the body is larger than {MAX_BODY} bytes")})),
+        )
+            .into_response()),
+        Ok(Err(_)) => Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "the body could not be read"})),
+        )
+            .into_response()),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            Json(json!({"error": "invalid_request", "error_description": "the body did not arrive in time"})),
+        )
+            .into_response()),
+    }
+}
+
+fn invalid(e: &FieldError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "invalid_request", "field": e.field, "error_description": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// The bearer check, then the body: nothing of an unauthenticated
+/// request's body is read.
+async fn authenticated_body(state: &HookState, req: Request) -> Result<Bytes, Response> {
     if let Some(token) = &state.inner.hook_token {
-        if !bearer_matches(&headers, token) {
-            metrics(Outcome::Unauthorized, None);
-            return unauthorized();
+        if !bearer_matches(req.headers(), token) {
+            return Err(unauthorized());
         }
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            metrics(Outcome::BadRequest, None);
-            return (
-                rejection.status(),
-                Json(
-                    json!({"error": "invalid_request", "error_description": rejection.body_text()}),
-                ),
-            )
-                .into_response();
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_BODY as u64 {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE.into_response());
         }
-    };
-    let req: TokenHookRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            metrics(Outcome::BadRequest, None);
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid_request", "error_description": format!("not a token-hook request: {e}")})),
-            )
-                .into_response();
-        }
-    };
+    }
+    read_body(state, req.into_body()).await
+}
+
+/// Runs the decision on a blocking thread; a panic in it is a 503 whose
+/// body says nothing of the panic (the detail goes to the log).
+async fn decide_blocking(state: &HookState, req: TokenRequest) -> Outcome {
     let st = state.clone();
-    let answer = match tokio::task::spawn_blocking(move || st.answer(&req)).await {
-        Ok(a) => a,
-        Err(e) => Answer::Unavailable(format!("the decision failed: {e}")),
-    };
-    match answer {
-        Answer::Claims(response, _) => {
-            metrics(Outcome::Allow, None);
-            (StatusCode::OK, Json(*response)).into_response()
-        }
-        Answer::Unchanged => {
-            metrics(Outcome::Allow, None);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Answer::Denied { reason, message } => {
-            metrics(Outcome::Deny, Some(reason));
-            eprintln!("curfew hook: denied: {message}");
-            (
-                StatusCode::FORBIDDEN,
-                Json(json!({"error": "access_denied", "error_description": message, "curfew_reason": reason})),
-            )
-                .into_response()
-        }
-        Answer::Invalid(message) => {
-            metrics(Outcome::BadRequest, None);
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid_request", "error_description": message})),
-            )
-                .into_response()
-        }
-        Answer::Unavailable(message) => {
-            metrics(Outcome::Unavailable, None);
-            eprintln!("curfew hook: error: {message}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable", "error_description": message})),
-            )
-                .into_response()
+    match tokio::task::spawn_blocking(move || st.decide(&req)).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("curfew hook: error: the decision failed: {e}");
+            Outcome::Unavailable
         }
     }
+}
+
+fn count(state: &HookState, outcome: &Outcome, started: Instant) {
+    let (o, d) = match outcome {
+        Outcome::Allow { .. } | Outcome::AllowUnchanged => (MetricOutcome::Allow, None),
+        Outcome::Deny { reason, .. } => (MetricOutcome::Deny, Some(reason.as_str())),
+        Outcome::Unavailable => (MetricOutcome::Unavailable, None),
+    };
+    state.inner.metrics.record(o, d, started.elapsed());
+    if let Outcome::Deny {
+        message, reason, ..
+    } = outcome
+    {
+        eprintln!("curfew hook: denied ({}): {message}", reason.as_str());
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "temporarily_unavailable", "error_description": "the session store is unavailable; see the hook's log"})),
+    )
+        .into_response()
+}
+
+async fn token_hook(State(state): State<HookState>, req: Request) -> Response {
+    let started = Instant::now();
+    let fail = |status: MetricOutcome| state.inner.metrics.record(status, None, started.elapsed());
+    let body = match authenticated_body(&state, req).await {
+        Ok(b) => b,
+        Err(r) => {
+            fail(if r.status() == StatusCode::UNAUTHORIZED {
+                MetricOutcome::Unauthorized
+            } else {
+                MetricOutcome::BadRequest
+            });
+            return r;
+        }
+    };
+    let parsed = TokenHookRequest::parse(&body).and_then(|r| {
+        let n = r.to_neutral(&state.inner.options.hydra)?;
+        Ok((r, n))
+    });
+    let (hydra_req, neutral) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            fail(MetricOutcome::BadRequest);
+            return invalid(&e);
+        }
+    };
+    let outcome = decide_blocking(&state, neutral).await;
+    count(&state, &outcome, started);
+    match outcome {
+        Outcome::Allow { claims, .. } => {
+            (StatusCode::OK, Json(hydra_req.response(&claims))).into_response()
+        }
+        Outcome::AllowUnchanged => StatusCode::NO_CONTENT.into_response(),
+        // Hydra answers the client `access_denied` for any 403 and drops the
+        // body; it is for the hook's own callers and logs.
+        Outcome::Deny {
+            reason, message, ..
+        } => (
+            StatusCode::FORBIDDEN,
+            Json(
+                json!({"error": "access_denied", "error_description": message,
+                        "curfew_reason": reason.as_str(), "rp_action": reason.rp_action()}),
+            ),
+        )
+            .into_response(),
+        Outcome::Unavailable => unavailable(),
+    }
+}
+
+async fn neutral_decide(State(state): State<HookState>, req: Request) -> Response {
+    let started = Instant::now();
+    let fail = |status: MetricOutcome| state.inner.metrics.record(status, None, started.elapsed());
+    let body = match authenticated_body(&state, req).await {
+        Ok(b) => b,
+        Err(r) => {
+            fail(if r.status() == StatusCode::UNAUTHORIZED {
+                MetricOutcome::Unauthorized
+            } else {
+                MetricOutcome::BadRequest
+            });
+            return r;
+        }
+    };
+    let neutral = match DecideRequest::parse(&body).and_then(|r| r.to_neutral()) {
+        Ok(n) => n,
+        Err(e) => {
+            fail(MetricOutcome::BadRequest);
+            return invalid(&e);
+        }
+    };
+    let outcome = decide_blocking(&state, neutral).await;
+    count(&state, &outcome, started);
+    let (status, body) = neutral::answer(&outcome);
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<HookState>) -> Response {
@@ -536,6 +527,7 @@ async fn admin_reload(State(state): State<HookState>, headers: HeaderMap) -> Res
 pub fn router(state: HookState) -> Router {
     Router::new()
         .route("/token-hook", post(token_hook))
+        .route("/v1/decide", post(neutral_decide))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/admin/reload", post(admin_reload))
@@ -543,9 +535,27 @@ pub fn router(state: HookState) -> Router {
         .with_state(state)
 }
 
+/// The open-file limit (soft), if it can be read.
+fn open_file_limit() -> Option<u64> {
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    Some(soft)
+}
+
+/// Whether `addr` is a loopback address.
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
 /// Runs the hook until `shutdown` completes: binds, prints
 /// `curfew hook: listening on http://ADDR` on stdout, reloads the policy
 /// when its file changes (and on SIGHUP), and serves.
+///
+/// The service is hardened against clients that connect and stall: the
+/// headers must arrive within `limits.header_timeout`, the body within
+/// `limits.body_timeout`, at most `limits.max_connections` connections are
+/// served at once (capped below the open-file limit), and the bearer token
+/// is checked before any of the body is read.
 pub async fn serve(
     config: HookConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -560,6 +570,7 @@ pub async fn serve(
         .as_deref()
         .map(read_token_file)
         .transpose()?;
+    let anyone = hook_token.is_none();
     let state = HookState::new(
         config.gate,
         config.options,
@@ -568,7 +579,8 @@ pub async fn serve(
             hook: hook_token,
             admin: admin_token,
         },
-    );
+    )
+    .with_body_timeout(config.limits.body_timeout);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| HookError::Bind {
@@ -576,6 +588,27 @@ pub async fn serve(
             source,
         })?;
     let addr: SocketAddr = listener.local_addr().map_err(HookError::Serve)?;
+    if anyone && !is_loopback(&addr) {
+        eprintln!(
+            "curfew hook: WARNING: listening on {addr}, which is not a loopback address, \
+             without --hook-token-file: anyone who reaches it can ask for decisions and \
+             create sessions. Give the OIDC server a bearer token."
+        );
+    }
+    let mut max_connections = config.limits.max_connections.max(1);
+    if let Some(limit) = open_file_limit() {
+        // Leave room for the store, the policy file, logs and the runtime.
+        let room = usize::try_from(limit.saturating_sub(64))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        if room < max_connections {
+            eprintln!(
+                "curfew hook: note: serving at most {room} connections at once \
+                 (the open-file limit is {limit}; raise LimitNOFILE for more)"
+            );
+            max_connections = room;
+        }
+    }
 
     if config.policy_file.is_some() {
         let st = state.clone();
@@ -604,32 +637,84 @@ pub async fn serve(
     let mut out = std::io::stdout();
     let _ = writeln!(out, "curfew hook: listening on http://{addr}");
     let _ = out.flush();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(HookError::Serve)
+    accept_loop(
+        listener,
+        router(state),
+        config.limits.header_timeout,
+        max_connections,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// Accepts connections until `shutdown`, each served by hyper with the
+/// header timeout, at most `max_connections` at once. Accept errors (out of
+/// descriptors) are logged and retried after a pause: the loop never ends
+/// on them.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_error: Option<Instant> = None;
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        eprintln!("curfew hook: error: accepting a connection: {e}; retrying");
+                        last_error = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+        let _ = TokioExecutor::new();
+    }
+    let _ = stop_tx.send(true);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn session_ids_are_stable_and_distinct() {
-        let t = chrono::Utc.timestamp_opt(1_800_000_000, 0).single();
-        let a = session_id_for("web", "alice", Some("s1"), t);
-        assert_eq!(a.len(), 32);
-        assert_eq!(a, session_id_for("web", "alice", Some("s1"), t));
-        assert_ne!(a, session_id_for("web", "alice", Some("s2"), t));
-        assert_ne!(a, session_id_for("ci", "alice", Some("s1"), t));
-        assert_ne!(a, session_id_for("web", "alice", Some("s1"), None));
-        // No ambiguity from concatenation.
-        assert_ne!(
-            session_id_for("ab", "c", None, None),
-            session_id_for("a", "bc", None, None)
-        );
-    }
 
     #[test]
     fn bearer_tokens_must_match_exactly() {
