@@ -46,8 +46,8 @@ use subtle::ConstantTimeEq;
 
 use crate::gate::Gate;
 use crate::policy_file::{PolicyFile, Reload};
-use curfew_policy::audit::AuditEvent;
 pub use core::{session_id_for, FieldError, GrantKind, Outcome, Reason, TokenRequest, MAX_SKEW};
+use curfew_policy::audit::AuditEvent;
 use hydra::TokenHookRequest;
 pub use hydra::{HydraOptions, RememberMe};
 use metrics::{Metrics, Outcome as MetricOutcome};
