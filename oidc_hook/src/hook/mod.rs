@@ -542,9 +542,16 @@ fn open_file_limit() -> Option<u64> {
     Some(soft)
 }
 
-/// Whether `addr` is a loopback address.
-fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// The warning printed at start when the hook listens on `addr`, which is
+/// not a loopback address, and takes any caller (no hook token).
+pub fn exposure_warning(addr: &SocketAddr, anyone: bool) -> Option<String> {
+    (anyone && !addr.ip().is_loopback()).then(|| {
+        format!(
+            "curfew hook: WARNING: listening on {addr}, which is not a loopback address, \
+             without --hook-token-file: anyone who reaches it can ask for decisions and \
+             create sessions. Give the OIDC server a bearer token."
+        )
+    })
 }
 
 /// Runs the hook until `shutdown` completes: binds, prints
@@ -588,12 +595,8 @@ pub async fn serve(
             source,
         })?;
     let addr: SocketAddr = listener.local_addr().map_err(HookError::Serve)?;
-    if anyone && !is_loopback(&addr) {
-        eprintln!(
-            "curfew hook: WARNING: listening on {addr}, which is not a loopback address, \
-             without --hook-token-file: anyone who reaches it can ask for decisions and \
-             create sessions. Give the OIDC server a bearer token."
-        );
+    if let Some(w) = exposure_warning(&addr, anyone) {
+        eprintln!("{w}");
     }
     let mut max_connections = config.limits.max_connections.max(1);
     if let Some(limit) = open_file_limit() {
@@ -715,6 +718,19 @@ async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_loopback_address_without_a_token_is_warned_about() {
+        let any: SocketAddr = "0.0.0.0:8787".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:8787".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:8787".parse().unwrap();
+        assert!(exposure_warning(&any, true)
+            .unwrap()
+            .contains("--hook-token-file"));
+        assert!(exposure_warning(&any, false).is_none());
+        assert!(exposure_warning(&lo, true).is_none());
+        assert!(exposure_warning(&lo6, true).is_none());
+    }
 
     #[test]
     fn bearer_tokens_must_match_exactly() {
