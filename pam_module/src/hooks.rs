@@ -429,10 +429,15 @@ impl<'a> Cx<'a> {
                 return Err(PamCode::PermDenied);
             }
             Admission::Unusable(u) => {
-                let text = format!(
-                    "cannot apply the policy to user {:?}: {u}; refusing the login",
-                    login.user
-                );
+                let text = match &u {
+                    Unusable::Store { detail, why } => {
+                        format!("{detail}; refusing the login ({why})")
+                    }
+                    Unusable::Groups { detail } => format!(
+                        "cannot find the groups of {:?}: {detail}; refusing the login",
+                        login.user
+                    ),
+                };
                 let reason = match &u {
                     Unusable::Groups { .. } => RefusalReason::Groups,
                     Unusable::Store { .. } => RefusalReason::Store,
