@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use curfew_policy::duration::format as fmt_duration;
-use curfew_policy::{Diagnostic, Policy, PolicyError, Sourced, Subject};
+use curfew_policy::{ActivitySet, Diagnostic, Policy, PolicyError, Sourced, Subject};
 use serde_json::json;
 
 use crate::context::{self, Context};
@@ -137,7 +137,13 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
         host: host.as_deref(),
     };
     let eff = policy.effective(&subject);
-    let rows: [(&str, Sourced<'_, Duration>); 7] = [
+    // The value applied to remembered logins (brought into
+    // inactivity..=remember_me.max_duration), from where it was set.
+    let remember_idle = Sourced {
+        value: eff.idle_limit(true),
+        source: eff.remember_me_inactivity.source,
+    };
+    let rows: [(&str, Sourced<'_, Duration>); 8] = [
         ("timeout.default", eff.timeout_default),
         ("timeout.min", eff.timeout_min),
         ("timeout.max", eff.timeout_max),
@@ -145,7 +151,9 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
         ("inactivity", eff.inactivity),
         ("warn_before", eff.warn_before),
         ("remember_me.max_duration", eff.remember_me_max_duration),
+        ("remember_me.inactivity", remember_idle),
     ];
+    let activity = eff.activity.value;
     match a.format {
         Format::Json => {
             let values: serde_json::Map<String, serde_json::Value> = rows
@@ -172,6 +180,12 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                 },
                 "rule": eff.rule.map(|r| &r.name),
                 "values": values,
+                "activity": {
+                    "value": activity,
+                    "source": eff.activity.source,
+                    "terminal": activity_with_terminal(activity),
+                    "no_terminal": activity_without_terminal(activity),
+                },
                 "banner": { "value": eff.banner.value, "source": eff.banner.source },
             }))?;
         }
@@ -201,6 +215,11 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                 .iter()
                 .map(|(k, v)| vec![(*k).to_owned(), fmt_duration(v.value), v.source.to_string()])
                 .collect();
+            table.push(vec![
+                "activity".into(),
+                activity.to_string(),
+                eff.activity.source.to_string(),
+            ]);
             let banner = eff.banner.value;
             table.push(vec![
                 "banner".into(),
@@ -218,7 +237,49 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                 eff.banner.source.to_string(),
             ]);
             output::table(&["SETTING", "VALUE", "FROM"], &table);
+            outln!();
+            outln!(
+                "A PAM session is idle after {} without activity (warned {} ahead):",
+                fmt_duration(eff.inactivity.value),
+                fmt_duration(eff.warn_before.value)
+            );
+            outln!("  with a terminal:    {}", activity_with_terminal(activity));
+            outln!(
+                "  without a terminal: {}",
+                activity_without_terminal(activity)
+            );
+            outln!(
+                "An OIDC session is idle after {} without a token refresh ({} for a remembered login).",
+                fmt_duration(eff.inactivity.value),
+                fmt_duration(eff.idle_limit(true))
+            );
         }
     }
     Ok(Outcome::Success)
+}
+
+/// What keeps a session with a terminal active, in words.
+fn activity_with_terminal(a: ActivitySet) -> String {
+    let mut parts = Vec::new();
+    if a.input {
+        parts.push("a key or line read from the terminal (input)");
+    }
+    if a.output {
+        parts.push("output written to the terminal, e.g. by a running build (output)");
+    }
+    if parts.is_empty() {
+        "nothing but the login: neither input nor output is listed".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// What keeps a session without a terminal active, in words.
+fn activity_without_terminal(a: ActivitySet) -> String {
+    if a.traffic {
+        "data moved by its processes: scp, sftp, rsync, `ssh host cmd`, `ssh -N` forwards (traffic)"
+            .into()
+    } else {
+        "nothing but the login: traffic is not listed".into()
+    }
 }

@@ -176,6 +176,12 @@ fn explain_names_each_source() {
     assert_eq!(v["values"]["timeout.default"]["source"]["kind"], "builtin");
     assert_eq!(v["banner"]["value"], "hello");
     assert_eq!(v["banner"]["source"]["kind"], "policy");
+    assert_eq!(
+        v["activity"]["value"],
+        serde_json::json!(["input", "output", "traffic"])
+    );
+    assert_eq!(v["activity"]["source"]["kind"], "builtin");
+    assert_eq!(v["values"]["remember_me.inactivity"]["value"], "3d");
 
     let o = env.run(&[
         "policy",
@@ -189,6 +195,16 @@ fn explain_names_each_source() {
     ]);
     let out = stdout(&o);
     assert!(out.contains("none matched"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("activity")
+            && l.contains("[input, output, traffic]")
+            && l.contains("built-in default")),
+        "{out}"
+    );
+    assert!(
+        out.contains("with a terminal:") && out.contains("running build (output)"),
+        "{out}"
+    );
     assert!(
         out.lines()
             .any(|l| l.starts_with("inactivity") && l.contains("20m") && l.contains("policy")),

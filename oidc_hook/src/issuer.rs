@@ -430,14 +430,20 @@ rules:
         Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
     }
 
-    fn issuer() -> (
+    type Fixture = (
         PolicyIssuer<TokenMap<RandomGenerator>>,
         Arc<ManualClock>,
         Arc<MemoryStore>,
-    ) {
+    );
+
+    fn issuer() -> Fixture {
+        issuer_with(POLICY)
+    }
+
+    fn issuer_with(policy: &str) -> Fixture {
         let clock = Arc::new(ManualClock::new(t0()));
         let store = Arc::new(MemoryStore::new());
-        let policy = Policy::parse(POLICY, "policy.yaml").unwrap();
+        let policy = Policy::parse(policy, "policy.yaml").unwrap();
         let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
         let issuer =
             PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate).with_groups(|u| {
@@ -574,6 +580,47 @@ rules:
         assert!(refresh(&mut issuer, &plain_r).is_none());
         let r = refresh(&mut issuer, &persistent_r).unwrap();
         assert!(issuer.recover_token(&r.token).unwrap().is_some());
+    }
+
+    /// Done-when of issue 13: a remembered login survives a refresh gap
+    /// longer than `inactivity` but shorter than `remember_me.inactivity`,
+    /// and not one longer; an ordinary login does not survive the first.
+    #[test]
+    fn a_remembered_login_has_its_own_inactivity() {
+        let (mut issuer, clock, store) = issuer_with(
+            "version: 1\nsession:\n  inactivity: 10m\n  max_duration: 12h\n  \
+             remember_me: { max_duration: 20d, inactivity: 12h }\n",
+        );
+        let plain = issuer.issue(grant_template(t0())).unwrap();
+        let mut g = grant_template(t0());
+        g.scope = "default offline_access".parse().unwrap();
+        let remembered = issuer.issue(g).unwrap();
+        let sid = |issuer: &PolicyIssuer<TokenMap<RandomGenerator>>, token: &str| {
+            GrantSession::of(&issuer.inner().recover_refresh(token).unwrap().unwrap())
+                .unwrap()
+                .sid
+        };
+        let plain_sid = sid(&issuer, plain.refresh.as_ref().unwrap());
+        let remembered_sid = sid(&issuer, remembered.refresh.as_ref().unwrap());
+
+        // A night: 11 hours without a refresh.
+        clock.advance(CDuration::hours(11));
+        assert!(refresh(&mut issuer, plain.refresh.as_ref().unwrap()).is_none());
+        assert_eq!(
+            store.session(&plain_sid).unwrap().unwrap().end_reason,
+            Some(EndReason::Idle)
+        );
+        let r = refresh(&mut issuer, remembered.refresh.as_ref().unwrap())
+            .expect("a remembered login survives a gap shorter than remember_me.inactivity");
+        assert!(issuer.recover_token(&r.token).unwrap().is_some());
+
+        // Then a gap one minute longer than remember_me.inactivity.
+        clock.advance(CDuration::hours(12) + CDuration::minutes(1));
+        assert!(refresh(&mut issuer, r.refresh.as_ref().unwrap()).is_none());
+        assert_eq!(
+            store.session(&remembered_sid).unwrap().unwrap().end_reason,
+            Some(EndReason::Idle)
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub struct SessionState<'a> {
     pub started_at: DateTime<Utc>,
     /// Last activity.
     pub last_activity: DateTime<Utc>,
-    /// A persistent OIDC login (remember_me.max_duration applies).
+    /// A persistent OIDC login (remember_me.max_duration and
+    /// remember_me.inactivity apply).
     pub remember_me: bool,
     /// An administrator asked for it to end.
     pub terminate_requested: bool,
@@ -226,7 +227,7 @@ pub fn decide(
             deadline: absolute_deadline,
         });
     }
-    let idle_deadline = time::add(last_activity, eff.inactivity.value);
+    let idle_deadline = time::add(last_activity, eff.idle_limit(session.remember_me));
     if now >= idle_deadline {
         return Decision::Deny(Deny::Idle {
             deadline: idle_deadline,

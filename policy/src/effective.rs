@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::activity::ActivitySet;
 use crate::policy::{Limits, Match, Policy, Rule};
 
 /// Who is logging in or asking for a token.
@@ -98,6 +99,11 @@ pub struct Effective<'p> {
     pub warn_before: Sourced<'p, Duration>,
     /// Absolute life of a persistent OIDC login.
     pub remember_me_max_duration: Sourced<'p, Duration>,
+    /// Sign-out of a persistent OIDC login after no refresh for this long
+    /// (see [`Effective::idle_limit`] for how it is applied).
+    pub remember_me_inactivity: Sourced<'p, Duration>,
+    /// What counts as activity of a PAM session.
+    pub activity: Sourced<'p, ActivitySet>,
     /// The login banner (empty for none).
     pub banner: Sourced<'p, &'p str>,
 }
@@ -138,18 +144,13 @@ impl Policy {
     /// over the top-level ones over the built-in ones.
     pub fn effective(&self, subject: &Subject<'_>) -> Effective<'_> {
         let matched = self.matching_rule(subject);
-        let top = |explicit: Option<Duration>, value: Duration| Sourced {
-            value,
-            source: if explicit.is_some() {
-                Source::Policy
-            } else {
-                Source::Builtin
-            },
-        };
-        let pick =
-            |rule_value: Option<Duration>, explicit: Option<Duration>, value: Duration| match (
-                matched, rule_value,
-            ) {
+        fn pick<'p, T: Copy>(
+            matched: Option<(usize, &'p Rule)>,
+            rule_value: Option<T>,
+            explicit: Option<T>,
+            value: T,
+        ) -> Sourced<'p, T> {
+            match (matched, rule_value) {
                 (Some((index, rule)), Some(v)) => Sourced {
                     value: v,
                     source: Source::Rule {
@@ -157,8 +158,16 @@ impl Policy {
                         name: &rule.name,
                     },
                 },
-                _ => top(explicit, value),
-            };
+                _ => Sourced {
+                    value,
+                    source: if explicit.is_some() {
+                        Source::Policy
+                    } else {
+                        Source::Builtin
+                    },
+                },
+            }
+        }
         let ov = matched.map(|(_, r)| r.session).unwrap_or_default();
         let ex = &self.session_explicit;
         let l: &Limits = &self.session;
@@ -177,17 +186,30 @@ impl Policy {
         };
         Effective {
             rule: matched.map(|(_, r)| r),
-            timeout_default: pick(ov.timeout_default, ex.timeout_default, l.timeout_default),
-            timeout_min: pick(ov.timeout_min, ex.timeout_min, l.timeout_min),
-            timeout_max: pick(ov.timeout_max, ex.timeout_max, l.timeout_max),
-            max_duration: pick(ov.max_duration, ex.max_duration, l.max_duration),
-            inactivity: pick(ov.inactivity, ex.inactivity, l.inactivity),
-            warn_before: pick(ov.warn_before, ex.warn_before, l.warn_before),
+            timeout_default: pick(
+                matched,
+                ov.timeout_default,
+                ex.timeout_default,
+                l.timeout_default,
+            ),
+            timeout_min: pick(matched, ov.timeout_min, ex.timeout_min, l.timeout_min),
+            timeout_max: pick(matched, ov.timeout_max, ex.timeout_max, l.timeout_max),
+            max_duration: pick(matched, ov.max_duration, ex.max_duration, l.max_duration),
+            inactivity: pick(matched, ov.inactivity, ex.inactivity, l.inactivity),
+            warn_before: pick(matched, ov.warn_before, ex.warn_before, l.warn_before),
             remember_me_max_duration: pick(
+                matched,
                 ov.remember_me_max_duration,
                 ex.remember_me_max_duration,
                 l.remember_me_max_duration,
             ),
+            remember_me_inactivity: pick(
+                matched,
+                ov.remember_me_inactivity,
+                ex.remember_me_inactivity,
+                l.remember_me_inactivity,
+            ),
+            activity: pick(matched, ov.activity, ex.activity, l.activity),
             banner,
         }
     }
@@ -220,6 +242,22 @@ impl<'p> Effective<'p> {
             ))
         } else {
             Ok(())
+        }
+    }
+
+    /// How long a session may go without activity, persistent or not. A
+    /// persistent ("remember me") login gets `remember_me.inactivity`,
+    /// never less than `inactivity` and never past
+    /// `remember_me.max_duration` (a value inherited from elsewhere in the
+    /// policy may lie outside; it is brought into that range here).
+    pub fn idle_limit(&self, remember_me: bool) -> Duration {
+        if remember_me {
+            self.remember_me_inactivity
+                .value
+                .min(self.remember_me_max_duration.value)
+                .max(self.inactivity.value)
+        } else {
+            self.inactivity.value
         }
     }
 

@@ -39,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod admission;
 pub mod audit;
 pub mod decision;
@@ -60,6 +61,7 @@ pub mod session;
 pub mod store;
 pub mod time;
 
+pub use activity::{ActivityKind, ActivitySet};
 pub use admission::{admit, Admission, Caller, GroupsLookup, StoreAnswer, Which, Who};
 pub use audit::{AuditEvent, AuditSink};
 pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};

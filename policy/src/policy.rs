@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::activity::ActivitySet;
 use crate::duration::{self, RawDuration};
 use crate::error::{Diagnostic, PolicyError};
 use crate::locate::{Locations, Position};
-use crate::raw::{RawMatch, RawPolicy, RawSession};
+use crate::raw::{RawActivity, RawMatch, RawPolicy, RawSession};
 
 /// The only policy schema version this build reads.
 pub const VERSION: u32 = 1;
@@ -22,6 +23,13 @@ pub const MAX_DURATION_CEILING: Duration = Duration::from_secs(24 * 3_600);
 pub const INACTIVITY_CEILING: Duration = Duration::from_secs(2 * 3_600);
 /// Hard ceiling of `remember_me.max_duration`.
 pub const REMEMBER_ME_CEILING: Duration = Duration::from_secs(90 * 86_400);
+/// Default of `remember_me.inactivity`: 3 days, the longest inactivity
+/// timeout Auth0 allows on its self-service plans (4,320 minutes, "Idle
+/// Session Lifetime (Persistent)"): a remembered login survives a night and
+/// a weekend without a refresh. Keycloak's counterpart, "SSO Session Idle
+/// Remember Me", defaults to 0, which falls back to the ordinary idle limit
+/// and so never survives a night: the problem this setting fixes.
+pub const REMEMBER_ME_INACTIVITY_DEFAULT: Duration = Duration::from_secs(3 * 86_400);
 /// Largest policy file read, in bytes.
 pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 /// Default location of the policy.
@@ -48,6 +56,10 @@ pub struct Limits {
     pub warn_before: Duration,
     /// Absolute life of a persistent OIDC login.
     pub remember_me_max_duration: Duration,
+    /// Sign-out of a persistent OIDC login after no refresh for this long.
+    pub remember_me_inactivity: Duration,
+    /// What counts as activity of a PAM session.
+    pub activity: ActivitySet,
 }
 
 impl Limits {
@@ -61,6 +73,8 @@ impl Limits {
         inactivity: Duration::from_secs(30 * 60),
         warn_before: Duration::from_secs(2 * 60),
         remember_me_max_duration: Duration::from_secs(20 * 86_400),
+        remember_me_inactivity: REMEMBER_ME_INACTIVITY_DEFAULT,
+        activity: ActivitySet::DEFAULT,
     };
 }
 
@@ -81,6 +95,10 @@ pub struct LimitsOverride {
     pub warn_before: Option<Duration>,
     /// See [`Limits::remember_me_max_duration`].
     pub remember_me_max_duration: Option<Duration>,
+    /// See [`Limits::remember_me_inactivity`].
+    pub remember_me_inactivity: Option<Duration>,
+    /// See [`Limits::activity`].
+    pub activity: Option<ActivitySet>,
 }
 
 impl LimitsOverride {
@@ -96,6 +114,10 @@ impl LimitsOverride {
             remember_me_max_duration: self
                 .remember_me_max_duration
                 .unwrap_or(base.remember_me_max_duration),
+            remember_me_inactivity: self
+                .remember_me_inactivity
+                .unwrap_or(base.remember_me_inactivity),
+            activity: self.activity.unwrap_or(base.activity),
         }
     }
 }
@@ -585,7 +607,44 @@ impl Validator<'_> {
                     ceiling: REMEMBER_ME_CEILING,
                 },
             ),
+            remember_me_inactivity: self.duration(
+                &raw.remember_me.as_ref().and_then(|r| r.inactivity.clone()),
+                &format!("{prefix}.remember_me.inactivity"),
+                Bound {
+                    floor: Duration::from_secs(1),
+                    ceiling: REMEMBER_ME_CEILING,
+                },
+            ),
+            activity: raw
+                .activity
+                .as_ref()
+                .map(|list| self.activity(list, &format!("{prefix}.activity"))),
         }
+    }
+
+    /// `session.activity`: a non-empty list without repeats.
+    fn activity(&mut self, list: &[RawActivity], path: &str) -> ActivitySet {
+        use crate::activity::ActivityKind;
+        if list.is_empty() {
+            self.error(
+                path,
+                "an empty list would make every session idle from its login; \
+                 list at least one of: input, output, traffic",
+            );
+        }
+        let mut kinds: Vec<ActivityKind> = Vec::with_capacity(list.len());
+        for (i, a) in list.iter().enumerate() {
+            let k = match a {
+                RawActivity::Input => ActivityKind::Input,
+                RawActivity::Output => ActivityKind::Output,
+                RawActivity::Traffic => ActivityKind::Traffic,
+            };
+            if kinds.contains(&k) {
+                self.error(&format!("{path}[{i}]"), format!("{k} is listed twice"));
+            }
+            kinds.push(k);
+        }
+        ActivitySet::of(&kinds)
     }
 
     /// Cross-field rules on the merged values. The error is reported at the
@@ -651,6 +710,38 @@ impl Validator<'_> {
                     "warn_before {} must be less than inactivity {} (warn_before < inactivity)",
                     f(l.warn_before),
                     f(l.inactivity)
+                ),
+            );
+        }
+        self.remember_me_check(l, set, prefix);
+    }
+
+    /// `remember_me.inactivity`, where this section sets it: no shorter
+    /// than `inactivity`, no longer than `remember_me.max_duration`.
+    fn remember_me_check(&mut self, l: &Limits, set: &LimitsOverride, prefix: &str) {
+        if set.remember_me_inactivity.is_none() {
+            return;
+        }
+        let f = duration::format;
+        let p = format!("{prefix}.remember_me.inactivity");
+        if l.remember_me_inactivity < l.inactivity {
+            self.error(
+                &p,
+                format!(
+                    "remember_me.inactivity {} is shorter than inactivity {} \
+                     (inactivity <= remember_me.inactivity)",
+                    f(l.remember_me_inactivity),
+                    f(l.inactivity)
+                ),
+            );
+        } else if l.remember_me_inactivity > l.remember_me_max_duration {
+            self.error(
+                &p,
+                format!(
+                    "remember_me.inactivity {} exceeds remember_me.max_duration {} \
+                     (remember_me.inactivity <= remember_me.max_duration)",
+                    f(l.remember_me_inactivity),
+                    f(l.remember_me_max_duration)
                 ),
             );
         }

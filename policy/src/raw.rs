@@ -51,6 +51,26 @@ pub struct RawSession {
     /// OIDC only: the absolute life of a persistent ("remember me") login.
     #[serde(default)]
     pub remember_me: Option<RawRememberMe>,
+    /// PAM sessions: what counts as activity (default `[input, output,
+    /// traffic]`): `input` read from the terminal, `output` written to it,
+    /// `traffic` moved by a session without a terminal. At least one, no
+    /// repeats.
+    #[serde(default)]
+    pub activity: Option<Vec<RawActivity>>,
+}
+
+/// One kind of activity in `session.activity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawActivity {
+    /// Input read from the session's terminal (a key read by the shell, an
+    /// editor; a line at a plain prompt).
+    Input,
+    /// Output written to the session's terminal (a build, `tail -f`).
+    Output,
+    /// Data moved by a session without a terminal (scp, sftp, rsync,
+    /// `ssh host cmd`, an `ssh -N` port forward).
+    Traffic,
 }
 
 /// Token lifetime bounds.
@@ -75,6 +95,11 @@ pub struct RawRememberMe {
     /// Absolute life of a persistent login; at most 90d.
     #[serde(default)]
     pub max_duration: Option<RawDuration>,
+    /// Sign-out of a persistent login after no refresh for this long
+    /// (default 3d); at least `inactivity`, at most 90d and at most
+    /// `remember_me.max_duration`.
+    #[serde(default)]
+    pub inactivity: Option<RawDuration>,
 }
 
 /// The login banner.

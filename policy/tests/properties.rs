@@ -164,6 +164,8 @@ proptest! {
             prop_assert!(eff.inactivity.value <= eff.max_duration.value);
             prop_assert!(eff.warn_before.value < eff.inactivity.value);
             prop_assert!(eff.remember_me_max_duration.value <= REMEMBER_ME_CEILING);
+            prop_assert!(eff.remember_me_inactivity.value <= REMEMBER_ME_CEILING);
+            prop_assert!(eff.inactivity.value <= eff.idle_limit(true));
 
             let lifetime = eff.token_lifetime(pref.map(Duration::from_secs)).value;
             prop_assert!(min <= lifetime && lifetime <= max);
@@ -180,7 +182,9 @@ proptest! {
                     let limit = if remember { REMEMBER_ME_CEILING } else { MAX_DURATION_CEILING };
                     prop_assert!(now < a.absolute_deadline && now < a.idle_deadline);
                     prop_assert!((a.absolute_deadline - start).to_std().unwrap() <= limit);
-                    prop_assert!((a.idle_deadline - last).to_std().unwrap() <= INACTIVITY_CEILING);
+                    let idle_ceiling = if remember { REMEMBER_ME_CEILING } else { INACTIVITY_CEILING };
+                    prop_assert!((a.idle_deadline - last).to_std().unwrap() <= idle_ceiling);
+                    prop_assert!((a.idle_deadline - last).to_std().unwrap() == eff.idle_limit(remember));
                     prop_assert!(a.token_expires_at <= a.absolute_deadline);
                     prop_assert!((a.token_expires_at - now).to_std().unwrap() <= TIMEOUT_CEILING);
                     prop_assert!(a.warn_at <= a.idle_deadline.min(a.absolute_deadline));
@@ -350,7 +354,7 @@ proptest! {
             let limit = eff.absolute_limit(remember_me);
             let latest = curfew_policy::time::add(now, limit);
             prop_assert!(a.absolute_deadline <= latest, "{a:?}");
-            prop_assert!(a.idle_deadline <= curfew_policy::time::add(now, Duration::from_secs(600)), "{a:?}");
+            prop_assert!(a.idle_deadline <= curfew_policy::time::add(now, eff.idle_limit(remember_me)), "{a:?}");
             prop_assert!(a.token_expires_at <= a.absolute_deadline);
         }
     }

@@ -292,3 +292,87 @@ fn oversized_and_binary_files_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn activity_lists_are_checked_and_apply_per_rule() {
+    use curfew_policy::{ActivityKind, ActivitySet};
+    assert_eq!(
+        one_error("version: 1\nsession:\n  activity: []\n"),
+        "policy.yaml:3:13: session.activity: an empty list would make every session idle \
+         from its login; list at least one of: input, output, traffic"
+    );
+    assert_eq!(
+        one_error("version: 1\nsession:\n  activity: [input, input]\n"),
+        "policy.yaml:3:21: session.activity[1]: input is listed twice"
+    );
+    let unknown = one_error("version: 1\nrules:\n  - session: { activity: [typing] }\n");
+    assert!(
+        unknown.starts_with("policy.yaml:3:")
+            && unknown.contains("rules[0].session.activity")
+            && unknown.contains("`typing`")
+            && unknown.contains("`traffic`"),
+        "{unknown}"
+    );
+    let p = Policy::parse(
+        "version: 1\nsession: { activity: [input, output] }\nrules:\n  - name: strict\n    match: { users: [root] }\n    session: { activity: [input] }\n",
+        "policy.yaml",
+    )
+    .unwrap();
+    let root = p.effective(&Subject {
+        user: "root",
+        ..Default::default()
+    });
+    assert_eq!(root.activity.value, ActivitySet::of(&[ActivityKind::Input]));
+    assert!(matches!(
+        root.activity.source,
+        Source::Rule { index: 0, .. }
+    ));
+    let alice = p.effective(&Subject {
+        user: "alice",
+        ..Default::default()
+    });
+    assert!(alice.activity.value.output && !alice.activity.value.traffic);
+    assert_eq!(alice.activity.source, Source::Policy);
+    let builtin = Policy::parse("version: 1\n", "policy.yaml").unwrap();
+    let eff = builtin.effective(&Subject {
+        user: "alice",
+        ..Default::default()
+    });
+    assert_eq!(eff.activity.value, ActivitySet::DEFAULT);
+    assert_eq!(eff.activity.source, Source::Builtin);
+}
+
+#[test]
+fn remember_me_inactivity_bounds_and_default() {
+    assert_eq!(
+        one_error("version: 1\nsession:\n  remember_me: { inactivity: 91d }\n"),
+        "policy.yaml:3:30: session.remember_me.inactivity: 91d exceeds the ceiling of 90d"
+    );
+    assert_eq!(
+        one_error("version: 1\nsession:\n  inactivity: 1h\n  remember_me: { inactivity: 30m }\n"),
+        "policy.yaml:4:30: session.remember_me.inactivity: remember_me.inactivity 30m is \
+         shorter than inactivity 1h (inactivity <= remember_me.inactivity)"
+    );
+    assert_eq!(
+        one_error("version: 1\nrules:\n  - session: { remember_me: { max_duration: 1d, inactivity: 2d } }\n"),
+        "policy.yaml:3:61: rules[0].session.remember_me.inactivity: remember_me.inactivity 2d \
+         exceeds remember_me.max_duration 24h (remember_me.inactivity <= remember_me.max_duration)"
+    );
+    // An inherited default longer than a rule's remember_me.max_duration is
+    // not an error: the absolute limit comes first.
+    let p = Policy::parse(
+        "version: 1\nsession: { inactivity: 10m, remember_me: { max_duration: 1d } }\n",
+        "policy.yaml",
+    )
+    .unwrap();
+    let eff = p.effective(&Subject {
+        user: "alice",
+        ..Default::default()
+    });
+    assert_eq!(
+        eff.remember_me_inactivity.value,
+        curfew_policy::policy::REMEMBER_ME_INACTIVITY_DEFAULT
+    );
+    assert_eq!(eff.idle_limit(true), Duration::from_secs(86_400));
+    assert_eq!(eff.idle_limit(false), Duration::from_secs(600));
+}
