@@ -207,7 +207,7 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
             outln!(
                 "rule:    {}",
                 eff.rule
-                    .map(|r| format!("{:?}", r.name))
+                    .map(|r| format!("\"{}\"", output::escape(&r.name)))
                     .unwrap_or_else(|| "none matched (top-level values apply)".into())
             );
             outln!();

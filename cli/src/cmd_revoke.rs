@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use curfew_policy::{AuditEvent, Revocation, Target};
+use curfew_policy::{AuditEvent, Revocation, SessionFilter, Target};
 
 use crate::context::{self, Context};
 use crate::output::{self, outln, Format};
@@ -86,7 +86,11 @@ fn parse_expires(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let d = curfew_policy::duration::parse(text)
         .map_err(|e| anyhow::anyhow!("--expires: {e}; or give an RFC 3339 time"))?;
     if d.is_zero() {
-        bail!("--expires 0: a lock that lifts at once locks nothing; omit --revoke instead");
+        bail!(
+            "--expires 0: a lock that lifts at once locks nothing; omit --expires for a lock \
+             that lasts until `curfew unrevoke`, or use `curfew sessions terminate` to end \
+             sessions without a lock"
+        );
     }
     Ok(now + chrono::Duration::from_std(d).context("--expires is too far away")?)
 }
@@ -101,13 +105,43 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
     if target.value().is_empty() && target != Target::All {
         bail!("the {} to revoke may not be empty", target.kind());
     }
+    if target == Target::All && opts.expires.is_some() {
+        bail!(
+            "--expires: `revoke all` is no lock (it ends the sessions that started before now \
+             and new logins work), so there is nothing to lift later"
+        );
+    }
     let policy = ctx.policy()?;
     let store = ctx.store(&policy)?;
     let now = ctx.now();
-    if let Target::Session(id) = &target {
-        if store.session(id)?.is_none() {
-            bail!("no session {}", output::escape(id));
+    match &target {
+        Target::Session(id) => {
+            if store.session(id)?.is_none() {
+                bail!("no session {}", output::escape(id));
+            }
         }
+        Target::User(name) => {
+            // A typo would otherwise lock nobody, silently. An OIDC subject
+            // or a user of another host may have no account here, so this
+            // warns and goes on rather than refusing.
+            let has_account = matches!(nix::unistd::User::from_name(name), Ok(Some(_)));
+            let has_session = !has_account
+                && !store
+                    .list_sessions(&SessionFilter {
+                        user: Some(name.clone()),
+                        include_ended: true,
+                        ..Default::default()
+                    })?
+                    .is_empty();
+            if !has_account && !has_session {
+                eprintln!(
+                    "curfew: warning: no account on this host and no session in the store is \
+                     named {}; revoking anyway (check the spelling)",
+                    output::escape(name)
+                );
+            }
+        }
+        Target::Client(_) | Target::All => {}
     }
     let revocation = Revocation {
         id: curfew_policy::session::new_id()?,

@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, cmd: TimeoutCommand) -> Result<Outcome> {
             "{}: token lifetime {} ({}); allowed {}..{}, default {}",
             output::escape(&user),
             fmt_duration(lifetime.value),
-            lifetime.source,
+            output::escape(&lifetime.source.to_string()),
             fmt_duration(eff.timeout_min.value),
             fmt_duration(eff.timeout_max.value),
             fmt_duration(eff.timeout_default.value)

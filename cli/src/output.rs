@@ -49,9 +49,14 @@ pub enum Format {
     Json,
 }
 
-/// Replaces control characters (ESC, CR, NUL, C1 controls, DEL...) with
-/// visible escapes, so a user name or tty chosen by an attacker cannot drive
-/// the terminal of the admin who lists it. Newlines become `\n` too.
+/// Replaces every character that could move the cursor, drive the terminal
+/// or reorder or hide text with a visible escape (`\u{202e}`), so a user
+/// name or tty chosen by an attacker cannot fake what the admin who lists
+/// it reads: C0 and C1 controls, DEL, Unicode line and paragraph
+/// separators, bidirectional controls (embeddings, overrides, isolates,
+/// marks) and the other invisible format characters (zero-width space and
+/// joiners, word joiner, BOM, soft hyphen, tags). Newline and tab become
+/// `\n` and `\t`, and a backslash is doubled so escapes stay unambiguous.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -59,13 +64,43 @@ pub fn escape(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
+            c if c.is_control() || is_invisible_format(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Unicode's line and paragraph separators (Zl, Zp) and format characters
+/// (Cf, Unicode 15): none of them has a glyph of its own, and the bidi ones
+/// reorder the text around them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// Prints rows as an aligned table; every cell is escaped.
@@ -126,5 +161,44 @@ mod tests {
         );
         assert_eq!(escape("two\nlines"), "two\\nlines");
         assert_eq!(escape("plain ü"), "plain ü");
+    }
+
+    /// Issue 18: direction overrides and zero-width characters reached the
+    /// admin's terminal raw ("alice\u{202e}txt.exe" reads as "aliceexe.txt").
+    #[test]
+    fn escapes_bidi_and_zero_width() {
+        assert_eq!(escape("alice\u{202e}gpj"), "alice\\u{202e}gpj");
+        for c in [
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202b}',
+            '\u{202c}',
+            '\u{202d}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{061c}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{00ad}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{e0041}',
+        ] {
+            let shown = escape(&format!("a{c}b"));
+            assert_eq!(shown, format!("a\\u{{{:x}}}b", c as u32), "{:x}", c as u32);
+        }
+        // Every C0, C1 and DEL.
+        for n in (0u32..0x20).chain(0x7f..0xa0) {
+            let c = char::from_u32(n).unwrap();
+            assert!(escape(&c.to_string()).starts_with('\\'), "{n:x}");
+        }
+        // Letters of right-to-left scripts are text, not controls.
+        assert_eq!(escape("שלום مرحبا"), "שלום مرحبا");
     }
 }

@@ -372,6 +372,80 @@ fn sessions_list_never_prints_terminal_escapes() {
     assert_eq!(v[0]["user"], "evil\u{1b}]0;pwned\u{7}\u{1b}[2J");
 }
 
+/// Issue 18: bidi overrides and zero-width characters reached the terminal raw.
+#[test]
+fn sessions_list_escapes_bidi_and_zero_width_characters() {
+    let env = Env::new("");
+    let store = env.store();
+    add_session(&store, "root\u{200b}\u{202e}nimda", "pts/\u{2066}1");
+    for args in [vec!["sessions", "list"], vec!["revocations", "list"]] {
+        if args[0] == "revocations" {
+            let o = env.run(&["revoke", "user", "root\u{200b}\u{202e}nimda"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            // The warning and the confirmation are escaped too.
+            assert!(!stderr(&o).contains('\u{202e}'), "{}", stderr(&o));
+            assert!(!stdout(&o).contains('\u{202e}'), "{}", stdout(&o));
+        }
+        let o = env.run(&args);
+        assert!(o.status.success());
+        let text = stdout(&o);
+        for c in ['\u{200b}', '\u{202e}', '\u{2066}'] {
+            assert!(
+                !text.contains(c),
+                "{args:?}: U+{:04X} reached the terminal: {text}",
+                c as u32
+            );
+        }
+        assert!(text.contains("root\\u{200b}\\u{202e}nimda"), "{text}");
+    }
+}
+
+/// Issue 18: `revoke user` with a typo succeeded silently.
+#[test]
+fn revoke_unknown_user_warns_but_revokes() {
+    let env = Env::new("");
+    let o = env.run(&["revoke", "user", "no-such-user-typo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: no account on this host and no session in the store is named no-such-user-typo"),
+        "{err}"
+    );
+    // An account of this host, or a user the store has sessions of (an OIDC
+    // subject), is no typo.
+    let o = env.run(&["revoke", "user", "root"]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    add_session(&env.store(), "oidc-subject-7", "");
+    let o = env.run(&["revoke", "user", "oidc-subject-7"]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+/// Issue 18: `--expires 0` said "omit --revoke"; `revoke all --expires`
+/// talked about a lock that `all` never sets.
+#[test]
+fn revoke_expires_messages_name_the_right_option() {
+    let env = Env::new("");
+    let o = env.run(&["revoke", "user", "root", "--expires", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("omit --expires") && !err.contains("--revoke"),
+        "{err}"
+    );
+
+    let o = env.run(&["revoke", "all", "--expires", "2h"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("`revoke all` is no lock"), "{err}");
+    assert!(!stdout(&o).contains("lock lifts"), "{}", stdout(&o));
+    let list: serde_json::Value =
+        serde_json::from_slice(&env.run(&["revocations", "list", "--format", "json"]).stdout)
+            .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing was stored");
+}
+
 #[test]
 fn timeout_preferences_stay_within_bounds() {
     let env = Env::new("");

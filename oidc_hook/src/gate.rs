@@ -22,6 +22,11 @@ use curfew_policy::audit::{
     revocation_of, AuditEvent, AuditSink, Grant, RefusalReason, StoreOutcome,
 };
 
+/// The scope by which a client asks for a persistent login, unless
+/// `PolicyIssuer::with_remember_me` (feature `issuer`) or the hook's
+/// configuration says otherwise.
+pub const REMEMBER_ME_SCOPE: &str = "offline_access";
+
 /// Who a token is for.
 #[derive(Debug, Clone, Copy)]
 pub struct Principal<'a> {

@@ -38,9 +38,7 @@ use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
 /// The grant extension holding the session.
 pub const EXTENSION: &str = "curfew_session";
 
-/// The scope by which a client asks for a persistent login, unless
-/// [`PolicyIssuer::with_remember_me`] says otherwise.
-pub const REMEMBER_ME_SCOPE: &str = "offline_access";
+pub use crate::gate::REMEMBER_ME_SCOPE;
 
 /// What a grant carries about its session (a public grant extension, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //!
 //! Two ways in, one decision path (the [`Gate`], over `curfew-policy`):
 //!
-//! - [`PolicyIssuer`], an oxide-auth [`Issuer`](oxide_auth::primitives::issuer::Issuer)
+//! - `PolicyIssuer` (feature `issuer`, on by default), an oxide-auth [`Issuer`](oxide_auth::primitives::issuer::Issuer)
 //!   wrapper any oxide-auth server can drop in: access tokens live for the
 //!   effective timeout, refreshes only inside `inactivity` and
 //!   `max_duration`, revoked users, clients and sessions are refused at
@@ -17,7 +17,12 @@
 //! Time is a parameter: the gate reads a [`Clock`]; only [`SystemClock`]
 //! reads the real one.
 //!
+//! Without the `issuer` feature the crate does not depend on oxide-auth:
+//! `curfew` (the CLI, the enforcer and `curfew hook serve`) builds it that
+//! way, so the binary links none of oxide-auth's crates.
+//!
 //! ```
+//! # #[cfg(feature = "issuer")] {
 //! use std::sync::Arc;
 //! use chrono::{Duration, TimeZone, Utc};
 //! use curfew_oidc::{Gate, ManualClock, PolicyCell, PolicyIssuer};
@@ -49,6 +54,7 @@
 //! // Eleven idle minutes later the refresh token is refused (oxide-auth: invalid_grant).
 //! clock.advance(Duration::minutes(11));
 //! assert!(issuer.recover_refresh(token.refresh.as_deref().unwrap()).unwrap().is_none());
+//! # }
 //! # Ok::<(), curfew_policy::PolicyError>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -58,11 +64,13 @@ pub mod clock;
 pub mod fuzzing;
 pub mod gate;
 pub mod hook;
+#[cfg(feature = "issuer")]
 pub mod issuer;
 pub mod policy_file;
 
 pub use claims::SessionClaims;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gate::{Activity, Gate, Granted, Known, Principal, Refusal};
+#[cfg(feature = "issuer")]
 pub use issuer::{GrantSession, PolicyIssuer, TokenSession};
 pub use policy_file::{PolicyCell, PolicyFile, PolicyStatus, Reload};

@@ -37,13 +37,79 @@ impl RawDuration {
     }
 }
 
+/// Units a duration string may use, as humantime spells them.
+pub const UNITS: &[&str] = &[
+    "nanos", "nsec", "ns", "usec", "us", "µs", "millis", "msec", "ms", "seconds", "second", "secs",
+    "sec", "s", "minutes", "minute", "mins", "min", "m", "hours", "hour", "hrs", "hr", "h", "days",
+    "day", "d", "weeks", "week", "wks", "wk", "w", "months", "month", "M", "years", "year", "yrs",
+    "yr", "y",
+];
+
+/// The grammar of a duration string as an ECMAScript/JSON Schema pattern:
+/// integer seconds (`"300"`), or one or more terms of a number (with an
+/// optional fraction, `1.5`) and a unit (`"2h 30m"`, `"1.5h"`), separated by
+/// spaces or tabs. [`parse`] accepts exactly the strings this pattern matches
+/// (and then checks that the result is a whole number of seconds), so the
+/// JSON Schema and the validator agree on the shape.
+pub fn text_pattern() -> String {
+    let num = "[0-9]+(\\.[0-9]+)?";
+    let unit = format!("({})", UNITS.join("|"));
+    format!("^[ \\t]*([0-9]+|{num}[ \\t]*{unit}([ \\t]*{num}[ \\t]*{unit})*)[ \\t]*$")
+}
+
+/// `true` when `text` has the shape of [`text_pattern`]: humantime alone
+/// also takes spaces inside a number (`"1 2h"`) and Unicode spaces, which
+/// the schema cannot describe the same way.
+fn has_duration_shape(text: &str) -> bool {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let s = text.trim_matches(blank);
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let mut rest = s;
+    let mut terms = 0;
+    while !rest.is_empty() {
+        // number: digits, optionally '.' and digits
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if int_len == 0 {
+            return false;
+        }
+        rest = &rest[int_len..];
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let frac_len = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+            if frac_len == 0 {
+                return false;
+            }
+            rest = &after_dot[frac_len..];
+        }
+        rest = rest.trim_start_matches(blank);
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_alphabetic() || *c == 'µ'))
+            .map_or(rest.len(), |(i, _)| i);
+        if !UNITS.contains(&&rest[..unit_len]) {
+            return false;
+        }
+        rest = rest[unit_len..].trim_start_matches(blank);
+        terms += 1;
+    }
+    terms > 0
+}
+
 fn parse_text(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("empty duration; write seconds (300) or a string such as \"5m\"".into());
     }
     if let Ok(secs) = trimmed.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        if has_duration_shape(text) {
+            return Ok(Duration::from_secs(secs));
+        }
+    }
+    if !has_duration_shape(text) {
+        return Err(format!(
+            "{trimmed:?} is not a duration; write seconds (300) or numbers with units, such as \"5m\", \"2h 30m\" or \"1.5h\""
+        ));
     }
     match humantime::parse_duration(trimmed) {
         Ok(d) if d.subsec_nanos() != 0 => Err(format!(
@@ -105,12 +171,13 @@ impl JsonSchema for RawDuration {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()
     }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    fn json_schema(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let text = gen.subschema_for::<crate::schema::DurationText>();
         schemars::json_schema!({
-            "description": "Integer seconds (300) or a humantime string (\"5m\", \"2h 30m\").",
-            "oneOf": [
+            "description": "Integer seconds (300) or a duration string (\"5m\", \"2h 30m\", \"1.5h\").",
+            "anyOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]*\\s*)+$" }
+                text
             ]
         })
     }
@@ -160,6 +227,32 @@ mod tests {
             RawDuration::Seconds(30).parse().unwrap(),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn accepts_fractions_and_unit_spellings() {
+        assert_eq!(parse("1.5h").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse("1.5 h").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse("2h30m").unwrap(), Duration::from_secs(9_000));
+        assert_eq!(parse(" 90 secs ").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("0.5m").unwrap(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn rejects_shapes_the_schema_pattern_rejects() {
+        for bad in [
+            "1 2h",
+            "1.h",
+            ".5h",
+            "5m30",
+            "5 parsecs",
+            "5m\u{a0}",
+            "h",
+            "1,5h",
+        ] {
+            assert!(!has_duration_shape(bad), "{bad:?}");
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -312,7 +312,14 @@ impl Policy {
 
     /// Parses and validates policy text. `origin` names the file in errors.
     /// Every problem is reported, each with its line, column and field.
+    ///
+    /// A leading UTF-8 byte-order mark (which some Windows editors write) is
+    /// skipped, so columns stay the ones the editor shows; CRLF line ends are
+    /// read like LF.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        // serde_yaml_ng reads a BOM as the start of a second document and
+        // refused such files with "more than one document".
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let locations = match Locations::index(text) {
             Ok(l) => l,
             Err((at, message)) => {

@@ -14,6 +14,7 @@ use crate::duration::RawDuration;
 #[schemars(title = "curfew policy", description = "curfew policy, version 1")]
 pub struct RawPolicy {
     /// Schema version; must be 1.
+    #[schemars(schema_with = "crate::schema::version")]
     pub version: u32,
     /// Session lifetimes that apply unless a rule says otherwise.
     #[serde(default)]
@@ -41,12 +42,15 @@ pub struct RawSession {
     pub timeout: Option<RawTimeout>,
     /// Absolute life of a session, at most 24h.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::max_duration")]
     pub max_duration: Option<RawDuration>,
     /// Sign-out after no activity, at most 2h and at most max_duration.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::inactivity")]
     pub inactivity: Option<RawDuration>,
     /// Warn the user this long before a forced end; less than inactivity.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::warn_before")]
     pub warn_before: Option<RawDuration>,
     /// OIDC only: the absolute life of a persistent ("remember me") login.
     #[serde(default)]
@@ -56,6 +60,7 @@ pub struct RawSession {
     /// `traffic` moved by a session without a terminal. At least one, no
     /// repeats.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::activity_list")]
     pub activity: Option<Vec<RawActivity>>,
 }
 
@@ -79,12 +84,15 @@ pub enum RawActivity {
 pub struct RawTimeout {
     /// Used unless the user chose another value within min..max.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::timeout_duration")]
     pub default: Option<RawDuration>,
     /// The shortest lifetime a user may choose; at least 30s.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::timeout_duration")]
     pub min: Option<RawDuration>,
     /// The longest lifetime a user may choose; at most 2147482s.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::timeout_duration")]
     pub max: Option<RawDuration>,
 }
 
@@ -94,11 +102,13 @@ pub struct RawTimeout {
 pub struct RawRememberMe {
     /// Absolute life of a persistent login; at most 90d.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::remember_me")]
     pub max_duration: Option<RawDuration>,
     /// Sign-out of a persistent login after no refresh for this long
     /// (default 3d); at least `inactivity`, at most 90d and at most
     /// `remember_me.max_duration`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::remember_me")]
     pub inactivity: Option<RawDuration>,
 }
 
@@ -106,8 +116,10 @@ pub struct RawRememberMe {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBanner {
-    /// Text shown at login; empty for none.
+    /// Text shown at login; empty for none. At most 64 KiB, no control
+    /// characters but newline and tab.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::banner_text")]
     pub text: String,
 }
 
@@ -117,6 +129,7 @@ pub struct RawBanner {
 pub struct RawRule {
     /// A name shown by `policy explain` and in logs; defaults to `rules[N]`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::rule_name")]
     pub name: Option<String>,
     /// Who the rule applies to; every named list must match (an empty match matches all).
     #[serde(default, rename = "match")]
@@ -135,30 +148,38 @@ pub struct RawRule {
 pub struct RawMatch {
     /// User names.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::name_list")]
     pub users: Option<Vec<String>>,
     /// Group names (system groups for PAM, the groups claim for OIDC).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::name_list")]
     pub groups: Option<Vec<String>>,
     /// PAM service names (sshd, login, su, ...).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::name_list")]
     pub services: Option<Vec<String>>,
     /// OIDC client ids.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::name_list")]
     pub clients: Option<Vec<String>>,
     /// Host names.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::name_list")]
     pub hosts: Option<Vec<String>>,
 }
 
 /// The state store.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::store_backend_rules)]
 pub struct RawStore {
     /// `sqlite` (one host, the default) or `redis` (a fleet).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::backend")]
     pub backend: Option<String>,
-    /// SQLite: the database file.
+    /// SQLite: the database file (an absolute path).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::absolute_path")]
     pub path: Option<String>,
     /// Redis: `redis://`, `rediss://` or `redis+unix://` URL, with user and password if needed.
     #[serde(default)]
@@ -168,6 +189,7 @@ pub struct RawStore {
     pub prefix: Option<String>,
     /// `deny` (default) or `allow`: the answer when the store cannot be reached.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::on_unavailable")]
     pub on_unavailable: Option<String>,
 }
 
@@ -178,7 +200,8 @@ pub struct RawAudit {
     /// Log to syslog, facility LOG_AUTHPRIV (default true).
     #[serde(default)]
     pub syslog: Option<bool>,
-    /// Append JSON lines to this file.
+    /// Append JSON lines to this file (an absolute path).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::absolute_path")]
     pub file: Option<String>,
 }

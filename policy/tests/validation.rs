@@ -375,4 +375,36 @@ fn remember_me_inactivity_bounds_and_default() {
     );
     assert_eq!(eff.idle_limit(true), Duration::from_secs(86_400));
     assert_eq!(eff.idle_limit(false), Duration::from_secs(600));
+/// Issue 18: a file saved with a byte-order mark was refused with "more than
+/// one document".
+#[test]
+fn leading_byte_order_mark_is_accepted_with_editor_columns() {
+    let p = Policy::parse(
+        "\u{feff}version: 1\nsession:\n  inactivity: 15m\n",
+        "bom.yaml",
+    )
+    .unwrap();
+    assert_eq!(p.session.inactivity.as_secs(), 900);
+    // Positions are those an editor shows (the BOM takes no column).
+    let e = one_error("\u{feff}version: 1\nsession:\n  inactivity: 3h\n");
+    assert!(
+        e.starts_with("policy.yaml:3:15: session.inactivity:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn crlf_line_ends_read_like_lf() {
+    let p = Policy::parse(
+        "version: 1\r\nsession:\r\n  inactivity: 15m\r\n  max_duration: 1.5h\r\nbanner:\r\n  text: |\r\n    line one\r\n    line two\r\n",
+        "crlf.yaml",
+    )
+    .unwrap();
+    assert_eq!(p.session.max_duration.as_secs(), 5_400);
+    assert_eq!(p.banner, "line one\nline two\n");
+    let e = one_error("version: 1\r\nsession:\r\n  inactivity: 3h\r\n");
+    assert!(
+        e.starts_with("policy.yaml:3:15: session.inactivity:"),
+        "{e}"
+    );
 }
