@@ -375,6 +375,8 @@ fn remember_me_inactivity_bounds_and_default() {
     );
     assert_eq!(eff.idle_limit(true), Duration::from_secs(86_400));
     assert_eq!(eff.idle_limit(false), Duration::from_secs(600));
+}
+
 /// Issue 18: a file saved with a byte-order mark was refused with "more than
 /// one document".
 #[test]
