@@ -11,9 +11,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use curfew_policy::{
-    Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind, Store, StoreConfig,
-    StoreError, Subject,
+    ActivityKind, ActivitySet, Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind,
+    Store, StoreConfig, StoreError, Subject,
 };
+
+use crate::activity::{Io, TrafficMeter};
 
 use crate::error::ProcError;
 use crate::members::Members;
@@ -31,27 +33,66 @@ pub struct Observation {
     pub members: Members,
     /// The controlling terminals of its processes.
     pub ttys: Vec<Tty>,
+    /// The I/O counters of its processes, read only when it has no
+    /// terminal.
+    pub io: Io,
 }
 
 impl Observation {
-    /// Its activity, as `w` would judge it.
-    pub fn activity(&self) -> Activity {
+    /// Its activity at `now`, counting what `counts` lists: for a session
+    /// with terminals, the latest input (atime, as `w` reads it) and output
+    /// (mtime) on any of them; without, `moved` (whether its processes
+    /// moved data since the last pass; `None` when their counters could not
+    /// be read). Every terminal time goes through
+    /// [`curfew_policy::time::observed`]: a time set into the future (a
+    /// user can `touch` their own terminal) is no news, never an extension.
+    pub fn activity(
+        &self,
+        counts: ActivitySet,
+        moved: Option<bool>,
+        now: DateTime<Utc>,
+    ) -> Activity {
         if self.ttys.is_empty() {
-            return Activity::NoTty;
+            return match moved {
+                _ if !counts.traffic => Activity::NoTty,
+                None => Activity::Unreadable,
+                Some(true) => Activity::Traffic { at: now },
+                Some(false) => Activity::NoTty,
+            };
         }
-        let mut latest = None;
+        let mut latest: Option<(DateTime<Utc>, ActivityKind)> = None;
         for t in &self.ttys {
-            match t.last_input {
-                None => return Activity::Unreadable,
-                Some(at) => latest = latest.max(Some(at)),
+            if counts.input {
+                match t.last_input {
+                    None => return Activity::Unreadable,
+                    Some(at) => {
+                        if let Some(at) = curfew_policy::time::observed(at, now) {
+                            latest = latest.max(Some((at, ActivityKind::Input)));
+                        }
+                    }
+                }
+            }
+            if counts.output {
+                // `None`: unreadable, or the enforcer's own notice; the
+                // input time (read from the same stat) says which.
+                if t.last_input.is_none() && !counts.input {
+                    return Activity::Unreadable;
+                }
+                if let Some(at) = t
+                    .last_output
+                    .and_then(|at| curfew_policy::time::observed(at, now))
+                {
+                    latest = latest.max(Some((at, ActivityKind::Output)));
+                }
             }
         }
         match latest {
-            Some(recorded) => Activity::Tty {
+            Some((recorded, kind)) => Activity::Tty {
                 recorded,
                 latest: latest_input(recorded),
+                kind,
             },
-            None => Activity::Unreadable,
+            None => Activity::NoTty,
         }
     }
 }
@@ -207,6 +248,7 @@ pub struct Enforcer<'a, H: Host> {
     hostname: String,
     warned: HashMap<String, Warned>,
     unmeasured: HashSet<String>,
+    traffic: TrafficMeter,
     last_store_error: Option<String>,
     store_generation: u64,
 }
@@ -237,6 +279,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             hostname,
             warned: HashMap::new(),
             unmeasured: HashSet::new(),
+            traffic: TrafficMeter::default(),
             last_store_error: None,
             store_generation: 0,
         }
@@ -323,6 +366,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         let live: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         self.warned.retain(|id, _| live.contains(id.as_str()));
         self.unmeasured.retain(|id| live.contains(id.as_str()));
+        self.traffic.retain(|id| live.contains(id));
 
         let mut to_end: Vec<(Session, Observation, Deny, bool)> = Vec::new();
         for s in sessions {
@@ -352,11 +396,18 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 }
             };
             let obs = self.host.observe(&s);
+            let counts = eff.activity.value;
+            let moved = match &obs.io {
+                Io::Counts(c) if obs.ttys.is_empty() => Some(self.traffic.moved(&s.id, c)),
+                Io::Denied => None,
+                _ => Some(false),
+            };
+            let activity = obs.activity(counts, moved, now);
             let step = timeline::step(
                 &eff,
                 &s,
                 &revs,
-                obs.activity(),
+                activity,
                 self.warned.get(&s.id).copied(),
                 now,
             );
@@ -368,7 +419,8 @@ impl<'a, H: Host> Enforcer<'a, H> {
             match step.action {
                 Action::Continue => {}
                 Action::Warn(w) => {
-                    let delivered = self.host.notify(&obs, &notice::warning(&w, now));
+                    let line = notice::warning(&w, counts, now);
+                    let delivered = self.host.notify(&obs, &line);
                     self.warned.insert(s.id.clone(), w.key());
                     pass.events.push(Event::Warned {
                         session: s.id.clone(),
@@ -558,6 +610,9 @@ mod tests {
     /// from the session) and a terminal whose last input the test sets.
     struct Scripted {
         input: HashMap<String, Option<DateTime<Utc>>>,
+        output: HashMap<String, DateTime<Utc>>,
+        /// A terminal-less session's processes' I/O counter.
+        io: HashMap<String, u64>,
         log: Arc<Mutex<Log>>,
     }
 
@@ -588,10 +643,21 @@ mod tests {
                     path: format!("/dev/pts/{pid}").into(),
                     rdev: 1,
                     last_input: *last_input,
+                    last_output: self.output.get(&s.id).copied(),
                 }],
                 None => vec![],
             };
-            Observation { members, ttys }
+            let io = match (ttys.is_empty(), self.io.get(&s.id)) {
+                (true, Some(n)) => Io::Counts(vec![(
+                    ProcId {
+                        pid,
+                        start_ticks: 1,
+                    },
+                    *n,
+                )]),
+                _ => Io::NotMeasured,
+            };
+            Observation { members, ttys, io }
         }
         fn groups(&mut self, _user: &str) -> Vec<String> {
             Vec::new()
@@ -679,6 +745,8 @@ mod tests {
         let enforcer = Enforcer::new(
             Scripted {
                 input: HashMap::new(),
+                output: HashMap::new(),
+                io: HashMap::new(),
                 log: log.clone(),
             },
             PolicySource::new(Some(path)),
@@ -843,6 +911,8 @@ mod tests {
         let mut enforcer = Enforcer::new(
             Scripted {
                 input: HashMap::new(),
+                output: HashMap::new(),
+                io: HashMap::new(),
                 log: f.log.clone(),
             },
             PolicySource::new(Some(path.clone())),
@@ -955,6 +1025,106 @@ mod tests {
         assert!(pass.events.iter().all(|e| reason(e).is_none()));
         assert_eq!(ended(&f, &s), Some((t(2), EndReason::Logout)));
         assert!(f.log.lock().unwrap().ended.is_empty());
+    }
+
+    /// Issue 13's model on whole passes: a terminal whose job prints is
+    /// busy, a terminal-less session that moves data is busy and goes idle
+    /// once it stops, a terminal time set into the future extends nothing.
+    #[test]
+    fn output_and_traffic_keep_sessions_and_stopping_ends_them() {
+        let mut f = fixture();
+        let printing = login(&mut f, "alice", 100, "here", t(0), true);
+        let transfer = login(&mut f, "bob", 200, "here", t(0), false);
+        let stalls = login(&mut f, "carol", 300, "here", t(0), false);
+        let faked = login(&mut f, "dave", 400, "here", t(0), true);
+        f.enforcer
+            .host
+            .input
+            .insert(faked.clone(), Some(t(1_000_000)));
+        f.enforcer
+            .host
+            .output
+            .insert(faked.clone(), DateTime::<Utc>::MAX_UTC);
+        let mut ended_at = HashMap::new();
+        let mut warnings = Vec::new();
+        for s in 1..=1500 {
+            // alice's build prints every 5 s; bob's transfer moves data
+            // every second; carol's stops after 100 s.
+            if s % 5 == 0 {
+                f.enforcer.host.output.insert(printing.clone(), t(s));
+            }
+            f.enforcer.host.io.insert(transfer.clone(), s as u64 * 100);
+            f.enforcer
+                .host
+                .io
+                .insert(stalls.clone(), s.min(100) as u64 * 100);
+            let pass = f.enforcer.pass(t(s));
+            for e in &pass.events {
+                match e {
+                    Event::Ended { session, deny, .. } => {
+                        ended_at.insert(session.clone(), (s, deny.end_reason()));
+                    }
+                    Event::Warned { session, .. } => warnings.push(session.clone()),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(ended_at.get(&printing), None, "a printing job is busy");
+        assert_eq!(ended_at.get(&transfer), None, "moving data is busy");
+        assert_eq!(
+            ended_at.get(&stalls),
+            Some(&(700, EndReason::Idle)),
+            "idle 10 min after its last byte (at 100 s)"
+        );
+        assert_eq!(
+            ended_at.get(&faked).map(|e| e.1),
+            Some(EndReason::Idle),
+            "future terminal times are no news"
+        );
+        assert!(ended_at[&faked].0 <= 600 + 8, "{:?}", ended_at[&faked]);
+        assert!(!warnings.contains(&printing) && !warnings.contains(&transfer));
+        // Activity is written back, so `sessions list` shows it.
+        let bob = f.store.session(&transfer).unwrap().unwrap();
+        assert!(bob.last_seen >= t(1498), "{}", bob.last_seen);
+        let alice = f.store.session(&printing).unwrap().unwrap();
+        assert!(alice.last_seen >= t(1490), "{}", alice.last_seen);
+    }
+
+    #[test]
+    fn a_policy_that_counts_only_input_ignores_output_and_traffic() {
+        let mut f = fixture();
+        write_policy(
+            &f.dir.path().join("policy.yaml"),
+            &format!(
+                "{POLICY}  activity: [input]
+"
+            )
+            .replace(
+                "session: { max_duration: 1h, inactivity: 10m, warn_before: 2m }
+  activity: [input]
+",
+                "session: { max_duration: 1h, inactivity: 10m, warn_before: 2m, activity: [input] }
+",
+            ),
+        );
+        let printing = login(&mut f, "alice", 100, "here", t(0), true);
+        let transfer = login(&mut f, "bob", 200, "here", t(0), false);
+        let mut ended = HashSet::new();
+        for s in 1..=800 {
+            f.enforcer.host.output.insert(printing.clone(), t(s));
+            f.enforcer.host.io.insert(transfer.clone(), s as u64);
+            for e in f.enforcer.pass(t(s)).events {
+                if let Event::Ended { session, .. } = e {
+                    ended.insert(session);
+                }
+            }
+        }
+        assert!(ended.contains(&printing) && ended.contains(&transfer));
+        let notices = &f.log.lock().unwrap().notices;
+        assert!(
+            notices.iter().any(|(_, l)| l.contains("does not count")),
+            "the warning tells the truth: {notices:?}"
+        );
     }
 
     #[test]

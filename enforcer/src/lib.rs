@@ -2,8 +2,9 @@
 //!
 //! A PAM module only acts at login and logout. The enforcer ends live
 //! sessions of this host that are revoked, terminated by an administrator,
-//! past `max_duration`, or idle past `inactivity` (tty atime, as `w` reads
-//! it), after a one-line warning on the session's terminal `warn_before`
+//! past `max_duration`, or idle past `inactivity` (the policy's
+//! `session.activity`: terminal input and output, the traffic of a session
+//! without a terminal), after a one-line warning on the session's terminal `warn_before`
 //! ahead of a forced end. Decisions come from `curfew_policy::decide`; this
 //! crate observes and acts.
 //!
@@ -16,7 +17,8 @@
 //! - [`policy_source`]: reloading, keeping the last good policy
 //! - [`linux`]: the real [`enforcer::Host`]: /proc, /dev, signals
 //! - [`procfs`], [`members`]: which processes belong to a session
-//! - [`tty`], [`notice`]: terminals, their input times, the notices
+//! - [`tty`], [`notice`]: terminals, their input and output times, the notices
+//! - [`activity`]: the data a session without a terminal moves
 //! - [`signal`]: SIGHUP, SIGTERM, SIGKILL through pidfds
 //! - [`error`]: the typed errors of all of the above
 //!
@@ -45,6 +47,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod daemon;
 pub mod enforcer;
 pub mod error;

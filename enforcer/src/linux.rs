@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use curfew_policy::Session;
+
+use crate::activity::{self, Io};
 
 use crate::enforcer::{Host, Observation};
 use crate::error::ProcError;
@@ -25,6 +28,10 @@ pub struct LinuxHost {
     guard: Option<Guard>,
     groups: HashMap<String, (Instant, Vec<String>)>,
     notified: bool,
+    /// The mtime each terminal (by device number) had right after the
+    /// enforcer's own last notice: the notice is output too, and must not
+    /// count as the session's activity.
+    own_output: HashMap<u64, DateTime<Utc>>,
 }
 
 /// Time for a notice written just before an end to reach the user: sshd
@@ -44,6 +51,7 @@ impl LinuxHost {
             guard: None,
             groups: HashMap::new(),
             notified: false,
+            own_output: HashMap::new(),
         }
     }
 }
@@ -70,15 +78,31 @@ impl Host for LinuxHost {
                     tty_nrs: Vec::new(),
                 },
                 ttys: Vec::new(),
+                io: Io::NotMeasured,
             };
         };
         let members = members::find(session, &self.snap, clock, guard);
-        let ttys = members
+        let ttys: Vec<tty::Tty> = members
             .tty_nrs
             .iter()
             .filter_map(|&nr| tty::resolve(nr))
+            .map(|mut t| {
+                if t.last_output.is_some() && t.last_output == self.own_output.get(&t.rdev).copied()
+                {
+                    // Nothing written since our notice.
+                    t.last_output = None;
+                }
+                t
+            })
             .collect();
-        Observation { members, ttys }
+        // A terminal decides for a session that has one; the counters are
+        // read only for the others.
+        let io = if ttys.is_empty() {
+            activity::sample(&self.procfs, &members.procs)
+        } else {
+            Io::NotMeasured
+        };
+        Observation { members, ttys, io }
     }
 
     fn groups(&mut self, user: &str) -> Vec<String> {
@@ -94,11 +118,15 @@ impl Host for LinuxHost {
     }
 
     fn notify(&mut self, observation: &Observation, line: &str) -> usize {
-        let n = observation
-            .ttys
-            .iter()
-            .filter(|t| tty::write_notice(t, line).is_ok())
-            .count();
+        let mut n = 0;
+        for t in &observation.ttys {
+            if tty::write_notice(t, line).is_ok() {
+                n += 1;
+                if let Some((_, mtime)) = tty::read_times(&t.path, t.rdev) {
+                    self.own_output.insert(t.rdev, mtime);
+                }
+            }
+        }
         self.notified |= n > 0;
         n
     }

@@ -1,7 +1,7 @@
 //! The one-line notices written to a session's terminal.
 
 use chrono::{DateTime, Local, Utc};
-use curfew_policy::{Deny, NextEnd};
+use curfew_policy::{ActivitySet, Deny, NextEnd};
 
 use crate::timeline::Warning;
 
@@ -15,17 +15,28 @@ fn remaining(deadline: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// The warning ahead of a forced end: what will happen, when, and for
-/// idleness, that any key keeps the session (the "Extend Session" dialog).
-/// The kernel records input when a program reads it: at once in programs
-/// that read each key (bash, zsh, editors), at Enter at a prompt that reads
-/// whole lines (dash, `read`); the text says so.
-pub fn warning(w: &Warning, now: DateTime<Utc>) -> String {
+/// idleness, what keeps the session under the policy's `activity` (the
+/// "Extend Session" dialog). Only sessions with a terminal read it. The
+/// kernel records input when a program reads it: at once in programs that
+/// read each key (bash, zsh, editors), at Enter at a prompt that reads
+/// whole lines (dash, `read`); the text says so. With `output` counted, a
+/// job that prints keeps the session, and the text says that too, so a
+/// user whose build is running knows it is safe.
+pub fn warning(w: &Warning, counts: ActivitySet, now: DateTime<Utc>) -> String {
     match w.kind {
-        NextEnd::Idle => format!(
-            "curfew: this session is idle and will be closed at {} (in {}). Press any key (Enter at a plain prompt) to stay logged in.",
-            clock_time(w.deadline),
-            remaining(w.deadline, now)
-        ),
+        NextEnd::Idle => {
+            let how = match (counts.input, counts.output) {
+                (true, true) => "Press any key (Enter at a plain prompt) to stay logged in; a running job that prints to this terminal also keeps it open.",
+                (true, false) => "Press any key (Enter at a plain prompt) to stay logged in; output of a running job does not count.",
+                (false, true) => "Only output to this terminal keeps it open (keys do not count here): run something that prints, or save your work.",
+                (false, false) => "Nothing you do here keeps it open. Save your work.",
+            };
+            format!(
+                "curfew: this session is idle and will be closed at {} (in {}). {how}",
+                clock_time(w.deadline),
+                remaining(w.deadline, now)
+            )
+        }
         NextEnd::MaxDuration => format!(
             "curfew: this session reaches its maximum duration and will be closed at {} (in {}). Save your work.",
             clock_time(w.deadline),
@@ -59,7 +70,21 @@ mod tests {
                 kind: NextEnd::Idle,
                 deadline,
             },
+            ActivitySet::DEFAULT,
             now,
+        );
+        assert!(idle.contains("running job"), "{idle}");
+        let strict = warning(
+            &Warning {
+                kind: NextEnd::Idle,
+                deadline,
+            },
+            ActivitySet::of(&[curfew_policy::ActivityKind::Input]),
+            now,
+        );
+        assert!(
+            strict.contains("Press any key") && strict.contains("does not count"),
+            "{strict}"
         );
         assert!(idle.contains("idle"), "{idle}");
         assert!(idle.contains(&clock_time(deadline)), "{idle}");
@@ -70,6 +95,7 @@ mod tests {
                 kind: NextEnd::MaxDuration,
                 deadline,
             },
+            ActivitySet::DEFAULT,
             now,
         );
         assert!(

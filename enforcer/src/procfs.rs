@@ -177,6 +177,12 @@ impl Procfs {
         parse_boot_time(&text).ok_or(ProcError::NoBootTime { path })
     }
 
+    /// The directory of process `pid` (for readers in other modules, such
+    /// as [`crate::activity`]'s I/O counters).
+    pub fn pid_dir(&self, pid: i32) -> PathBuf {
+        self.root.join(pid.to_string())
+    }
+
     /// Whether `id` is still that very process, alive (not a zombie).
     pub fn is_running(&self, id: ProcId) -> bool {
         self.read(id.pid)

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use curfew_policy::{
-    decide, Decision, Deny, Effective, NextEnd, RevocationSet, Session, SessionState,
+    decide, ActivityKind, Decision, Deny, Effective, NextEnd, RevocationSet, Session, SessionState,
 };
 
 /// What the enforcer saw of a session's activity.
@@ -16,16 +16,26 @@ use curfew_policy::{
 pub enum Activity {
     /// The session has terminals and their input times were read.
     Tty {
-        /// The latest input on any of them, as the kernel records it (tty
-        /// atime, what `w` reads). The kernel coarsens it to 8 seconds.
+        /// The latest counted activity on any of them, as the kernel
+        /// records it (tty atime for input, what `w` reads; tty mtime for
+        /// output). The kernel coarsens both to 8 seconds.
         recorded: DateTime<Utc>,
-        /// The latest moment that input could have happened: `recorded`
+        /// The latest moment that activity could have happened: `recorded`
         /// rounded up to the end of its 8-second window. Deadlines are taken
         /// from this, so idleness is never judged early.
         latest: DateTime<Utc>,
+        /// Which kind it was (input or output).
+        kind: ActivityKind,
     },
-    /// The session has no terminal: idleness is judged from the record's
-    /// `last_seen` alone.
+    /// A session without a terminal moved data since the last pass (its
+    /// processes' /proc I/O counters grew).
+    Traffic {
+        /// When it was seen: the pass's `now`.
+        at: DateTime<Utc>,
+    },
+    /// Nothing that counts was seen (no terminal and no traffic, or the
+    /// policy does not count what there is): idleness is judged from the
+    /// record's `last_seen` alone.
     NoTty,
     /// The session has a terminal whose times could not be read: it is not
     /// ended for idleness until they can be.
@@ -89,7 +99,13 @@ pub fn step(
     now: DateTime<Utc>,
 ) -> Step {
     let (last_activity, touch) = match activity {
-        Activity::Tty { recorded, latest } => (
+        Activity::Traffic { at } => (
+            at,
+            (at > session.last_seen + chrono::Duration::seconds(1)).then_some(at),
+        ),
+        Activity::Tty {
+            recorded, latest, ..
+        } => (
             latest,
             // Only forward, and only by whole seconds: the kernel's own
             // granularity is 8 s, so this writes at most once per window.
@@ -174,6 +190,7 @@ mod tests {
         Activity::Tty {
             recorded: at,
             latest: latest_input(at),
+            kind: ActivityKind::Input,
         }
     }
 

@@ -1,4 +1,5 @@
-//! A session's terminals: when they last had input, and a one-line notice.
+//! A session's terminals: when they last had input and output, and a
+//! one-line notice.
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -19,6 +20,11 @@ pub struct Tty {
     /// The last input as the kernel recorded it (atime, what `w` reads);
     /// `None` if it could not be read.
     pub last_input: Option<DateTime<Utc>>,
+    /// The last output as the kernel recorded it (mtime: Linux's
+    /// `tty_update_time` sets it when a process writes to the terminal, to 8
+    /// seconds like the atime); `None` if it could not be read or is the
+    /// enforcer's own notice.
+    pub last_output: Option<DateTime<Utc>>,
 }
 
 /// The terminal a /proc `tty_nr` names, if its device file can be found.
@@ -28,8 +34,13 @@ pub fn resolve(tty_nr: u32) -> Option<Tty> {
     let path = tty_path_guess(major, minor)
         .filter(|p| is_device(p, rdev))
         .or_else(|| search_dev(rdev))?;
+    let (last_input, last_output) = match read_times(&path, rdev) {
+        Some((a, m)) => (Some(a), Some(m)),
+        None => (None, None),
+    };
     Some(Tty {
-        last_input: read_input_time(&path, rdev),
+        last_input,
+        last_output,
         path,
         rdev,
     })
@@ -52,11 +63,24 @@ fn search_dev(rdev: u64) -> Option<PathBuf> {
 
 /// The atime of the terminal at `path`, if it still is device `rdev`.
 pub fn read_input_time(path: &Path, rdev: u64) -> Option<DateTime<Utc>> {
+    read_times(path, rdev).map(|(a, _)| a)
+}
+
+/// The atime (last input) and mtime (last output) of the terminal at
+/// `path`, if it still is device `rdev`. These are raw times from a file
+/// anyone who owns the terminal can `touch`: callers pass them through
+/// `curfew_policy::time::observed`.
+pub fn read_times(path: &Path, rdev: u64) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let m = std::fs::symlink_metadata(path).ok()?;
     if !m.file_type().is_char_device() || m.rdev() != rdev {
         return None;
     }
-    DateTime::from_timestamp(m.atime(), m.atime_nsec().clamp(0, 999_999_999) as u32)
+    let at =
+        |secs: i64, nsec: i64| DateTime::from_timestamp(secs, nsec.clamp(0, 999_999_999) as u32);
+    Some((
+        at(m.atime(), m.atime_nsec())?,
+        at(m.mtime(), m.mtime_nsec())?,
+    ))
 }
 
 /// Writes `line` to the terminal, framed by CR LF so it stands on its own
@@ -106,6 +130,7 @@ mod tests {
             path: name.clone(),
             rdev,
             last_input: None,
+            last_output: None,
         };
         assert!(read_input_time(&name, rdev).is_some());
         assert_eq!(read_input_time(&name, rdev + 1), None, "another device");

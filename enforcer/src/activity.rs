@@ -1,0 +1,169 @@
+//! Activity of a session as the kernel counts it: the terminal's input and
+//! output times (in [`crate::tty`]) and, for a session without a terminal,
+//! the data its processes move.
+//!
+//! **Traffic** is measured from `/proc/PID/io`: `rchar` + `wchar`, the
+//! bytes every process of the session passed through read(2)/write(2) and
+//! friends (sockets, pipes, files alike). For `ssh host 'cat > file'`, sftp
+//! or scp that is the session's sshd process, which reads the network and
+//! writes the pipe, and the command at the other end; for an `ssh -N` port
+//! forward it is sshd alone, relaying the forwarded connection. A session
+//! has moved data when any process seen at the last pass has a larger count
+//! now (a reaped child's counts are added to its parent by the kernel, so a
+//! short-lived job counts too); a process seen for the first time only
+//! gives a baseline. Counting needs ptrace read access to other users'
+//! processes (`CAP_SYS_PTRACE` for root): a counter that cannot be read
+//! makes the session's traffic unmeasurable, and such a session is not
+//! ended for idleness (as with an unreadable terminal).
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+
+use crate::procfs::{ProcId, Procfs};
+
+/// `rchar` + `wchar` of a `/proc/PID/io` text; `None` if either is missing
+/// or garbled.
+pub fn parse_io(text: &str) -> Option<u64> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("rchar:")?.saturating_add(field("wchar:")?))
+}
+
+/// What reading one process's I/O counters gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoRead {
+    /// Its `rchar` + `wchar`.
+    Bytes(u64),
+    /// It is gone (or was never there).
+    Gone,
+    /// It is there but its counters may not be read (no ptrace access).
+    Denied,
+}
+
+/// Reads `/proc/PID/io` of `pid`.
+pub fn read_io(procfs: &Procfs, pid: i32) -> IoRead {
+    match std::fs::read_to_string(procfs.pid_dir(pid).join("io")) {
+        Ok(text) => parse_io(&text).map_or(IoRead::Gone, IoRead::Bytes),
+        Err(e) if e.kind() == ErrorKind::NotFound => IoRead::Gone,
+        // ESRCH shows as "No such process" for a process that exited
+        // between the directory lookup and the read.
+        Err(e) if e.raw_os_error() == Some(3) => IoRead::Gone,
+        Err(_) => IoRead::Denied,
+    }
+}
+
+/// The I/O counters of a session's processes at one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Io {
+    /// Not measured (the session has a terminal: the terminal decides).
+    #[default]
+    NotMeasured,
+    /// Some process's counters could not be read.
+    Denied,
+    /// Every process's `rchar` + `wchar`.
+    Counts(Vec<(ProcId, u64)>),
+}
+
+/// Reads the counters of `procs`.
+pub fn sample(procfs: &Procfs, procs: &[ProcId]) -> Io {
+    let mut counts = Vec::with_capacity(procs.len());
+    for p in procs {
+        match read_io(procfs, p.pid) {
+            IoRead::Bytes(n) => counts.push((*p, n)),
+            IoRead::Gone => {}
+            IoRead::Denied => return Io::Denied,
+        }
+    }
+    Io::Counts(counts)
+}
+
+/// The counters seen at the last pass, per session, so that the next pass
+/// can tell whether data moved in between.
+#[derive(Debug, Default)]
+pub struct TrafficMeter {
+    last: HashMap<String, HashMap<ProcId, u64>>,
+}
+
+impl TrafficMeter {
+    /// Whether session `id` moved data since the last call for it: a
+    /// process seen then counts more now. The first call only takes a
+    /// baseline (false).
+    pub fn moved(&mut self, id: &str, counts: &[(ProcId, u64)]) -> bool {
+        let now: HashMap<ProcId, u64> = counts.iter().copied().collect();
+        let moved = self.last.get(id).is_some_and(|before| {
+            now.iter()
+                .any(|(p, n)| before.get(p).is_some_and(|b| n > b))
+        });
+        self.last.insert(id.to_owned(), now);
+        moved
+    }
+
+    /// Forgets sessions for which `keep` is false (ended, or now with a
+    /// terminal).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.last.retain(|id, _| keep(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn io_counters_parse_and_garbage_does_not() {
+        let text = "rchar: 1200\nwchar: 34\nsyscr: 5\nsyscw: 2\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io(text), Some(1234));
+        assert_eq!(parse_io("rchar: 1\n"), None);
+        assert_eq!(parse_io("rchar: x\nwchar: 1\n"), None);
+        assert_eq!(
+            parse_io(&format!("rchar: {}\nwchar: 1\n", u64::MAX)),
+            Some(u64::MAX),
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn a_baseline_then_growth_is_traffic_and_new_processes_are_not() {
+        let p = |pid| ProcId {
+            pid,
+            start_ticks: 1,
+        };
+        let mut m = TrafficMeter::default();
+        assert!(!m.moved("s", &[(p(1), 10)]), "baseline");
+        assert!(!m.moved("s", &[(p(1), 10)]), "nothing moved");
+        assert!(!m.moved("s", &[(p(1), 10), (p(2), 99)]), "a new process");
+        assert!(m.moved("s", &[(p(1), 10), (p(2), 100)]));
+        assert!(!m.moved("t", &[(p(1), 1000)]), "per session");
+        m.retain(|id| id == "t");
+        assert!(!m.moved("s", &[(p(2), 500)]), "forgotten: a new baseline");
+    }
+
+    /// The real counters of this very process move with a pipe's data.
+    #[test]
+    fn this_process_counts_what_it_moves() {
+        let procfs = Procfs::default();
+        let me = std::process::id() as i32;
+        let id = ProcId {
+            pid: me,
+            start_ticks: 0,
+        };
+        let before = match sample(&procfs, &[id]) {
+            Io::Counts(c) => c[0].1,
+            other => panic!("{other:?}"),
+        };
+        let (mut r, mut w) = std::io::pipe().unwrap();
+        w.write_all(&[7u8; 4096]).unwrap();
+        let mut buf = [0u8; 4096];
+        r.read_exact(&mut buf).unwrap();
+        let after = match sample(&procfs, &[id]) {
+            Io::Counts(c) => c[0].1,
+            other => panic!("{other:?}"),
+        };
+        assert!(after >= before + 8192, "{before} -> {after}");
+        assert_eq!(read_io(&procfs, i32::MAX), IoRead::Gone);
+    }
+}
