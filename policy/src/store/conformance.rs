@@ -61,6 +61,7 @@ pub fn run(make: &dyn Fn() -> Box<dyn Store>) {
     list_filters(make().as_ref());
     touch_only_moves_forward(make().as_ref());
     end_is_first_wins(make().as_ref());
+    a_logout_during_a_requested_end_gives_way_to_it(make().as_ref());
     termination_request(make().as_ref());
     revocations_round_trip(make().as_ref());
     revocations_for_selects_by_key(make().as_ref());
@@ -167,6 +168,37 @@ fn end_is_first_wins(s: &dyn Store) {
     assert_eq!(a.ended_at, Some(t(10)));
     assert_eq!(a.end_reason, Some(EndReason::Revoked), "first end wins");
     assert!(!s.end_session("zz", t(10), EndReason::Logout).unwrap());
+}
+
+fn a_logout_during_a_requested_end_gives_way_to_it(s: &dyn Store) {
+    // The enforcer asked for the end, then signalled: the PAM module saw the
+    // logout first; the enforcer's reason replaces it once it is done.
+    s.create_session(&session("a", "alice", 0)).unwrap();
+    assert!(s.request_termination("a", t(5)).unwrap());
+    assert!(s.end_session("a", t(6), EndReason::Logout).unwrap());
+    assert!(!s.end_session("a", t(7), EndReason::Logout).unwrap());
+    assert!(s.end_session("a", t(8), EndReason::Revoked).unwrap());
+    let a = s.session("a").unwrap().unwrap();
+    assert_eq!(
+        (a.ended_at, a.end_reason),
+        (Some(t(8)), Some(EndReason::Revoked))
+    );
+    assert!(
+        !s.end_session("a", t(9), EndReason::Idle).unwrap(),
+        "then first wins"
+    );
+    // Without a request, a logout is final.
+    s.create_session(&session("b", "alice", 0)).unwrap();
+    assert!(s.end_session("b", t(6), EndReason::Logout).unwrap());
+    assert!(!s.end_session("b", t(8), EndReason::Revoked).unwrap());
+    let listed = s
+        .list_sessions(&SessionFilter {
+            include_ended: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|x| !x.is_live()));
 }
 
 fn termination_request(s: &dyn Store) {

@@ -94,7 +94,14 @@ impl Store for MemoryStore {
         reason: EndReason,
     ) -> Result<bool, StoreError> {
         let mut g = self.lock();
-        match g.sessions.iter_mut().find(|s| s.id == id && s.is_live()) {
+        let open = |s: &Session| {
+            s.is_live()
+                || (reason != EndReason::Logout
+                    && s.end_reason == Some(EndReason::Logout)
+                    && s.terminate_requested_at.is_some()
+                    && s.terminate_requested_at <= s.ended_at)
+        };
+        match g.sessions.iter_mut().find(|s| s.id == id && open(s)) {
             Some(s) => {
                 s.ended_at = Some(at);
                 s.end_reason = Some(reason);

@@ -171,7 +171,12 @@ pub trait Store: Send + Sync {
     fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Marks a session ended. The first end wins: false if it had ended already
-    /// or is unknown.
+    /// or is unknown. One exception: a `logout` recorded after a termination
+    /// was requested (`terminate_requested_at` at or before its `ended_at`)
+    /// is that requested end being carried out (the PAM module sees the
+    /// logout when the enforcer's signals reach the session), so a later end
+    /// with another reason replaces its time and reason: the enforcer records
+    /// the end it requested once the session's processes are gone.
     fn end_session(
         &self,
         id: &str,

@@ -151,8 +151,13 @@ const END_SESSION: &str = r"
 -- KEYS: 1 session, 2 live, 3 ended, 4 user-live, 5 user-ended, 6 host-live (if any)
 -- ARGV: 1 id, 2 at ms, 3 reason, 4 user, 5 host or '', 6 retention ms,
 --       7 prune before (ms), 8 channel, 9 event
-local v = redis.call('HMGET', KEYS[1], 'user', 'host', 'ended_at')
-if not v[1] or v[3] then return 0 end
+local v = redis.call('HMGET', KEYS[1], 'user', 'host', 'ended_at', 'end_reason',
+  'terminate_requested_at')
+if not v[1] then return 0 end
+-- A logout recorded after a termination request gives way to the end that
+-- was requested (see Store::end_session).
+if v[3] and (ARGV[3] == 'logout' or v[4] ~= 'logout' or not v[5]
+             or tonumber(v[5]) > tonumber(v[3])) then return 0 end
 if v[1] ~= ARGV[4] or (v[2] or '') ~= ARGV[5] then return -1 end
 redis.call('HSET', KEYS[1], 'ended_at', ARGV[2], 'end_reason', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])

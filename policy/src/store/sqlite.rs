@@ -421,7 +421,11 @@ impl Store for SqliteStore {
         reason: EndReason,
     ) -> Result<bool, StoreError> {
         Ok(self.execute(
-            "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
+            "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1
+               AND (ended_at IS NULL
+                    OR (?3 <> 'logout' AND end_reason = 'logout'
+                        AND terminate_requested_at IS NOT NULL
+                        AND terminate_requested_at <= ended_at))",
             params![id, ms(at), reason.as_str()],
         )? > 0)
     }
