@@ -45,7 +45,8 @@ enum RevokeTarget {
         #[command(flatten)]
         opts: RevokeOptions,
     },
-    /// Refuse every token of an OIDC client.
+    /// Refuse every token of an OIDC client; a PAM service counts as a
+    /// client too (`revoke client sshd` ends and refuses SSH sessions).
     Client {
         /// The client id.
         id: String,

@@ -11,9 +11,9 @@ use curfew_policy::store::{EventStream, StoreEvent};
 use crate::enforcer::{Enforcer, StoreOpener};
 use crate::error::Error;
 use crate::linux::LinuxHost;
-use crate::policy_source::PolicySource;
 use crate::signal::Grace;
 use crate::text::escape;
+use curfew_policy::policy_source::PolicySource;
 
 /// The shortest interval between passes.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -66,14 +66,9 @@ pub fn run(
             max: MAX_INTERVAL,
         });
     }
-    let hostname = nix::unistd::gethostname()
-        .map_err(|e| Error::Hostname {
-            detail: e.to_string(),
-        })?
-        .into_string()
-        .map_err(|_| Error::Hostname {
-            detail: "the name is not UTF-8".into(),
-        })?;
+    let hostname = curfew_policy::host::hostname().ok_or_else(|| Error::Hostname {
+        detail: "gethostname failed or the name is not UTF-8".into(),
+    })?;
     let path = options.policy_path.clone();
     let mut enforcer = Enforcer::new(
         LinuxHost::new(Grace::default()),

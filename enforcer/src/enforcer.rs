@@ -2,17 +2,27 @@
 //!
 //! The pass reads the policy (keeping the last good one), lists the sessions,
 //! asks the [`Host`] what it sees of each (processes, terminals), lets the
-//! [`timeline`] decide, and acts: writes activity back,
-//! warns, or records the end and has the host end the session. Time is an
+//! [`timeline`] decide, and acts: writes activity back, warns, or ends the
+//! session and, once its processes are gone, records the end. Time is an
 //! argument; the host is a trait, so the whole pass is tested with a memory
 //! store and a scripted host.
+//!
+//! Each session is looked at on its own: a fault in one record (a panic
+//! anywhere in its handling, a store error on its revocations) costs that
+//! record for this pass, is logged once, and the pass goes on with the
+//! others.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use chrono::{DateTime, Utc};
+use curfew_policy::admission::{GroupsLookup, StoreAnswer, Who};
+use curfew_policy::host::{Account, HostError};
+use curfew_policy::policy_source::{PolicyEvent, PolicySource};
+use curfew_policy::time::{self, MAX_SKEW};
 use curfew_policy::{
     ActivityKind, ActivitySet, Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind,
-    Store, StoreConfig, StoreError, Subject,
+    Store, StoreConfig, StoreError,
 };
 
 use crate::activity::{Io, TrafficMeter};
@@ -20,7 +30,6 @@ use crate::activity::{Io, TrafficMeter};
 use crate::error::ProcError;
 use crate::members::Members;
 use crate::notice;
-use crate::policy_source::{PolicyEvent, PolicySource};
 use crate::signal::Ended;
 use crate::text::escape;
 use crate::timeline::{self, latest_input, Action, Activity, Warned, Warning};
@@ -45,7 +54,8 @@ impl Observation {
     /// moved data since the last pass; `None` when their counters could not
     /// be read). Every terminal time goes through
     /// [`curfew_policy::time::observed`]: a time set into the future (a
-    /// user can `touch` their own terminal) is no news, never an extension.
+    /// user can `touch` their own terminal) is no news, neither activity nor
+    /// a reason to stop measuring.
     pub fn activity(
         &self,
         counts: ActivitySet,
@@ -66,7 +76,7 @@ impl Observation {
                 match t.last_input {
                     None => return Activity::Unreadable,
                     Some(at) => {
-                        if let Some(at) = curfew_policy::time::observed(at, now) {
+                        if let Some(at) = time::observed(at, now) {
                             latest = latest.max(Some((at, ActivityKind::Input)));
                         }
                     }
@@ -78,10 +88,7 @@ impl Observation {
                 if t.last_input.is_none() && !counts.input {
                     return Activity::Unreadable;
                 }
-                if let Some(at) = t
-                    .last_output
-                    .and_then(|at| curfew_policy::time::observed(at, now))
-                {
+                if let Some(at) = t.last_output.and_then(|at| time::observed(at, now)) {
                     latest = latest.max(Some((at, ActivityKind::Output)));
                 }
             }
@@ -92,7 +99,8 @@ impl Observation {
                 latest: latest_input(recorded),
                 kind,
             },
-            None => Activity::NoTty,
+            // Terminals with only times set by hand: no news.
+            None => Activity::NoNews,
         }
     }
 }
@@ -105,10 +113,30 @@ pub trait Host {
     ///
     /// When the processes cannot be read; the pass then ends nothing.
     fn refresh(&mut self) -> Result<(), ProcError>;
-    /// The processes and terminals of `session`, as of the last refresh.
-    fn observe(&mut self, session: &Session) -> Observation;
-    /// The user's groups, for rule matching.
-    fn groups(&mut self, user: &str) -> Vec<String>;
+    /// The account of `user` on this host (`curfew_policy::host::account`,
+    /// cached).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::UnknownUser`] when no account has the name,
+    /// [`HostError::Lookup`] when the user database could not answer.
+    fn account(&mut self, user: &str) -> Result<Account, HostError>;
+    /// The account's groups, for rule matching
+    /// (`curfew_policy::host::groups`, cached).
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::account`].
+    fn groups(&mut self, account: &Account) -> Result<Vec<String>, HostError>;
+    /// The processes and terminals of `session`, as of the last refresh;
+    /// `uid` is its user's uid (`None`: unknown, so no process is a member).
+    fn observe(&mut self, session: &Session, uid: Option<u32>) -> Observation;
+    /// The audit session ids of the running processes, as of the last
+    /// refresh.
+    fn audit_sessions(&self) -> HashSet<u32>;
+    /// When this host booted, if known: sessions that started before are
+    /// from an earlier boot, whose audit session ids mean nothing now.
+    fn boot_time(&self) -> Option<DateTime<Utc>>;
     /// Writes a one-line notice to the session's terminals; returns how many
     /// got it.
     fn notify(&mut self, observation: &Observation, line: &str) -> usize;
@@ -143,6 +171,24 @@ pub enum Event {
         /// The session.
         session: String,
     },
+    /// The user's groups could not be looked up and none are known from
+    /// earlier: the session is only ended for what does not depend on groups
+    /// (a revocation, a termination request). Said once per user until the
+    /// lookup works again.
+    GroupsUnknown {
+        /// The user.
+        user: String,
+        /// Why the lookup failed.
+        error: String,
+    },
+    /// One session's handling failed (a panic, a bad record): that session
+    /// was skipped this pass. Said once per session and fault.
+    Fault {
+        /// The session.
+        session: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A session was ended.
     Ended {
         /// The session.
@@ -153,9 +199,13 @@ pub enum Event {
         service: Option<String>,
         /// Why.
         deny: Deny,
-        /// Whether this enforcer recorded the end (false: the store was not
-        /// writable; the next pass records it).
+        /// Whether the end was recorded: only once no process of it is left
+        /// (until then the record shows the termination request, and the next
+        /// pass tries again).
         recorded: bool,
+        /// The session had ended (its user logged out): what was ended are
+        /// the processes it left running.
+        after_logout: bool,
         /// What ending it took; `None` when nothing of it could be found.
         ended: Ended,
         /// How its processes were found, or why they could not be.
@@ -200,18 +250,36 @@ impl std::fmt::Display for Event {
                 f,
                 "session {session} looks idle past its deadline, but its terminal cannot be read: not ending it for idleness"
             ),
+            Event::GroupsUnknown { user, error } => write!(
+                f,
+                "cannot look up the groups of user {}: {}; none known from earlier: its sessions are only ended for revocations and termination requests until the lookup works",
+                escape(user),
+                escape(error)
+            ),
+            Event::Fault { session, detail } => write!(
+                f,
+                "session {}: {}; skipped this session, the others go on",
+                escape(session),
+                escape(detail)
+            ),
             Event::Ended {
                 session,
                 user,
                 deny,
                 recorded,
+                after_logout,
                 ended,
                 membership,
                 ..
             } => {
                 write!(
                     f,
-                    "ended session {session} (user {}): {}; {} process{} signalled ({}, strongest {})",
+                    "ended {}session {session} (user {}): {}; {} process{} signalled ({}, strongest {})",
+                    if *after_logout {
+                        "the processes left behind by logged-out "
+                    } else {
+                        ""
+                    },
                     escape(user),
                     escape(&deny.to_string()),
                     ended.signalled.len(),
@@ -221,10 +289,14 @@ impl std::fmt::Display for Event {
                 )?;
                 if !ended.left.is_empty() {
                     let pids: Vec<String> = ended.left.iter().map(|p| p.pid.to_string()).collect();
-                    write!(f, "; STILL RUNNING: {}", pids.join(" "))?;
+                    write!(
+                        f,
+                        "; STILL RUNNING: {}; the end is retried at the next pass",
+                        pids.join(" ")
+                    )?;
                 }
-                if !recorded {
-                    write!(f, "; the end could not be recorded yet")?;
+                if !recorded && !after_logout {
+                    write!(f, "; the end is not recorded yet")?;
                 }
                 Ok(())
             }
@@ -238,6 +310,25 @@ impl std::fmt::Display for Event {
 /// Opens the store a policy names.
 pub type StoreOpener<'a> = Box<dyn Fn(&Policy) -> Result<Box<dyn Store>, StoreError> + 'a>;
 
+/// A session decided to end this pass.
+struct ToEnd {
+    session: Session,
+    observation: Observation,
+    deny: Deny,
+    /// Its user logged out: these are the processes it left behind.
+    after_logout: bool,
+}
+
+/// How often an audit session id that no session of this host was
+/// registered under (a cron job's, a console login without curfew) is
+/// looked up again (a session registered in the instant between the
+/// audit session's start and the lookup is found then).
+pub const UNREGISTERED_RECHECK: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A session that started this long before boot is from an earlier boot
+/// (audit session ids start again at each boot).
+const PREVIOUS_BOOT: chrono::Duration = chrono::Duration::seconds(60);
+
 /// The enforcer's state between passes.
 pub struct Enforcer<'a, H: Host> {
     /// The machine.
@@ -249,6 +340,21 @@ pub struct Enforcer<'a, H: Host> {
     warned: HashMap<String, Warned>,
     unmeasured: HashSet<String>,
     traffic: TrafficMeter,
+    /// Ends decided but not carried out yet (processes left, or the record
+    /// not written): carried out at the next pass with the same reason.
+    ending: HashMap<String, Deny>,
+    /// The groups each user had at the last lookup that worked.
+    known_groups: HashMap<String, Vec<String>>,
+    /// Users whose failed group lookup was logged (until it works again).
+    groups_failing: HashSet<String>,
+    /// Faults logged, per session, so each is said once.
+    faults: HashMap<String, String>,
+    /// Ended sessions of this boot, by audit session id, while processes
+    /// of that audit session run.
+    leftovers: HashMap<u32, Vec<Session>>,
+    /// Audit session ids of processes that no session of this host was
+    /// found under, and when that was looked up.
+    unregistered: HashMap<u32, DateTime<Utc>>,
     last_store_error: Option<String>,
     store_generation: u64,
 }
@@ -259,8 +365,14 @@ pub struct Pass {
     /// Everything worth a log line.
     pub events: Vec<Event>,
     /// Whether the pass could look at every session (a policy, a store and
-    /// the processes were at hand).
+    /// the processes were at hand, and no session's handling failed).
     pub complete: bool,
+}
+
+/// What the handling of one session came to.
+enum Verdict {
+    Continue,
+    End(Box<ToEnd>),
 }
 
 impl<'a, H: Host> Enforcer<'a, H> {
@@ -280,6 +392,12 @@ impl<'a, H: Host> Enforcer<'a, H> {
             warned: HashMap::new(),
             unmeasured: HashSet::new(),
             traffic: TrafficMeter::default(),
+            ending: HashMap::new(),
+            known_groups: HashMap::new(),
+            groups_failing: HashSet::new(),
+            faults: HashMap::new(),
+            leftovers: HashMap::new(),
+            unregistered: HashMap::new(),
             last_store_error: None,
             store_generation: 0,
         }
@@ -305,6 +423,17 @@ impl<'a, H: Host> Enforcer<'a, H> {
         self.store = None;
     }
 
+    /// Logs a fault of one session once (until it changes or clears).
+    fn fault(&mut self, events: &mut Vec<Event>, session: &str, detail: String) {
+        if self.faults.get(session) != Some(&detail) {
+            self.faults.insert(session.to_owned(), detail.clone());
+            events.push(Event::Fault {
+                session: session.to_owned(),
+                detail,
+            });
+        }
+    }
+
     /// One pass at `now`. Its warnings, ends, policy reloads and the start
     /// of a store outage go to the policy's audit trail.
     pub fn pass(&mut self, now: DateTime<Utc>) -> Pass {
@@ -324,6 +453,17 @@ impl<'a, H: Host> Enforcer<'a, H> {
     fn pass_unaudited(&mut self, now: DateTime<Utc>) -> Pass {
         let mut pass = Pass::default();
         if let Some(e) = self.policy.refresh(now) {
+            // The one rule for a changed `store` section: the new policy is
+            // in force and its store is opened; the old one is dropped.
+            if matches!(
+                e,
+                PolicyEvent::Loaded {
+                    store_changed: true,
+                    ..
+                }
+            ) {
+                self.store = None;
+            }
             pass.events.push(Event::Policy(e));
         }
         let Some(policy) = self.policy.current().cloned() else {
@@ -363,117 +503,399 @@ impl<'a, H: Host> Enforcer<'a, H> {
             return pass;
         }
         pass.complete = true;
+        let left_behind = self.left_behind(&sessions, &filter, now, &mut pass);
         let live: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         self.warned.retain(|id, _| live.contains(id.as_str()));
         self.unmeasured.retain(|id| live.contains(id.as_str()));
         self.traffic.retain(|id| live.contains(id));
+        let looked_at: HashSet<String> = sessions
+            .iter()
+            .chain(&left_behind)
+            .map(|s| s.id.clone())
+            .collect();
+        self.ending.retain(|id, _| looked_at.contains(id));
+        self.faults.retain(|id, _| looked_at.contains(id));
 
-        let mut to_end: Vec<(Session, Observation, Deny, bool)> = Vec::new();
-        for s in sessions {
-            let groups = self.host.groups(&s.user);
-            let subject = Subject {
-                user: &s.user,
-                groups: &groups,
-                service: s.service.as_deref(),
-                client: None,
-                host: Some(&self.hostname),
+        let mut to_end: Vec<ToEnd> = Vec::new();
+        let candidates = sessions
+            .into_iter()
+            .map(|s| (s, false))
+            .chain(left_behind.into_iter().map(|s| (s, true)));
+        for (s, after_logout) in candidates {
+            let id = s.id.clone();
+            let handled = catch_unwind(AssertUnwindSafe(|| {
+                self.consider(&policy, s, after_logout, now, &mut pass.events)
+            }));
+            match handled {
+                Ok(Ok(Verdict::Continue)) => {
+                    self.faults.remove(&id);
+                }
+                Ok(Ok(Verdict::End(e))) => {
+                    self.faults.remove(&id);
+                    to_end.push(*e);
+                }
+                Ok(Err(detail)) => {
+                    pass.complete = false;
+                    self.fault(&mut pass.events, &id, detail);
+                }
+                Err(panic) => {
+                    pass.complete = false;
+                    let detail = format!("internal error: {}", panic_text(panic.as_ref()));
+                    self.fault(&mut pass.events, &id, detail);
+                }
+            }
+        }
+        if !to_end.is_empty() {
+            self.end(to_end, now, &mut pass);
+        }
+        pass
+    }
+
+    /// The ended sessions of this boot whose audit session still has
+    /// processes (left running after the logout: `setsid nohup ...`).
+    ///
+    /// Audit session ids are never reused within a boot. Those of the
+    /// processes seen that belong to no live session are looked up among the
+    /// host's ended sessions (one listing, only when an id not seen before
+    /// turns up, or every [`UNREGISTERED_RECHECK`] while some id belongs to
+    /// no session, e.g. a cron job's); what was found is remembered as long
+    /// as the audit session has processes.
+    fn left_behind(
+        &mut self,
+        live: &[Session],
+        filter: &SessionFilter,
+        now: DateTime<Utc>,
+        pass: &mut Pass,
+    ) -> Vec<Session> {
+        let present = self.host.audit_sessions();
+        let live_ids: HashSet<u32> = live.iter().filter_map(|s| s.audit_session_id).collect();
+        self.leftovers.retain(|a, _| present.contains(a));
+        self.unregistered.retain(|a, _| present.contains(a));
+        let unknown: Vec<u32> = present
+            .iter()
+            .copied()
+            .filter(|a| !live_ids.contains(a) && !self.leftovers.contains_key(a))
+            .filter(|a| {
+                self.unregistered
+                    .get(a)
+                    .is_none_or(|at| now - *at >= UNREGISTERED_RECHECK || *at > now)
+            })
+            .collect();
+        if !unknown.is_empty() {
+            let all = SessionFilter {
+                include_ended: true,
+                ..filter.clone()
             };
-            let eff = policy.effective(&subject);
-            let store = match &self.store {
-                Some((_, s)) => s.as_ref(),
-                None => break,
+            let boot = self.host.boot_time();
+            let listed = match self.store() {
+                Some(store) => store.list_sessions(&all),
+                None => return Vec::new(),
             };
-            let revs = match store.revocations_for(&RevocationKeys {
-                session: Some(&s.id),
-                user: &s.user,
-                client: None,
-            }) {
-                Ok(r) => r,
+            match listed {
+                Ok(records) => {
+                    for s in records {
+                        let Some(a) = s.audit_session_id else {
+                            continue;
+                        };
+                        let this_boot = boot.is_none_or(|b| s.started_at >= b - PREVIOUS_BOOT);
+                        if s.is_live() || !this_boot || !present.contains(&a) {
+                            continue;
+                        }
+                        let entry = self.leftovers.entry(a).or_default();
+                        if !entry.iter().any(|x| x.id == s.id) {
+                            entry.push(s);
+                        }
+                    }
+                    for a in unknown {
+                        if !self.leftovers.contains_key(&a) {
+                            self.unregistered.insert(a, now);
+                        }
+                    }
+                }
                 Err(e) => {
                     pass.complete = false;
-                    pass.events.push(Event::Store(e.to_string()));
-                    continue;
+                    pass.events.push(Event::Store(format!(
+                        "cannot list the ended sessions whose processes may linger: {e}"
+                    )));
                 }
-            };
-            let obs = self.host.observe(&s);
-            let counts = eff.activity.value;
+            }
+        }
+        self.leftovers
+            .iter()
+            .filter(|(a, _)| !live_ids.contains(a))
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
+    }
+
+    /// Looks at one session: its identity, revocations, processes and
+    /// activity, and what to do. `after_logout`: the session has ended (its
+    /// user logged out) and what is looked at is the processes it left
+    /// behind, which revocations, termination requests and `max_duration`
+    /// still reach (idleness does not: it is about a login). `Err` is a
+    /// fault of this session alone.
+    fn consider(
+        &mut self,
+        policy: &Policy,
+        s: Session,
+        after_logout: bool,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Verdict, String> {
+        if s.started_at > time::add(now, MAX_SKEW) {
+            return Err(format!(
+                "its record says it started at {}, in the future: a record that cannot be true",
+                s.started_at.to_rfc3339()
+            ));
+        }
+        let account = self.host.account(&s.user);
+        let uid = account.as_ref().ok().map(|a| a.uid);
+        // On a failed lookup the groups known from earlier stand; without
+        // any, only what does not depend on groups may end the session:
+        // never looser limits than the user's rule.
+        let looked_up = match &account {
+            Ok(a) => self.host.groups(a),
+            Err(e) => Err(e.clone()),
+        };
+        let groups = match looked_up {
+            Ok(g) => {
+                self.groups_failing.remove(&s.user);
+                self.known_groups.insert(s.user.clone(), g.clone());
+                Some(g)
+            }
+            Err(e) => match self.known_groups.get(&s.user) {
+                Some(g) => Some(g.clone()),
+                None => {
+                    if self.groups_failing.insert(s.user.clone()) {
+                        events.push(Event::GroupsUnknown {
+                            user: s.user.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                    None
+                }
+            },
+        };
+        let no_groups = Vec::new();
+        // Without any groups known, the answer is asked as for a user in no
+        // group, and only its group-independent ends are acted on (below).
+        let who = Who {
+            user: &s.user,
+            groups: GroupsLookup::Known(groups.as_deref().unwrap_or(&no_groups)),
+            service: s.service.as_deref(),
+            client: None,
+            host: Some(&self.hostname),
+        };
+        let eff = policy.effective(&who.subject(groups.as_deref().unwrap_or(&no_groups)));
+        let Some((_, store)) = &self.store else {
+            return Err("no store".into());
+        };
+        let revs = store.revocations_for(&RevocationKeys {
+            session: Some(&s.id),
+            user: &s.user,
+            client: who.client_key(),
+        });
+        let answer = match &revs {
+            Ok(revocations) => StoreAnswer::Read {
+                revocations,
+                preference: None,
+            },
+            Err(e) => StoreAnswer::Failed(e),
+        };
+        let obs = self.host.observe(&s, uid);
+        let counts = eff.activity.value;
+        let activity = if after_logout {
+            Activity::LoggedOut
+        } else {
             let moved = match &obs.io {
                 Io::Counts(c) if obs.ttys.is_empty() => Some(self.traffic.moved(&s.id, c)),
                 Io::Denied => None,
                 _ => Some(false),
             };
-            let activity = obs.activity(counts, moved, now);
-            let step = timeline::step(
-                &eff,
-                &s,
-                &revs,
-                activity,
-                self.warned.get(&s.id).copied(),
-                now,
-            );
-            if let Some(at) = step.touch {
-                // Best effort: activity only moves deadlines later, and it is
-                // read again from the terminal at the next pass anyway.
-                let _ = store.touch_session(&s.id, at);
+            obs.activity(counts, moved, now)
+        };
+        let step = timeline::step(
+            &eff,
+            &who,
+            &s,
+            answer,
+            activity,
+            self.warned.get(&s.id).copied(),
+            now,
+        );
+        if let Some(at) = step.touch {
+            // Best effort: activity only moves deadlines later, and it is
+            // read again from the terminal at the next pass anyway.
+            let _ = store.touch_session(&s.id, at);
+        }
+        // An end decided earlier and not finished is carried out, with its
+        // reason, whatever this pass's decision.
+        if let Some(deny) = self.ending.get(&s.id) {
+            let deny = deny.clone();
+            return end_verdict(s, obs, deny, after_logout);
+        }
+        let action = match step.action {
+            Action::End(deny)
+                if groups.is_none() && !matches!(deny, Deny::Revoked { .. } | Deny::Terminated) =>
+            {
+                Action::Continue
             }
-            match step.action {
-                Action::Continue => {}
-                Action::Warn(w) => {
-                    let line = notice::warning(&w, counts, now);
-                    let delivered = self.host.notify(&obs, &line);
-                    self.warned.insert(s.id.clone(), w.key());
-                    pass.events.push(Event::Warned {
+            Action::Warn(_) if groups.is_none() || after_logout => Action::Continue,
+            a => a,
+        };
+        match action {
+            Action::Continue => {}
+            Action::Warn(w) => {
+                let line = notice::warning(&w, counts, now);
+                let delivered = self.host.notify(&obs, &line);
+                self.warned.insert(s.id.clone(), w.key());
+                events.push(Event::Warned {
+                    session: s.id.clone(),
+                    user: s.user.clone(),
+                    warning: w,
+                    delivered,
+                });
+            }
+            Action::IdleUnmeasured => {
+                if self.unmeasured.insert(s.id.clone()) {
+                    events.push(Event::IdleUnmeasured {
                         session: s.id.clone(),
-                        user: s.user.clone(),
-                        warning: w,
-                        delivered,
                     });
                 }
-                Action::IdleUnmeasured => {
-                    if self.unmeasured.insert(s.id.clone()) {
-                        pass.events.push(Event::IdleUnmeasured {
-                            session: s.id.clone(),
-                        });
-                    }
+            }
+            Action::End(deny) if after_logout && obs.members.procs.is_empty() => {
+                // Gone meanwhile: nothing to end.
+                let _ = deny;
+            }
+            Action::End(deny) => return end_verdict(s, obs, deny, after_logout),
+            Action::Unusable(why) => return Err(format!("left as it is: {why}")),
+        }
+        Ok(Verdict::Continue)
+    }
+
+    /// Ends the sessions decided this pass: the request is recorded first
+    /// (the record then shows "terminate requested", and a restarted
+    /// enforcer finishes it), the processes are signalled, and the end is
+    /// recorded only once none of them is left.
+    fn end(&mut self, to_end: Vec<ToEnd>, now: DateTime<Utc>, pass: &mut Pass) {
+        let mut going = Vec::with_capacity(to_end.len());
+        for t in to_end {
+            let asked = match &self.store {
+                // Ended already: nothing to request, its leftovers go.
+                _ if t.after_logout => Ok(true),
+                Some((_, store)) => store.request_termination(&t.session.id, now),
+                None => Ok(true),
+            };
+            match asked {
+                Ok(true) => going.push(t),
+                // Ended meanwhile (the user logged out): what is left of it
+                // is looked at again as such at the next pass.
+                Ok(false) => {
+                    self.ending.remove(&t.session.id);
+                    pass.events.push(Event::AlreadyEnded {
+                        session: t.session.id,
+                    });
                 }
-                Action::End(deny) => {
-                    // Recorded first, so the reason is ours even if the
-                    // session's own logout (close_session, run when sshd gets
-                    // the SIGHUP) races us: the first end wins.
-                    match store.end_session(&s.id, now, deny.end_reason()) {
-                        Ok(true) => to_end.push((s, obs, deny, true)),
-                        Ok(false) => pass.events.push(Event::AlreadyEnded {
-                            session: s.id.clone(),
-                        }),
-                        Err(e) => {
-                            pass.events.push(Event::Store(e.to_string()));
-                            to_end.push((s, obs, deny, false));
-                        }
-                    }
+                Err(e) => {
+                    // Ended all the same; recorded when the store is back.
+                    pass.events.push(Event::Store(e.to_string()));
+                    going.push(t);
                 }
             }
         }
-        if to_end.is_empty() {
-            return pass;
+        if going.is_empty() {
+            return;
         }
-        for (_, obs, deny, _) in &to_end {
-            self.host.notify(obs, &notice::closing(deny));
+        for t in &going {
+            self.host.notify(&t.observation, &notice::closing(&t.deny));
         }
-        let observations: Vec<Observation> = to_end.iter().map(|(_, o, _, _)| o.clone()).collect();
-        let results = self.host.end(&observations);
-        for ((s, obs, deny, recorded), ended) in to_end.into_iter().zip(results) {
-            self.warned.remove(&s.id);
+        let observations: Vec<Observation> = going.iter().map(|t| t.observation.clone()).collect();
+        let results = match catch_unwind(AssertUnwindSafe(|| self.host.end(&observations))) {
+            Ok(r) if r.len() == going.len() => r,
+            Ok(_) | Err(_) => {
+                // Nothing is known to have ended: every end is retried.
+                pass.complete = false;
+                for t in going {
+                    let detail = "internal error while signalling its processes".to_string();
+                    self.fault(&mut pass.events, &t.session.id, detail);
+                    self.ending.insert(t.session.id, t.deny);
+                }
+                return;
+            }
+        };
+        for (t, ended) in going.into_iter().zip(results) {
+            self.warned.remove(&t.session.id);
+            let recorded = if ended.left.is_empty() {
+                match &self.store {
+                    Some((_, store)) => {
+                        match store.end_session(&t.session.id, now, t.deny.end_reason()) {
+                            Ok(_) => true,
+                            Err(e) => {
+                                pass.events.push(Event::Store(e.to_string()));
+                                false
+                            }
+                        }
+                    }
+                    None => false,
+                }
+            } else {
+                false
+            };
+            if recorded || t.after_logout {
+                // (Leftovers are ended again for as long as the decision
+                // holds; it does not change once reached.)
+                self.ending.remove(&t.session.id);
+            } else {
+                self.ending.insert(t.session.id.clone(), t.deny.clone());
+            }
             pass.events.push(Event::Ended {
-                session: s.id,
-                user: s.user,
-                service: s.service,
-                deny,
+                session: t.session.id,
+                user: t.session.user,
+                service: t.session.service,
+                deny: t.deny,
                 recorded,
+                after_logout: t.after_logout,
                 ended,
-                membership: describe(&obs.members),
+                membership: describe(&t.observation.members),
             });
         }
-        pass
+    }
+}
+
+/// An end, unless the session's processes cannot be told apart safely from
+/// others' (its user has no uid here, or its record points at another
+/// user's audit session or at a protected process): then nothing is
+/// signalled and nothing recorded, and the record is a fault of its own.
+fn end_verdict(
+    session: Session,
+    observation: Observation,
+    deny: Deny,
+    after_logout: bool,
+) -> Result<Verdict, String> {
+    use crate::members::{Membership, Unfound};
+    match &observation.members.membership {
+        Membership::Unknown(
+            why @ (Unfound::NoAccount | Unfound::ForeignAudit | Unfound::ProtectedLeader),
+        ) => Err(format!(
+            "decided to end it ({}), but its processes cannot be identified safely: {why}; nothing signalled",
+            deny.end_reason()
+        )),
+        _ => Ok(Verdict::End(Box::new(ToEnd {
+            session,
+            observation,
+            deny,
+            after_logout,
+        }))),
+    }
+}
+
+/// The text of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_owned()
     }
 }
 
@@ -496,9 +918,12 @@ fn audit(
     let mut failures = Vec::new();
     for e in events.iter() {
         let event = match e {
-            Event::Policy(PolicyEvent::Loaded { origin }) => AuditEvent::PolicyReloaded {
+            Event::Policy(PolicyEvent::Loaded {
+                origin,
+                store_changed,
+            }) => AuditEvent::PolicyReloaded {
                 file: origin.into(),
-                store_changed: false,
+                store_changed: *store_changed,
             },
             Event::Policy(PolicyEvent::KeptLastGood { path, error, .. }) => {
                 AuditEvent::PolicyReloadFailed {
@@ -537,6 +962,7 @@ fn audit(
                 recorded,
                 ended,
                 membership,
+                after_logout,
             } => AuditEvent::EnforcerEnd {
                 user: user.clone(),
                 session: session.clone(),
@@ -551,7 +977,11 @@ fn audit(
                     .iter()
                     .filter_map(|p| u32::try_from(p.pid).ok())
                     .collect(),
-                found_by: membership.clone(),
+                found_by: if *after_logout {
+                    format!("{membership}; processes left behind after the logout")
+                } else {
+                    membership.clone()
+                },
                 recorded: *recorded,
             },
             _ => continue,
@@ -568,7 +998,7 @@ fn audit(
 fn describe(m: &Members) -> String {
     use crate::members::Membership;
     match &m.membership {
-        Membership::Audit(id) => format!("audit session {id}"),
+        Membership::Audit { id, .. } => format!("audit session {id}"),
         Membership::Tree { leader, .. } => format!("process tree of pid {}", leader.pid),
         Membership::Unknown(why) => format!("no process found: {why}"),
     }
@@ -608,25 +1038,64 @@ mod tests {
 
     /// A host whose sessions each have one process (pid = a number derived
     /// from the session) and a terminal whose last input the test sets.
+    #[derive(Default)]
     struct Scripted {
         input: HashMap<String, Option<DateTime<Utc>>>,
         output: HashMap<String, DateTime<Utc>>,
         /// A terminal-less session's processes' I/O counter.
         io: HashMap<String, u64>,
         log: Arc<Mutex<Log>>,
+        /// What a group lookup answers, per user (default: no groups).
+        groups: HashMap<String, Result<Vec<String>, HostError>>,
+        /// Processes that survive every signal.
+        stubborn: HashSet<i32>,
+        /// Users whose sessions make `observe` panic (a bug on one record).
+        panic_on: HashSet<String>,
+        /// A session whose logout PAM records while `end` signals (as
+        /// sshd's close_session does), with the time.
+        logout_on_end: Option<(Arc<MemoryStore>, String, DateTime<Utc>)>,
+        /// The audit sessions with running processes.
+        present: HashSet<u32>,
+        /// Sessions (by id) whose processes are all gone.
+        gone: HashSet<String>,
     }
 
     impl Host for Scripted {
         fn refresh(&mut self) -> Result<(), ProcError> {
             Ok(())
         }
-        fn observe(&mut self, s: &Session) -> Observation {
-            let pid = s.pid.unwrap_or(0) as i32;
+        fn account(&mut self, user: &str) -> Result<Account, HostError> {
+            Ok(Account {
+                name: user.to_owned(),
+                uid: 1000 + user.len() as u32,
+                gid: 100,
+            })
+        }
+        fn groups(&mut self, account: &Account) -> Result<Vec<String>, HostError> {
+            self.groups
+                .get(&account.name)
+                .cloned()
+                .unwrap_or(Ok(Vec::new()))
+        }
+        fn observe(&mut self, s: &Session, uid: Option<u32>) -> Observation {
+            assert!(
+                !self.panic_on.contains(&s.user),
+                "scripted fault on a record of {}",
+                s.user
+            );
+            let pid = if self.gone.contains(&s.id) {
+                0
+            } else {
+                s.pid.unwrap_or(0) as i32
+            };
             let members = Members {
                 membership: if pid == 0 {
                     Membership::Unknown(Unfound::NoIdentity)
                 } else {
-                    Membership::Audit(pid as u32)
+                    Membership::Audit {
+                        id: pid as u32,
+                        loginuid: uid.unwrap(),
+                    }
                 },
                 procs: if pid == 0 {
                     vec![]
@@ -659,8 +1128,11 @@ mod tests {
             };
             Observation { members, ttys, io }
         }
-        fn groups(&mut self, _user: &str) -> Vec<String> {
-            Vec::new()
+        fn audit_sessions(&self) -> HashSet<u32> {
+            self.present.clone()
+        }
+        fn boot_time(&self) -> Option<DateTime<Utc>> {
+            Some(t(-100_000))
         }
         fn notify(&mut self, o: &Observation, line: &str) -> usize {
             let mut log = self.log.lock().unwrap();
@@ -671,6 +1143,9 @@ mod tests {
             o.ttys.len()
         }
         fn end(&mut self, sessions: &[Observation]) -> Vec<Ended> {
+            if let Some((store, id, at)) = self.logout_on_end.take() {
+                store.end_session(&id, at, EndReason::Logout).unwrap();
+            }
             let mut log = self.log.lock().unwrap();
             sessions
                 .iter()
@@ -680,8 +1155,14 @@ mod tests {
                     }
                     Ended {
                         signalled: o.members.procs.iter().copied().collect(),
-                        strongest: 1,
-                        left: vec![],
+                        strongest: if o.members.procs.is_empty() { 0 } else { 1 },
+                        left: o
+                            .members
+                            .procs
+                            .iter()
+                            .copied()
+                            .filter(|p| self.stubborn.contains(&p.pid))
+                            .collect(),
                     }
                 })
                 .collect()
@@ -729,25 +1210,27 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_with("", Arc::new(MemoryStore::new()))
+    }
+
+    /// A fixture whose policy has `rules` (YAML) added, on `store`.
+    fn fixture_with(rules: &str, store: Arc<MemoryStore>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = dir.path().join("policy.yaml");
         write_policy(
             &path,
             &format!(
-                "{POLICY}audit: {{ syslog: false, file: {:?} }}\n",
+                "{POLICY}audit: {{ syslog: false, file: {:?} }}\n{rules}",
                 dir.path().join("audit.jsonl")
             ),
         );
-        let store = Arc::new(MemoryStore::new());
         let log = Arc::new(Mutex::new(Log::default()));
         let opener_store = store.clone();
         let enforcer = Enforcer::new(
             Scripted {
-                input: HashMap::new(),
-                output: HashMap::new(),
-                io: HashMap::new(),
                 log: log.clone(),
+                ..Default::default()
             },
             PolicySource::new(Some(path)),
             "here".into(),
@@ -910,10 +1393,8 @@ mod tests {
         let (opener_down, opener_store) = (down.clone(), f.store.clone());
         let mut enforcer = Enforcer::new(
             Scripted {
-                input: HashMap::new(),
-                output: HashMap::new(),
-                io: HashMap::new(),
                 log: f.log.clone(),
+                ..Default::default()
             },
             PolicySource::new(Some(path.clone())),
             "here".into(),
@@ -1145,5 +1626,346 @@ mod tests {
         assert_eq!(ended(&f, &no_tty).map(|e| e.1), Some(EndReason::Idle));
         assert_eq!(ended(&f, &unreadable), None);
         assert_eq!(unmeasured, 1, "said once");
+    }
+
+    fn revoke_user(f: &Fixture, id: &str, user: &str, at: DateTime<Utc>) {
+        f.store
+            .add_revocation(&Revocation {
+                id: id.into(),
+                target: Target::User(user.into()),
+                not_before: at,
+                expires_at: None,
+                reason: None,
+                actor: "root".into(),
+                created_at: at,
+            })
+            .unwrap();
+    }
+
+    /// Issue 12, class 1: a user sets their own terminal's times.
+    #[test]
+    fn terminal_times_set_by_hand_never_crash_blind_or_extend() {
+        let mut f = fixture();
+        let far = login(&mut f, "alice", 100, "here", t(0), true);
+        let max = login(&mut f, "carol", 300, "here", t(0), true);
+        let past = login(&mut f, "dave", 400, "here", t(0), true);
+        let plain = login(&mut f, "bob", 200, "here", t(0), true);
+        // touch -d 2999-01-01, the largest time there is, and 1970.
+        f.enforcer.host.input.insert(
+            far.clone(),
+            Some(Utc.with_ymd_and_hms(2999, 1, 1, 0, 0, 0).unwrap()),
+        );
+        f.enforcer
+            .host
+            .input
+            .insert(max.clone(), Some(DateTime::<Utc>::MAX_UTC));
+        f.enforcer
+            .host
+            .input
+            .insert(past.clone(), Some(DateTime::<Utc>::MIN_UTC));
+        let mut ended_at = HashMap::new();
+        for s in (1..=800).step_by(5) {
+            let pass = f.enforcer.pass(t(s));
+            assert!(pass.complete, "{:?}", pass.events);
+            for e in &pass.events {
+                if let Event::Ended { session, deny, .. } = e {
+                    assert_eq!(deny.end_reason(), EndReason::Idle, "{e}");
+                    ended_at.insert(session.clone(), s);
+                }
+            }
+            for id in [&far, &max, &past, &plain] {
+                let rec = f.store.session(id).unwrap().unwrap();
+                assert!(rec.last_seen <= t(s), "never stored: {rec:?}");
+            }
+        }
+        // Every one of them is idle from its login: ended at the same pass
+        // as the session nobody touched, none later, none never.
+        let plain_end = ended_at[&plain];
+        for id in [&far, &max, &past] {
+            assert!(ended_at[id] <= plain_end, "{ended_at:?}");
+        }
+        assert_eq!(ended_at.len(), 4);
+    }
+
+    /// Issue 12, class 2: an end is recorded only once its processes are gone.
+    #[test]
+    fn an_unfinished_end_shows_as_requested_and_is_retried_with_its_reason() {
+        let mut f = fixture();
+        let s = login(&mut f, "alice", 100, "here", t(0), true);
+        f.enforcer.host.stubborn.insert(100);
+        revoke_user(&f, "r1", "alice", t(5));
+        let pass = f.enforcer.pass(t(6));
+        let line = pass
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Ended { .. }))
+            .unwrap()
+            .to_string();
+        assert!(line.contains("STILL RUNNING: 100"), "{line}");
+        assert!(line.contains("not recorded"), "{line}");
+        let rec = f.store.session(&s).unwrap().unwrap();
+        assert!(rec.is_live(), "not `ended` while a process runs: {rec:?}");
+        assert_eq!(rec.terminate_requested_at, Some(t(6)), "shown as ending");
+        // The revocation is lifted meanwhile: the end decided is still
+        // carried out, for the reason it was decided.
+        f.store.remove_revocation("r1").unwrap();
+        f.enforcer.pass(t(7));
+        assert!(f.store.session(&s).unwrap().unwrap().is_live());
+        // The process finally goes, and sshd's close_session records the
+        // logout while the enforcer's signals land: the record still gets
+        // the enforcer's reason, once nothing is left.
+        f.enforcer.host.stubborn.clear();
+        f.enforcer.host.logout_on_end = Some((f.store.clone(), s.clone(), t(8)));
+        let pass = f.enforcer.pass(t(9));
+        let line = pass
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Ended { .. }))
+            .unwrap()
+            .to_string();
+        assert!(!line.contains("not recorded"), "{line}");
+        assert_eq!(ended(&f, &s), Some((t(9), EndReason::Revoked)));
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"; 3]);
+    }
+
+    /// Issue 12, class 2: a restarted enforcer finishes an end decided
+    /// before it stopped.
+    #[test]
+    fn an_end_decided_before_a_restart_is_finished_at_start_up() {
+        let store = Arc::new(MemoryStore::new());
+        let mut f = fixture_with("", store.clone());
+        let s = login(&mut f, "alice", 100, "here", t(0), true);
+        f.enforcer.host.stubborn.insert(100);
+        revoke_user(&f, "r1", "alice", t(5));
+        f.enforcer.pass(t(6));
+        assert!(store.session(&s).unwrap().unwrap().is_live());
+        // The enforcer stops; a new one starts; the revocation was lifted
+        // meanwhile, the request stays.
+        drop(f);
+        store.remove_revocation("r1").unwrap();
+        let mut g = fixture_with("", store.clone());
+        g.enforcer.pass(t(60));
+        let rec = store.session(&s).unwrap().unwrap();
+        assert_eq!(rec.ended_at, Some(t(60)));
+        assert_eq!(rec.end_reason, Some(EndReason::Terminated));
+        assert_eq!(g.log.lock().unwrap().ended, vec!["pid 100"]);
+    }
+
+    /// Issue 12: one record's fault costs that record, not the pass.
+    #[test]
+    fn a_fault_in_one_record_costs_that_record_and_is_said_once() {
+        let mut f = fixture();
+        let bad = login(&mut f, "mallory", 100, "here", t(0), true);
+        let alice = login(&mut f, "alice", 200, "here", t(0), true);
+        f.enforcer.host.panic_on.insert("mallory".into());
+        revoke_user(&f, "r1", "alice", t(5));
+        revoke_user(&f, "r2", "mallory", t(5));
+        let first = f.enforcer.pass(t(6));
+        assert!(!first.complete);
+        assert_eq!(ended(&f, &alice).map(|e| e.1), Some(EndReason::Revoked));
+        assert_eq!(ended(&f, &bad), None);
+        let faults = |p: &Pass| {
+            p.events
+                .iter()
+                .filter(|e| matches!(e, Event::Fault { .. }))
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        let said = faults(&first);
+        assert_eq!(said.len(), 1, "{:?}", first.events);
+        assert!(
+            said[0].contains(&bad) && said[0].contains("scripted fault"),
+            "{said:?}"
+        );
+        let second = f.enforcer.pass(t(7));
+        assert!(faults(&second).is_empty(), "said once: {:?}", second.events);
+        // Fixed: the record is handled again.
+        f.enforcer.host.panic_on.clear();
+        f.enforcer.pass(t(8));
+        assert_eq!(ended(&f, &bad).map(|e| e.1), Some(EndReason::Revoked));
+    }
+
+    const ADMINS: &str = "rules:\n  - name: admins\n    match: { groups: [admins] }\n    session: { max_duration: 30m }\n";
+
+    /// Issue 11: on an NSS failure the enforcer never applies looser limits.
+    #[test]
+    fn a_failed_group_lookup_keeps_the_known_groups_or_leaves_the_session_alone() {
+        let failed = || {
+            Err(HostError::Lookup {
+                what: "getgrouplist(root2)".into(),
+                detail: "sssd is down".into(),
+            })
+        };
+        // Groups known from an earlier pass: the admins' 30 minutes apply.
+        let mut f = fixture_with(ADMINS, Arc::new(MemoryStore::new()));
+        let s = login(&mut f, "root2", 100, "here", t(0), false);
+        f.enforcer
+            .host
+            .groups
+            .insert("root2".into(), Ok(vec!["admins".into()]));
+        f.enforcer.pass(t(10));
+        f.enforcer.host.groups.insert("root2".into(), failed());
+        f.store.touch_session(&s, t(1790)).unwrap();
+        f.enforcer.pass(t(1799));
+        assert_eq!(ended(&f, &s), None);
+        f.enforcer.pass(t(1800));
+        assert_eq!(
+            ended(&f, &s).map(|e| e.1),
+            Some(EndReason::MaxDuration),
+            "the rule of the groups last known"
+        );
+
+        // No groups ever known: no limit that depends on them is applied
+        // (neither the admins' nor the looser default), the failure is said
+        // once, and what does not depend on groups still ends the session.
+        let mut g = fixture_with(ADMINS, Arc::new(MemoryStore::new()));
+        let s = login(&mut g, "root2", 100, "here", t(0), false);
+        g.enforcer.host.groups.insert("root2".into(), failed());
+        let mut said = 0;
+        for at in [10, 1800, 3600, 4000] {
+            g.store.touch_session(&s, t(at - 5)).unwrap();
+            let pass = g.enforcer.pass(t(at));
+            said += pass
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::GroupsUnknown { .. }))
+                .count();
+        }
+        assert_eq!(said, 1);
+        assert_eq!(ended(&g, &s), None, "left alone");
+        assert!(g.log.lock().unwrap().ended.is_empty());
+        revoke_user(&g, "r1", "root2", t(4001));
+        g.enforcer.pass(t(4002));
+        assert_eq!(ended(&g, &s).map(|e| e.1), Some(EndReason::Revoked));
+    }
+
+    /// Issue 11: `curfew revoke client SERVICE` ends that service's live
+    /// PAM sessions (the kernel's client key is the service).
+    #[test]
+    fn revoking_a_pam_service_as_a_client_ends_its_sessions() {
+        let mut f = fixture();
+        let ssh = login(&mut f, "alice", 100, "here", t(0), true);
+        let mut other =
+            Session::start(SessionKind::Pam, "alice", t(0), Duration::from_secs(300)).unwrap();
+        other.host = Some("here".into());
+        other.pid = Some(200);
+        other.audit_session_id = Some(200);
+        other.service = Some("login".into());
+        f.store.create_session(&other).unwrap();
+        f.store
+            .add_revocation(&Revocation {
+                id: "r1".into(),
+                target: Target::Client("sshd".into()),
+                not_before: t(5),
+                expires_at: None,
+                reason: None,
+                actor: "root".into(),
+                created_at: t(5),
+            })
+            .unwrap();
+        f.enforcer.pass(t(6));
+        assert_eq!(ended(&f, &ssh).map(|e| e.1), Some(EndReason::Revoked));
+        assert_eq!(ended(&f, &other.id), None, "another service is not touched");
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"]);
+    }
+
+    /// Issue 11: a changed `store` section reopens the store (the rule of
+    /// curfew_policy::policy_source, shared with the hook).
+    #[test]
+    fn a_changed_store_section_reopens_the_store() {
+        let mut f = fixture();
+        f.enforcer.pass(t(1));
+        assert_eq!(f.enforcer.store_generation(), 1);
+        f.enforcer.pass(t(2));
+        assert_eq!(f.enforcer.store_generation(), 1, "kept while unchanged");
+        let path = f.dir.path().join("policy.yaml");
+        write_policy(
+            &path,
+            &format!(
+                "{POLICY}audit: {{ syslog: false, file: {:?} }}\nstore: {{ backend: sqlite, path: {:?} }}\n",
+                f.dir.path().join("audit.jsonl"),
+                f.dir.path().join("other.db")
+            ),
+        );
+        let pass = f.enforcer.pass(t(3));
+        let said: Vec<String> = pass.events.iter().map(|e| e.to_string()).collect();
+        assert!(
+            said.iter().any(|l| l.contains("reopening the store")),
+            "{said:?}"
+        );
+        assert_eq!(f.enforcer.store_generation(), 2, "reopened");
+    }
+
+    /// Issue 12, class 3: processes left running after a logout are still
+    /// reached by revocations and max_duration, never by idleness.
+    #[test]
+    fn processes_left_behind_by_a_logout_are_ended_by_revocation_and_max_duration() {
+        let mut f = fixture();
+        let alice = login(&mut f, "alice", 100, "here", t(0), false);
+        let bob = login(&mut f, "bob", 200, "here", t(0), false);
+        let quiet = login(&mut f, "carol", 300, "here", t(0), false);
+        // An ended session of an earlier boot that had the same audit id as
+        // a process now (ids start again at boot), and a cron job's audit
+        // session that no session was registered under.
+        let mut old = Session::start(
+            SessionKind::Pam,
+            "dave",
+            t(-200_000),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        old.host = Some("here".into());
+        old.pid = Some(400);
+        old.audit_session_id = Some(400);
+        f.store.create_session(&old).unwrap();
+        f.store
+            .end_session(&old.id, t(-199_000), EndReason::Logout)
+            .unwrap();
+        // All three log out at once; their setsid'd jobs keep running.
+        for id in [&alice, &bob, &quiet] {
+            f.store.end_session(id, t(10), EndReason::Logout).unwrap();
+        }
+        f.enforcer.host.present = [100, 200, 300, 400, 500].into_iter().collect();
+        f.enforcer.host.gone.insert(quiet.clone());
+        // Long past the 10-minute inactivity: idleness does not apply.
+        let pass = f.enforcer.pass(t(1200));
+        assert!(pass.complete, "{:?}", pass.events);
+        assert!(f.log.lock().unwrap().ended.is_empty(), "{:?}", pass.events);
+
+        revoke_user(&f, "r1", "alice", t(1300));
+        revoke_user(&f, "r2", "carol", t(1300));
+        revoke_user(&f, "r3", "dave", t(1300));
+        let pass = f.enforcer.pass(t(1301));
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"]);
+        let line = pass
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Ended { .. }))
+            .unwrap()
+            .to_string();
+        assert!(
+            line.contains("left behind by logged-out session") && line.contains(&alice),
+            "{line}"
+        );
+        // The record keeps its logout: the login did end that way.
+        assert_eq!(ended(&f, &alice), Some((t(10), EndReason::Logout)));
+        let trail = std::fs::read_to_string(f.dir.path().join("audit.jsonl")).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(trail.lines().last().unwrap()).unwrap();
+        assert_eq!(rec["event"], "enforcer_end");
+        assert_eq!(rec["session"], alice.as_str());
+        assert!(
+            rec["found_by"]
+                .as_str()
+                .unwrap()
+                .contains("left behind after the logout"),
+            "{rec}"
+        );
+
+        // bob's job reaches his login's max_duration (1 h) and goes.
+        f.enforcer.host.present.remove(&100);
+        f.enforcer.pass(t(3599));
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"]);
+        f.enforcer.pass(t(3600));
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100", "pid 200"]);
     }
 }

@@ -4,9 +4,11 @@
 //! sessions of this host that are revoked, terminated by an administrator,
 //! past `max_duration`, or idle past `inactivity` (the policy's
 //! `session.activity`: terminal input and output, the traffic of a session
-//! without a terminal), after a one-line warning on the session's terminal `warn_before`
-//! ahead of a forced end. Decisions come from `curfew_policy::decide`; this
-//! crate observes and acts.
+//! without a terminal), after a one-line warning on the session's terminal
+//! `warn_before` ahead of a forced end. Decisions come from the admission
+//! kernel (`curfew_policy::admission`), host facts (accounts, groups) from
+//! `curfew_policy::host`, the policy from `curfew_policy::policy_source`;
+//! this crate observes the processes and terminals and acts.
 //!
 //! The modules, from the loop down to the machine:
 //!
@@ -14,7 +16,6 @@
 //!   feed, log lines); the `curfew` binary only parses its options
 //! - [`enforcer`]: one pass over the sessions, against a [`enforcer::Host`]
 //! - [`timeline`]: the decision turned into an action (pure, injected clock)
-//! - [`policy_source`]: reloading, keeping the last good policy
 //! - [`linux`]: the real [`enforcer::Host`]: /proc, /dev, signals
 //! - [`procfs`], [`members`]: which processes belong to a session
 //! - [`tty`], [`notice`]: terminals, their input and output times, the notices
@@ -27,7 +28,7 @@
 //! ```no_run
 //! use curfew_enforce::enforcer::Enforcer;
 //! use curfew_enforce::linux::LinuxHost;
-//! use curfew_enforce::policy_source::PolicySource;
+//! use curfew_policy::policy_source::PolicySource;
 //! use curfew_enforce::signal::Grace;
 //! use curfew_policy::store::MemoryStore;
 //! use curfew_policy::Store;
@@ -54,7 +55,6 @@ pub mod error;
 pub mod linux;
 pub mod members;
 pub mod notice;
-pub mod policy_source;
 pub mod procfs;
 pub mod signal;
 mod text;

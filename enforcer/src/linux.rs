@@ -1,9 +1,10 @@
 //! The enforcer's [`Host`] on Linux: /proc, the terminals under /dev, signals.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+
 use curfew_policy::Session;
 
 use crate::activity::{self, Io};
@@ -14,6 +15,7 @@ use crate::members::{self, BootClock, Guard, Members, Membership, Unfound};
 use crate::procfs::{Procfs, Snapshot};
 use crate::signal::{self, Ended, Grace, Target};
 use crate::tty;
+use curfew_policy::host::{self, Account, HostError};
 
 /// How long a user's groups are cached (NSS may be a network service).
 const GROUPS_TTL: Duration = Duration::from_secs(60);
@@ -27,6 +29,7 @@ pub struct LinuxHost {
     clock: Option<BootClock>,
     guard: Option<Guard>,
     groups: HashMap<String, (Instant, Vec<String>)>,
+    accounts: HashMap<String, (Instant, Account)>,
     notified: bool,
     /// The mtime each terminal (by device number) had right after the
     /// enforcer's own last notice: the notice is output too, and must not
@@ -50,6 +53,7 @@ impl LinuxHost {
             clock: None,
             guard: None,
             groups: HashMap::new(),
+            accounts: HashMap::new(),
             notified: false,
             own_output: HashMap::new(),
         }
@@ -68,7 +72,24 @@ impl Host for LinuxHost {
         Ok(())
     }
 
-    fn observe(&mut self, session: &Session) -> Observation {
+    fn account(&mut self, user: &str) -> Result<Account, HostError> {
+        self.lookup_account(user)
+    }
+
+    fn groups(&mut self, account: &Account) -> Result<Vec<String>, HostError> {
+        if let Some((at, g)) = self.groups.get(&account.name) {
+            if at.elapsed() < GROUPS_TTL {
+                return Ok(g.clone());
+            }
+        }
+        // Failures are not cached: the next pass asks again.
+        let g = host::groups(account)?;
+        self.groups
+            .insert(account.name.clone(), (Instant::now(), g.clone()));
+        Ok(g)
+    }
+
+    fn observe(&mut self, session: &Session, uid: Option<u32>) -> Observation {
         let (Some(clock), Some(guard)) = (self.clock, self.guard.as_ref()) else {
             // Only reached if refresh() failed, and then the pass stops first.
             return Observation {
@@ -81,7 +102,7 @@ impl Host for LinuxHost {
                 io: Io::NotMeasured,
             };
         };
-        let members = members::find(session, &self.snap, clock, guard);
+        let members = members::find(session, uid, &self.snap, clock, guard);
         let ttys: Vec<tty::Tty> = members
             .tty_nrs
             .iter()
@@ -105,16 +126,17 @@ impl Host for LinuxHost {
         Observation { members, ttys, io }
     }
 
-    fn groups(&mut self, user: &str) -> Vec<String> {
-        if let Some((at, g)) = self.groups.get(user) {
-            if at.elapsed() < GROUPS_TTL {
-                return g.clone();
-            }
-        }
-        let g = system_groups(user);
-        self.groups
-            .insert(user.to_owned(), (Instant::now(), g.clone()));
-        g
+    fn audit_sessions(&self) -> HashSet<u32> {
+        self.snap
+            .all()
+            .iter()
+            .filter(|p| !p.exited)
+            .filter_map(|p| p.audit_session)
+            .collect()
+    }
+
+    fn boot_time(&self) -> Option<DateTime<Utc>> {
+        self.clock.map(|c| c.boot())
     }
 
     fn notify(&mut self, observation: &Observation, line: &str) -> usize {
@@ -146,19 +168,17 @@ impl Host for LinuxHost {
     }
 }
 
-/// A user's groups from the system (getgrouplist); empty if the user is
-/// unknown here.
-fn system_groups(user: &str) -> Vec<String> {
-    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
-        return Vec::new();
-    };
-    let Ok(cname) = std::ffi::CString::new(user) else {
-        return Vec::new();
-    };
-    nix::unistd::getgrouplist(&cname, u.gid)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
-        .map(|g| g.name)
-        .collect()
+impl LinuxHost {
+    /// The account of `user`, cached like the groups.
+    fn lookup_account(&mut self, user: &str) -> Result<Account, HostError> {
+        if let Some((at, a)) = self.accounts.get(user) {
+            if at.elapsed() < GROUPS_TTL {
+                return Ok(a.clone());
+            }
+        }
+        let a = host::account(user)?;
+        self.accounts
+            .insert(user.to_owned(), (Instant::now(), a.clone()));
+        Ok(a)
+    }
 }

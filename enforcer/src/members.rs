@@ -8,6 +8,15 @@
 //! PAM module recorded, with the POSIX sessions its members lead; a process
 //! that double-forks away from that tree and out of those sessions escapes
 //! the fallback, and the README says so.
+//!
+//! Neither way lets a record point the enforcer at someone else's processes
+//! (a record forged by a peer of a Redis fleet, or a host sharing a name):
+//! an audit session is used only when every process in it has the
+//! session's user as its login uid (`/proc/PID/loginuid`, set with the
+//! audit session and as unchangeable), and the tree fallback only yields
+//! processes whose real uid is the session's user's, never starts from a
+//! protected process (init, kernel threads, the enforcer's ancestry), and
+//! never from a process that started after the session did.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -19,16 +28,26 @@ use crate::procfs::{ProcId, Snapshot};
 /// How a session's processes are found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
-    /// Every process with this audit session id.
-    Audit(u32),
-    /// The recorded process, its descendants, and the POSIX sessions they
-    /// lead (`leaders`, by pid).
+    /// Every process with this audit session id, all of them with this
+    /// login uid.
+    Audit {
+        /// The audit session id.
+        id: u32,
+        /// The uid of the session's user: a process in the audit session
+        /// with another login uid is never a member.
+        loginuid: u32,
+    },
+    /// The processes of the session's user (real uid) among the recorded
+    /// process, its descendants, and the POSIX sessions they lead
+    /// (`leaders`, by pid).
     Tree {
         /// The recorded process.
         leader: ProcId,
         /// Session leaders among the members: their sessions' processes
         /// belong too, even when reparented away from the tree.
         leaders: BTreeSet<i32>,
+        /// The uid of the session's user: only its processes are members.
+        uid: u32,
     },
     /// Nothing to go by: no process of this session is touched.
     Unknown(Unfound),
@@ -51,6 +70,17 @@ pub enum Unfound {
     /// the session (it was inherited from an enclosing login), and the
     /// recorded process that would narrow it down is gone.
     SharedAudit,
+    /// The session's user has no account on this host (or the user
+    /// database could not be asked): there is no uid to check processes
+    /// against.
+    NoAccount,
+    /// The recorded audit session belongs to another user (a process in it
+    /// has another login uid), and there is no recorded process of this
+    /// session to narrow it down.
+    ForeignAudit,
+    /// The recorded pid is a process the enforcer never signals (init, a
+    /// kernel thread, the enforcer or one of its ancestors).
+    ProtectedLeader,
 }
 
 impl std::fmt::Display for Unfound {
@@ -63,6 +93,11 @@ impl std::fmt::Display for Unfound {
             Unfound::SharedAudit => {
                 "its audit session id is shared with older processes and its recorded process is gone"
             }
+            Unfound::NoAccount => "its user has no account on this host",
+            Unfound::ForeignAudit => {
+                "its audit session belongs to another user and its recorded process is gone"
+            }
+            Unfound::ProtectedLeader => "its recorded pid is a process that is never signalled",
         })
     }
 }
@@ -135,17 +170,39 @@ pub struct Members {
     pub tty_nrs: Vec<u32>,
 }
 
-/// Finds the processes of `session` in `snap`.
-pub fn find(session: &Session, snap: &Snapshot, clock: BootClock, guard: &Guard) -> Members {
-    let membership = membership(session, snap, clock);
+/// Finds the processes of `session` in `snap`. `uid` is the uid of the
+/// session's user on this host (`None`: unknown, and nothing is a member).
+pub fn find(
+    session: &Session,
+    uid: Option<u32>,
+    snap: &Snapshot,
+    clock: BootClock,
+    guard: &Guard,
+) -> Members {
+    let membership = match uid {
+        Some(uid) => membership(session, uid, snap, clock, guard),
+        None => Membership::Unknown(Unfound::NoAccount),
+    };
     collect(membership, snap, guard, &[])
 }
 
-fn membership(session: &Session, snap: &Snapshot, clock: BootClock) -> Membership {
+fn membership(
+    session: &Session,
+    uid: u32,
+    snap: &Snapshot,
+    clock: BootClock,
+    guard: &Guard,
+) -> Membership {
     if session.started_at < clock.boot() - PREVIOUS_BOOT {
         return Membership::Unknown(Unfound::PreviousBoot);
     }
-    let leader = leader(session, snap, clock);
+    let leader = leader(session, snap, clock).and_then(|l| {
+        if guard.allows(snap, l.pid) {
+            Ok(l)
+        } else {
+            Err(Unfound::ProtectedLeader)
+        }
+    });
     let Some(id) = session
         .audit_session_id
         .filter(|&id| id != crate::procfs::NO_AUDIT_SESSION)
@@ -154,6 +211,7 @@ fn membership(session: &Session, snap: &Snapshot, clock: BootClock) -> Membershi
             Ok(leader) => Membership::Tree {
                 leader: leader.id(),
                 leaders: BTreeSet::new(),
+                uid,
             },
             Err(why) => Membership::Unknown(why),
         };
@@ -168,23 +226,30 @@ fn membership(session: &Session, snap: &Snapshot, clock: BootClock) -> Membershi
             .iter()
             .filter(move |p| p.audit_session == Some(id))
     };
+    // pam_loginuid sets the login uid with the audit session: a process in
+    // it with another login uid means the id is not this user's session.
+    let users = in_audit().all(|p| p.loginuid == Some(uid));
     match leader {
         Ok(leader) => {
-            let own = leader.audit_session == Some(id)
+            let own = users
+                && leader.audit_session == Some(id)
                 && in_audit().all(|p| p.start_ticks >= leader.start_ticks);
             if own {
-                Membership::Audit(id)
+                Membership::Audit { id, loginuid: uid }
             } else {
                 Membership::Tree {
                     leader: leader.id(),
                     leaders: BTreeSet::new(),
+                    uid,
                 }
             }
         }
+        Err(Unfound::ProtectedLeader) => Membership::Unknown(Unfound::ProtectedLeader),
+        Err(_) if !users => Membership::Unknown(Unfound::ForeignAudit),
         Err(_) => {
             let earliest = session.started_at - LOGIN_GRACE;
             if in_audit().all(|p| clock.started(p.start_ticks) >= earliest) {
-                Membership::Audit(id)
+                Membership::Audit { id, loginuid: uid }
             } else {
                 Membership::Unknown(Unfound::SharedAudit)
             }
@@ -227,18 +292,21 @@ pub fn collect(
             .is_some_and(|p| p.start_ticks == id.start_ticks && !p.exited)
     };
     let (membership, pids): (Membership, Vec<i32>) = match membership {
-        Membership::Audit(id) => {
+        Membership::Audit { id, loginuid } => {
             let pids = snap
                 .all()
                 .iter()
-                .filter(|p| p.audit_session == Some(id) && !p.exited)
+                .filter(|p| {
+                    p.audit_session == Some(id) && p.loginuid == Some(loginuid) && !p.exited
+                })
                 .map(|p| p.pid)
                 .collect();
-            (Membership::Audit(id), pids)
+            (Membership::Audit { id, loginuid }, pids)
         }
         Membership::Tree {
             leader,
             mut leaders,
+            uid,
         } => {
             let mut seen: BTreeSet<i32> = BTreeSet::new();
             let mut queue: Vec<i32> = std::iter::once(leader)
@@ -272,9 +340,19 @@ pub fn collect(
             }
             let pids = seen
                 .into_iter()
-                .filter(|&pid| snap.get(pid).is_some_and(|p| !p.exited))
+                .filter(|&pid| {
+                    snap.get(pid)
+                        .is_some_and(|p| !p.exited && p.uid == Some(uid))
+                })
                 .collect();
-            (Membership::Tree { leader, leaders }, pids)
+            (
+                Membership::Tree {
+                    leader,
+                    leaders,
+                    uid,
+                },
+                pids,
+            )
         }
         m @ Membership::Unknown(_) => (m, Vec::new()),
     };
@@ -312,6 +390,12 @@ mod tests {
         ticks_per_second: 100,
     };
 
+    const ALICE: u32 = 1000;
+    const BOB: u32 = 1001;
+
+    /// A process; alice owns 201-299 (her shell, jobs and daemons), bob
+    /// 301-399, root the rest (sshd's privileged process of a connection
+    /// included). Audit session 5 is alice's login, 6 bob's.
     fn p(pid: i32, ppid: i32, sid: i32, tty_nr: u32, start_s: u64, audit: Option<u32>) -> Proc {
         Proc {
             pid,
@@ -320,6 +404,16 @@ mod tests {
             tty_nr,
             start_ticks: start_s * 100,
             audit_session: audit,
+            loginuid: match audit {
+                Some(5) | Some(9) => Some(ALICE),
+                Some(6) => Some(BOB),
+                _ => None,
+            },
+            uid: Some(match pid {
+                201..=299 => ALICE,
+                301..=399 => BOB,
+                _ => 0,
+            }),
             exited: false,
         }
     }
@@ -364,6 +458,11 @@ mod tests {
         s
     }
 
+    /// [`find`] for a session of alice.
+    fn find_(session: &Session, snap: &Snapshot, clock: BootClock, guard: &Guard) -> Members {
+        find(session, Some(ALICE), snap, clock, guard)
+    }
+
     fn pids(m: &Members) -> Vec<i32> {
         m.procs.iter().map(|p| p.pid).collect()
     }
@@ -372,8 +471,14 @@ mod tests {
     fn the_audit_session_finds_every_process_even_escaped_ones() {
         let snap = host();
         let guard = Guard::new(&snap, 900);
-        let m = find(&session(Some(5), Some(200), 1000), &snap, CLOCK, &guard);
-        assert_eq!(m.membership, Membership::Audit(5));
+        let m = find_(&session(Some(5), Some(200), 1000), &snap, CLOCK, &guard);
+        assert_eq!(
+            m.membership,
+            Membership::Audit {
+                id: 5,
+                loginuid: ALICE
+            }
+        );
         assert_eq!(pids(&m), vec![200, 201, 202, 203, 204]);
         assert_eq!(m.tty_nrs, vec![34817]);
     }
@@ -383,10 +488,11 @@ mod tests {
         let snap = host();
         let guard = Guard::new(&snap, 900);
         for unset in [None, Some(u32::MAX)] {
-            let m = find(&session(unset, Some(200), 1000), &snap, CLOCK, &guard);
+            let m = find_(&session(unset, Some(200), 1000), &snap, CLOCK, &guard);
             assert!(matches!(m.membership, Membership::Tree { .. }), "{m:?}");
-            // 203 left the tree but stays in sid 201; 204 escaped both.
-            assert_eq!(pids(&m), vec![200, 201, 202, 203]);
+            // 203 left the tree but stays in sid 201; 204 escaped both;
+            // 200 is sshd's privileged process (root), not alice's.
+            assert_eq!(pids(&m), vec![201, 202, 203]);
         }
     }
 
@@ -402,8 +508,62 @@ mod tests {
         }
         let snap = Snapshot::new(procs);
         let guard = Guard::new(&snap, 900);
-        let m = find(&session(None, Some(200), 1000), &snap, CLOCK, &guard);
-        assert_eq!(pids(&m), vec![200, 201, 202, 203]);
+        let m = find_(&session(None, Some(200), 1000), &snap, CLOCK, &guard);
+        assert_eq!(pids(&m), vec![201, 202, 203]);
+    }
+
+    #[test]
+    fn a_forged_record_finds_nothing_outside_its_users_session() {
+        let snap = host();
+        let guard = Guard::new(&snap, 900);
+        // alice's record naming bob's audit session and bob's connection:
+        // the audit session is not alice's, and bob's tree has no process
+        // of hers.
+        let m = find_(&session(Some(6), Some(300), 1100), &snap, CLOCK, &guard);
+        assert!(m.procs.is_empty(), "{m:?}");
+        // ... with the connection gone: the audit session is refused.
+        let m = find_(&session(Some(6), Some(4242), 1100), &snap, CLOCK, &guard);
+        assert_eq!(m.membership, Membership::Unknown(Unfound::ForeignAudit));
+        assert!(m.procs.is_empty());
+        // Naming init, a kernel thread or the enforcer's tree as its process.
+        for pid in [1, 2, 3, 899, 900] {
+            let m = find_(&session(None, Some(pid), 1000), &snap, CLOCK, &guard);
+            assert_eq!(
+                m.membership,
+                Membership::Unknown(Unfound::ProtectedLeader),
+                "pid {pid}"
+            );
+            assert!(m.procs.is_empty());
+        }
+        // A record of bob's for alice's audit session and process.
+        let m = find(
+            &session(Some(5), Some(200), 1000),
+            Some(BOB),
+            &snap,
+            CLOCK,
+            &guard,
+        );
+        assert!(m.procs.is_empty(), "{m:?}");
+        // A user without an account here: nothing.
+        let m = find(
+            &session(Some(5), Some(200), 1000),
+            None,
+            &snap,
+            CLOCK,
+            &guard,
+        );
+        assert_eq!(m.membership, Membership::Unknown(Unfound::NoAccount));
+        assert!(m.procs.is_empty());
+        // Another user's process that joined... cannot: but a process in
+        // alice's audit session with another login uid spoils the session.
+        let mut procs = snap.all().to_vec();
+        procs.push(Proc {
+            loginuid: Some(BOB),
+            ..p(210, 1, 210, 0, 1005, Some(5))
+        });
+        let odd = Snapshot::new(procs);
+        let m = find_(&session(Some(5), Some(4242), 1000), &odd, CLOCK, &guard);
+        assert_eq!(m.membership, Membership::Unknown(Unfound::ForeignAudit));
     }
 
     #[test]
@@ -412,11 +572,11 @@ mod tests {
         // audit session (5) and its own pid, 202, which started after 200.
         let snap = host();
         let guard = Guard::new(&snap, 900);
-        let m = find(&session(Some(5), Some(202), 1002), &snap, CLOCK, &guard);
+        let m = find_(&session(Some(5), Some(202), 1002), &snap, CLOCK, &guard);
         assert!(matches!(m.membership, Membership::Tree { .. }), "{m:?}");
         assert_eq!(pids(&m), vec![202], "not the enclosing login");
         // Its leader gone, the shared id is not used at all.
-        let m = find(
+        let m = find_(
             &session(Some(5), Some(4242), 1002 + 3600),
             &snap,
             CLOCK,
@@ -425,8 +585,14 @@ mod tests {
         assert_eq!(m.membership, Membership::Unknown(Unfound::SharedAudit));
         assert!(m.procs.is_empty());
         // The connection's own session still uses it, leader gone or not.
-        let m = find(&session(Some(5), Some(4242), 1000), &snap, CLOCK, &guard);
-        assert_eq!(m.membership, Membership::Audit(5));
+        let m = find_(&session(Some(5), Some(4242), 1000), &snap, CLOCK, &guard);
+        assert_eq!(
+            m.membership,
+            Membership::Audit {
+                id: 5,
+                loginuid: ALICE
+            }
+        );
     }
 
     #[test]
@@ -434,12 +600,12 @@ mod tests {
         let snap = host();
         let guard = Guard::new(&snap, 900);
         // pid 300 started at +1100 s; a session recorded at +900 s cannot be its.
-        let m = find(&session(None, Some(300), 900), &snap, CLOCK, &guard);
+        let m = find_(&session(None, Some(300), 900), &snap, CLOCK, &guard);
         assert_eq!(m.membership, Membership::Unknown(Unfound::PidReused));
         assert!(m.procs.is_empty());
-        let m = find(&session(None, Some(4242), 1000), &snap, CLOCK, &guard);
+        let m = find_(&session(None, Some(4242), 1000), &snap, CLOCK, &guard);
         assert_eq!(m.membership, Membership::Unknown(Unfound::LeaderGone));
-        let m = find(&session(None, None, 1000), &snap, CLOCK, &guard);
+        let m = find_(&session(None, None, 1000), &snap, CLOCK, &guard);
         assert_eq!(m.membership, Membership::Unknown(Unfound::NoIdentity));
     }
 
@@ -447,7 +613,7 @@ mod tests {
     fn a_session_from_an_earlier_boot_finds_nothing_even_with_a_live_audit_id() {
         let snap = host();
         let guard = Guard::new(&snap, 900);
-        let m = find(&session(Some(5), Some(200), -3600), &snap, CLOCK, &guard);
+        let m = find_(&session(Some(5), Some(200), -3600), &snap, CLOCK, &guard);
         assert_eq!(m.membership, Membership::Unknown(Unfound::PreviousBoot));
         assert!(m.procs.is_empty());
     }
@@ -463,9 +629,20 @@ mod tests {
         }
         let snap = Snapshot::new(procs);
         let guard = Guard::new(&snap, 900);
-        let m = find(&session(Some(9), None, 1000), &snap, CLOCK, &guard);
+        let m = find_(&session(Some(9), None, 1000), &snap, CLOCK, &guard);
         assert!(m.procs.is_empty(), "{m:?}");
-        let m = find(&session(None, Some(899), 1000), &snap, CLOCK, &guard);
+        let m = find_(&session(None, Some(899), 1000), &snap, CLOCK, &guard);
+        assert!(m.procs.is_empty(), "{m:?}");
+        // Even the enforcer's tree as a member of alice's: 899 and 900 run
+        // as alice here, still never members.
+        let mut procs = snap.all().to_vec();
+        for q in &mut procs {
+            if [899, 900].contains(&q.pid) {
+                q.uid = Some(ALICE);
+            }
+        }
+        let snap = Snapshot::new(procs);
+        let m = find_(&session(Some(9), None, 1000), &snap, CLOCK, &guard);
         assert!(m.procs.is_empty(), "{m:?}");
     }
 
@@ -473,7 +650,7 @@ mod tests {
     fn a_rescan_keeps_reparented_members_after_the_leader_died() {
         let snap = host();
         let guard = Guard::new(&snap, 900);
-        let first = find(&session(None, Some(200), 1000), &snap, CLOCK, &guard);
+        let first = find_(&session(None, Some(200), 1000), &snap, CLOCK, &guard);
         // 200 and 201 died; 202 was reparented to init and forked 205.
         let mut procs: Vec<Proc> = snap
             .all()

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use curfew_policy::host::parse_audit_session_id;
+
 use crate::error::ProcError;
 
 /// `/proc/PID/sessionid` when no audit session is set.
@@ -24,6 +26,12 @@ pub struct Proc {
     pub start_ticks: u64,
     /// Its kernel audit session id (`None` when unset or unreadable).
     pub audit_session: Option<u32>,
+    /// Its login uid (`/proc/PID/loginuid`, set with the audit session by
+    /// pam_loginuid and as unchangeable): the user the audit session belongs
+    /// to. Read only for processes in an audit session; `None` otherwise.
+    pub loginuid: Option<u32>,
+    /// Its real uid (`/proc/PID/status`); `None` if unreadable.
+    pub uid: Option<u32>,
     /// A zombie or dead process: it runs nothing any more.
     pub exited: bool,
 }
@@ -83,12 +91,13 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// Parses `/proc/PID/sessionid`: `None` when unset (4294967295) or garbled.
-pub fn parse_audit_session(text: &str) -> Option<u32> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|&id| id != NO_AUDIT_SESSION)
+/// Parses the real uid from `/proc/PID/status` (the first field of `Uid:`).
+pub fn parse_status_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Parses the `btime` line of `/proc/stat`: boot time, in seconds since the epoch.
@@ -128,7 +137,16 @@ impl Procfs {
         let stat = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
         let audit_session = std::fs::read_to_string(dir.join("sessionid"))
             .ok()
-            .and_then(|t| parse_audit_session(&t));
+            .and_then(|t| parse_audit_session_id(&t));
+        // The login uid has the same "unset" value (-1) and the same format.
+        let loginuid = audit_session.and_then(|_| {
+            std::fs::read_to_string(dir.join("loginuid"))
+                .ok()
+                .and_then(|t| parse_audit_session_id(&t))
+        });
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|t| parse_status_uid(&t));
         Some(Proc {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -136,6 +154,8 @@ impl Procfs {
             tty_nr: stat.tty_nr,
             start_ticks: stat.start_ticks,
             audit_session,
+            loginuid,
+            uid,
             exited: matches!(stat.state, 'Z' | 'X' | 'x'),
         })
     }
@@ -298,10 +318,12 @@ mod tests {
     }
 
     #[test]
-    fn audit_session_ids() {
-        assert_eq!(parse_audit_session("3\n"), Some(3));
-        assert_eq!(parse_audit_session("4294967295"), None);
-        assert_eq!(parse_audit_session("junk"), None);
+    fn status_uids() {
+        assert_eq!(
+            parse_status_uid("Name:\tbash\nUid:\t1000\t0\t0\t0\nGid:\t5\n"),
+            Some(1000)
+        );
+        assert_eq!(parse_status_uid("Name:\tbash\n"), None);
     }
 
     #[test]
@@ -353,6 +375,15 @@ mod tests {
             std::fs::create_dir(&d).unwrap();
             std::fs::write(d.join("stat"), stat).unwrap();
             std::fs::write(d.join("sessionid"), sid).unwrap();
+            std::fs::write(d.join("loginuid"), "1000\n").unwrap();
+            std::fs::write(
+                d.join("status"),
+                format!(
+                    "Name:\tx\nPid:\t{pid}\nUid:\t{0}\t{0}\t{0}\t{0}\n",
+                    1000 + pid
+                ),
+            )
+            .unwrap();
         };
         mk(
             10,
@@ -378,8 +409,10 @@ mod tests {
             (bash.audit_session, bash.tty_nr, bash.start_ticks),
             (Some(7), 34817, 510)
         );
+        assert_eq!((bash.loginuid, bash.uid), (Some(1000), Some(1011)));
         let z = snap.get(12).unwrap();
         assert!(z.exited);
         assert_eq!(z.audit_session, None);
+        assert_eq!(z.loginuid, None, "read only within an audit session");
     }
 }

@@ -270,8 +270,10 @@ mod tests {
         )
         .unwrap();
         record.pid = Some(leader as u32);
-        // The record "started" far in the future, so the leader qualifies.
-        let members = find(&record, &snap, clock(), &Guard::new(&snap, me));
+        // The record "started" far in the future, so the leader qualifies;
+        // its user is whoever runs the test.
+        let uid = nix::unistd::getuid().as_raw();
+        let members = find(&record, Some(uid), &snap, clock(), &Guard::new(&snap, me));
         assert_eq!(members.procs.len(), 3, "{members:?}");
 
         let ended = end_sessions(
@@ -364,8 +366,15 @@ mod tests {
         .unwrap();
         record.audit_session_id = Some(audit);
         record.pid = Some(leader as u32);
-        let members = find(&record, &snap, clock(), &Guard::new(&snap, me));
-        assert_eq!(members.membership, Membership::Audit(audit));
+        // pam_loginuid's work: the audit session is nobody's (65534).
+        let members = find(&record, Some(65534), &snap, clock(), &Guard::new(&snap, me));
+        assert_eq!(
+            members.membership,
+            Membership::Audit {
+                id: audit,
+                loginuid: 65534
+            }
+        );
         assert_eq!(
             members.procs.len(),
             3,
@@ -374,11 +383,18 @@ mod tests {
         // The tree fallback would have missed the daemon.
         let mut no_audit = record.clone();
         no_audit.audit_session_id = None;
+        // (Its processes run as root here: the tree holds the uid's.)
         assert_eq!(
-            find(&no_audit, &snap, clock(), &Guard::new(&snap, me))
+            find(&no_audit, Some(0), &snap, clock(), &Guard::new(&snap, me))
                 .procs
                 .len(),
             2
+        );
+        // Recorded for another user than the audit session's: nothing.
+        assert!(
+            find(&record, Some(4242), &snap, clock(), &Guard::new(&snap, me))
+                .procs
+                .is_empty()
         );
 
         let ended = end_sessions(

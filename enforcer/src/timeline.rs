@@ -1,15 +1,18 @@
 //! What to do with one live session at one moment: nothing, warn, or end it.
 //!
 //! Pure: `now` and everything observed about the session are arguments. The
-//! deadlines themselves come from [`curfew_policy::decide`]; this module only
-//! turns a decision into an action, adds the warning ahead of a forced end,
-//! and refuses to end a session for idleness when its idleness could not be
-//! measured.
+//! answer itself comes from the admission kernel
+//! ([`curfew_policy::admission::admit_effective`], the one every enforcement
+//! point asks); this module only turns it into an action, adds the warning
+//! ahead of a forced end, and refuses to end a session for idleness when its
+//! idleness could not be measured.
 
 use chrono::{DateTime, Utc};
-use curfew_policy::{
-    decide, ActivityKind, Decision, Deny, Effective, NextEnd, RevocationSet, Session, SessionState,
+use curfew_policy::admission::{
+    admit_effective, Admission, Caller, StoreAnswer, Unusable, Which, Who,
 };
+use curfew_policy::policy::OnUnavailable;
+use curfew_policy::{time, ActivityKind, Deny, Effective, NextEnd, Session, SessionState};
 
 /// What the enforcer saw of a session's activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,14 @@ pub enum Activity {
     /// policy does not count what there is): idleness is judged from the
     /// record's `last_seen` alone.
     NoTty,
+    /// The session's terminals only show times beyond `now` + [`time::MAX_SKEW`]
+    /// (their owner set them): no news, judged from `last_seen` as without
+    /// a terminal; such a time is never written back.
+    NoNews,
+    /// The session has ended (its user logged out); the processes it left
+    /// behind are judged by revocations, termination requests and
+    /// `max_duration`, never by idleness (which is about a login).
+    LoggedOut,
     /// The session has a terminal whose times could not be read: it is not
     /// ended for idleness until they can be.
     Unreadable,
@@ -73,6 +84,9 @@ pub enum Action {
     IdleUnmeasured,
     /// End it.
     End(Deny),
+    /// The policy cannot be applied to it now (the admission kernel's
+    /// `Unusable`: its store failed): leave it as it is and say why.
+    Unusable(Unusable),
 }
 
 /// One step of the timeline.
@@ -85,23 +99,39 @@ pub struct Step {
     pub touch: Option<DateTime<Utc>>,
 }
 
-/// Decides what to do with `session` at `now`.
+/// Decides what to do with `session` at `now`, through the admission
+/// kernel ([`admit_effective`]): `eff` is the policy for `who` (the
+/// session's user, groups, service and this host) and `store` the store's
+/// answer about its revocations, or its failure.
 ///
 /// `warned` is the warning already given to this session, if any: a warning
 /// is given once per (kind, deadline), so input that moves the idle deadline
 /// earns a fresh warning when the new deadline comes near.
+///
+/// Times from the record are checked as they enter: a `last_seen` later
+/// than `now` + [`time::MAX_SKEW`] is no news (the session's start is the last
+/// activity known), so a record cannot keep itself alive. (A `started_at`
+/// in the future is refused by the caller as a fault of that record.)
+#[allow(clippy::too_many_arguments)]
 pub fn step(
     eff: &Effective<'_>,
+    who: &Who<'_>,
     session: &Session,
-    revocations: &RevocationSet,
+    store: StoreAnswer<'_>,
     activity: Activity,
     warned: Option<Warned>,
     now: DateTime<Utc>,
 ) -> Step {
+    let last_seen = time::observed(session.last_seen, now)
+        .unwrap_or_else(|| session.started_at.min(now))
+        .max(session.started_at.min(now));
     let (last_activity, touch) = match activity {
         Activity::Traffic { at } => (
             at,
-            (at > session.last_seen + chrono::Duration::seconds(1)).then_some(at),
+            last_seen
+                .checked_add_signed(chrono::Duration::seconds(1))
+                .is_some_and(|after| at > after)
+                .then_some(at.min(now)),
         ),
         Activity::Tty {
             recorded, latest, ..
@@ -109,17 +139,39 @@ pub fn step(
             latest,
             // Only forward, and only by whole seconds: the kernel's own
             // granularity is 8 s, so this writes at most once per window.
-            (recorded > session.last_seen + chrono::Duration::seconds(1)).then_some(recorded),
+            // Never later than now: a record only holds what happened.
+            last_seen
+                .checked_add_signed(chrono::Duration::seconds(1))
+                .is_some_and(|after| recorded > after)
+                .then_some(recorded.min(now)),
         ),
-        Activity::NoTty | Activity::Unreadable => (session.last_seen, None),
+        Activity::NoTty | Activity::NoNews | Activity::Unreadable => (last_seen, None),
+        Activity::LoggedOut => (now, None),
     };
-    let state = SessionState::of(session, last_activity);
-    let action = match decide(eff, &state, revocations, session.timeout, now) {
-        Decision::Deny(Deny::Idle { .. }) if activity == Activity::Unreadable => {
+    let state = SessionState {
+        last_activity: last_activity.max(last_seen),
+        ..SessionState::of(session, last_activity)
+    };
+    let admission = admit_effective(
+        eff,
+        who,
+        &Which::Session(state),
+        store,
+        // A live session is never degraded: the kernel answers Unusable for
+        // any store failure, and the session is left as it is.
+        OnUnavailable::Deny,
+        Caller::default(),
+        now,
+    );
+    let action = match admission {
+        Admission::Deny(Deny::Idle { .. }) if activity == Activity::Unreadable => {
             Action::IdleUnmeasured
         }
-        Decision::Deny(deny) => Action::End(deny),
-        Decision::Allow(allow) if now >= allow.warn_at => {
+        Admission::Deny(deny) => Action::End(deny),
+        Admission::Unusable(why) => Action::Unusable(why),
+        // Only a new login is ever degraded.
+        Admission::Degraded(_) => Action::Continue,
+        Admission::Allow(allow) if now >= allow.warn_at => {
             let warning = Warning {
                 kind: allow.next_end,
                 deadline: match allow.next_end {
@@ -133,7 +185,7 @@ pub fn step(
                 Action::Warn(warning)
             }
         }
-        Decision::Allow(_) => Action::Continue,
+        Admission::Allow(_) => Action::Continue,
     };
     Step { action, touch }
 }
@@ -145,16 +197,45 @@ pub fn step(
 /// of the window `recorded` falls in.
 pub fn latest_input(recorded: DateTime<Utc>) -> DateTime<Utc> {
     let secs = recorded.timestamp();
-    let end = (secs | 7) + 1;
-    DateTime::from_timestamp(end, 0).unwrap_or(recorded)
+    (secs | 7)
+        .checked_add(1)
+        .and_then(|end| DateTime::from_timestamp(end, 0))
+        .unwrap_or(recorded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{Duration as CDuration, TimeZone};
-    use curfew_policy::{EndReason, Policy, Revocation, SessionKind, Subject, Target};
+    use curfew_policy::admission::GroupsLookup;
+    use curfew_policy::{
+        EndReason, Policy, Revocation, RevocationSet, SessionKind, Subject, Target,
+    };
     use std::time::Duration;
+
+    /// [`step`] for a session of a user without groups, on a store that
+    /// answered with `revs`.
+    fn step_(
+        eff: &Effective<'_>,
+        s: &Session,
+        revs: &RevocationSet,
+        activity: Activity,
+        warned: Option<Warned>,
+        now: DateTime<Utc>,
+    ) -> Step {
+        let who = Who {
+            user: &s.user,
+            groups: GroupsLookup::Known(&[]),
+            service: s.service.as_deref(),
+            client: None,
+            host: None,
+        };
+        let store = StoreAnswer::Read {
+            revocations: revs,
+            preference: None,
+        };
+        step(eff, &who, s, store, activity, warned, now)
+    }
 
     /// A clock the test moves by hand.
     struct Clock(DateTime<Utc>);
@@ -213,7 +294,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..horizon {
             let now = clock.now();
-            let st = step(&eff, s, revs, activity(now), warned, now);
+            let st = step_(&eff, s, revs, activity(now), warned, now);
             if let Some(at) = st.touch {
                 s.last_seen = s.last_seen.max(at);
             }
@@ -374,10 +455,10 @@ mod tests {
         });
         let mut s = session(t0());
         let now = t0() + CDuration::seconds(5);
-        let before = step(&eff, &s, &RevocationSet::new(), tty(now), None, now);
+        let before = step_(&eff, &s, &RevocationSet::new(), tty(now), None, now);
         assert_eq!(before.action, Action::Continue);
         s.terminate_requested_at = Some(now);
-        let after = step(&eff, &s, &RevocationSet::new(), tty(now), None, now);
+        let after = step_(&eff, &s, &RevocationSet::new(), tty(now), None, now);
         assert_eq!(after.action, Action::End(Deny::Terminated));
     }
 
@@ -437,7 +518,7 @@ mod tests {
         });
         let s = session(t0());
         let now = t0() + CDuration::minutes(59);
-        let st = step(&eff, &s, &RevocationSet::new(), tty(now), None, now);
+        let st = step_(&eff, &s, &RevocationSet::new(), tty(now), None, now);
         assert_eq!(
             st.action,
             Action::Warn(Warning {
@@ -445,7 +526,7 @@ mod tests {
                 deadline: t0() + CDuration::hours(1)
             })
         );
-        let again = step(
+        let again = step_(
             &eff,
             &s,
             &RevocationSet::new(),

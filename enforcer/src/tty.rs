@@ -62,6 +62,11 @@ fn search_dev(rdev: u64) -> Option<PathBuf> {
 }
 
 /// The atime of the terminal at `path`, if it still is device `rdev`.
+///
+/// The terminal's owner can set its atime to anything (`touch -d`). A time
+/// beyond what a `DateTime` holds is read as the latest (or earliest) one
+/// it does hold, so that it counts as a time set by hand (no news), not as
+/// an unreadable terminal (which would never be judged idle).
 pub fn read_input_time(path: &Path, rdev: u64) -> Option<DateTime<Utc>> {
     read_times(path, rdev).map(|(a, _)| a)
 }
@@ -75,12 +80,19 @@ pub fn read_times(path: &Path, rdev: u64) -> Option<(DateTime<Utc>, DateTime<Utc
     if !m.file_type().is_char_device() || m.rdev() != rdev {
         return None;
     }
-    let at =
-        |secs: i64, nsec: i64| DateTime::from_timestamp(secs, nsec.clamp(0, 999_999_999) as u32);
-    Some((
-        at(m.atime(), m.atime_nsec())?,
-        at(m.mtime(), m.mtime_nsec())?,
-    ))
+    // The terminal's owner can set these to anything (`touch -d`): a time
+    // beyond what a `DateTime` holds is read as the latest (or earliest) one
+    // it does hold, so that it counts as a time set by hand (no news, see
+    // `time::observed`), never as an unreadable terminal (which would never
+    // be judged idle).
+    let at = |secs: i64, nsec: i64| {
+        DateTime::from_timestamp(secs, nsec.clamp(0, 999_999_999) as u32).unwrap_or(if secs > 0 {
+            DateTime::<Utc>::MAX_UTC
+        } else {
+            DateTime::<Utc>::MIN_UTC
+        })
+    };
+    Some((at(m.atime(), m.atime_nsec()), at(m.mtime(), m.mtime_nsec())))
 }
 
 /// Writes `line` to the terminal, framed by CR LF so it stands on its own

@@ -15,7 +15,8 @@
 //!
 //! A live session is a pamtester process blocked in pam_matrix's password
 //! prompt right after `open_session` (so its pid is the one the module
-//! recorded), with a `sleep` child: the enforcer must end both. Every
+//! recorded), with a `sleep` child, both in an audit session of the user's
+//! (as pam_loginuid makes one): the enforcer must end both. Every
 //! process and the pam_wrapper directory of a pamtester that was killed are
 //! removed by guards; Redis is the test's own
 //! ([`curfew_policy::store::testing::RedisServer`]).
@@ -293,8 +294,17 @@ impl FleetHost {
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let child_pid_file = dir.join(format!("session-{n}.child"));
         let out_path = dir.join(format!("session-{n}.out"));
+        // What pam_loginuid does in a real login stack (sshd, login): a new
+        // audit session whose login uid is the user's, inherited by the
+        // session's processes. The enforcer ends the processes of that
+        // audit session, even those running as root like pamtester (or
+        // sshd's privileged process); without it, it would only end the
+        // user's own processes of the recorded tree (issue 12: a record
+        // never makes it signal another uid's processes). Needs root
+        // (CAP_AUDIT_CONTROL); skipped where the suite runs without.
         let setup = format!(
-            "sleep 600 </dev/null >/dev/null 2>&1 &\necho $! > '{}'",
+            "{{ echo \"$(id -u '{user}')\" > /proc/self/loginuid; }} 2>/dev/null || true\n\
+             sleep 600 </dev/null >/dev/null 2>&1 &\necho $! > '{}'",
             child_pid_file.display()
         );
         let out = File::create(&out_path).expect("create session output");
