@@ -2,13 +2,14 @@
 //! store pushes a revocation or a termination request; one log line per
 //! event on stderr (journald under systemd).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use curfew_policy::store::{EventStream, StoreEvent};
 
-use crate::enforcer::{Enforcer, StoreOpener};
+use crate::enforcer::{Enforcer, Pass, StoreOpener};
 use crate::error::Error;
 use crate::linux::LinuxHost;
 use crate::signal::Grace;
@@ -69,6 +70,12 @@ pub fn run(
     let hostname = curfew_policy::host::hostname().ok_or_else(|| Error::Hostname {
         detail: "gethostname failed or the name is not UTF-8".into(),
     })?;
+    // A panic is caught where it happens (per session record, per pass) and
+    // logged once by the enforcer, with its message and place: the default
+    // hook would print it again at every pass.
+    std::panic::set_hook(Box::new(|info| {
+        crate::enforcer::note_panic(info.to_string())
+    }));
     let path = options.policy_path.clone();
     let mut enforcer = Enforcer::new(
         LinuxHost::new(Grace::default()),
@@ -91,9 +98,25 @@ pub fn run(
     // Whether the change feed failed and has not come back yet (the stream
     // reconnects by itself and says so with a Resync).
     let mut feed_down = false;
+    let mut last_pass_panic: Option<String> = None;
     loop {
         let started = Instant::now();
-        let pass = enforcer.pass(clock());
+        let now = clock();
+        let pass = match catch_unwind(AssertUnwindSafe(|| enforcer.pass(now))) {
+            Ok(pass) => pass,
+            Err(panic) => {
+                // Outside any one record: this pass is lost, the daemon is
+                // not; the next pass starts afresh.
+                let text = crate::enforcer::panic_text(panic.as_ref());
+                if last_pass_panic.as_deref() != Some(text.as_str()) {
+                    log(&format!(
+                        "internal error in a pass: {text}; trying again at the next pass"
+                    ));
+                    last_pass_panic = Some(text);
+                }
+                Pass::default()
+            }
+        };
         for e in &pass.events {
             log(&e.to_string());
         }

@@ -888,8 +888,24 @@ fn end_verdict(
     }
 }
 
-/// The text of a caught panic.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+thread_local! {
+    /// The message and place of the last panic on this thread, noted by the
+    /// daemon's panic hook.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Notes a panic's message and place (called by the panic hook that
+/// [`crate::daemon::run`] installs), for [`panic_text`].
+pub fn note_panic(text: String) {
+    LAST_PANIC.with(|l| *l.borrow_mut() = Some(text));
+}
+
+/// The text of a caught panic: what the panic hook noted (message and
+/// place), else its payload.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(noted) = LAST_PANIC.with(|l| l.borrow_mut().take()) {
+        return noted;
+    }
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
