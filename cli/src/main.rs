@@ -11,6 +11,7 @@ mod cmd_sessions;
 mod cmd_timeout;
 mod context;
 mod enforce;
+mod generate;
 mod hook;
 mod output;
 
@@ -19,10 +20,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `curfew --version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CURFEW_BUILD_COMMIT"),
+    ")"
+);
+
 /// One policy for how long a login may live, how long it may sit idle, what
 /// banner it shows and who is locked out.
 #[derive(Parser, Debug)]
-#[command(name = "curfew", version, about, propagate_version = true)]
+#[command(name = "curfew", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// The policy file [default: /etc/curfew/policy.yaml; the built-in
     /// policy when that file does not exist].
@@ -60,6 +69,9 @@ enum Command {
     /// The HTTP token hook for OIDC servers.
     #[command(subcommand)]
     Hook(hook::HookCommand),
+    /// Write man pages or shell completions (used by the package build).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 /// What a command reports: success, or a failure already explained on stdout
@@ -83,6 +95,7 @@ fn main() -> ExitCode {
         Command::Timeout(c) => cmd_timeout::run(&ctx, c),
         Command::Enforce(a) => enforce::run(&ctx, a),
         Command::Hook(c) => hook::run(&ctx, c),
+        Command::Generate(c) => generate::run(c),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

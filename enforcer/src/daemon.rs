@@ -99,6 +99,7 @@ pub fn run(
     // reconnects by itself and says so with a Resync).
     let mut feed_down = false;
     let mut last_pass_panic: Option<String> = None;
+    let systemd = Systemd::from_env();
     loop {
         let started = Instant::now();
         let now = clock();
@@ -127,6 +128,10 @@ pub fn run(
                 Finished::Incomplete
             });
         }
+        // Ready once the first pass is done (the sessions are being
+        // enforced), and alive after every pass: a pass that hangs stops
+        // the pings and systemd's watchdog restarts the daemon.
+        systemd.pass_done();
         let generation = enforcer.store_generation();
         if watch.as_ref().is_none_or(|(g, _)| *g != generation) {
             watch = None;
@@ -149,9 +154,49 @@ pub fn run(
         }
         wait(
             watch.as_mut().map(|(_, s)| s),
-            started + options.interval,
+            started + systemd.cap(options.interval),
             &mut feed_down,
         );
+    }
+}
+
+/// The service manager, when it runs us as `Type=notify` (`$NOTIFY_SOCKET`)
+/// and with `WatchdogSec=` (`$WATCHDOG_USEC`), through the `sd-notify` crate.
+/// Without systemd every call does nothing.
+struct Systemd {
+    ready_sent: std::cell::Cell<bool>,
+    /// Half the watchdog period: the longest wait between two pings.
+    ping_every: Option<Duration>,
+}
+
+impl Systemd {
+    fn from_env() -> Systemd {
+        let mut usec = 0u64;
+        let ping_every = sd_notify::watchdog_enabled(false, &mut usec)
+            .then(|| Duration::from_micros(usec) / 2)
+            .filter(|d| !d.is_zero());
+        Systemd {
+            ready_sent: std::cell::Cell::new(false),
+            ping_every,
+        }
+    }
+
+    fn pass_done(&self) {
+        if !self.ready_sent.replace(true) {
+            if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+                log(&format!("cannot tell systemd the enforcer is ready: {e}"));
+            }
+        }
+        if self.ping_every.is_some() {
+            // A lost ping is retried after the next pass; the watchdog only
+            // fires after several are missed.
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+
+    /// The wait before the next pass, never longer than the ping period.
+    fn cap(&self, interval: Duration) -> Duration {
+        self.ping_every.map_or(interval, |p| interval.min(p))
     }
 }
 

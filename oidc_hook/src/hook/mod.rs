@@ -640,6 +640,7 @@ pub async fn serve(
     let mut out = std::io::stdout();
     let _ = writeln!(out, "curfew hook: listening on http://{addr}");
     let _ = out.flush();
+    notify_systemd();
     accept_loop(
         listener,
         router(state),
@@ -649,6 +650,27 @@ pub async fn serve(
     )
     .await;
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) that the hook listens, and pings its
+/// watchdog (`WatchdogSec=`) from the runtime at half the period, so a
+/// runtime that stops scheduling tasks is restarted. Without systemd
+/// (`$NOTIFY_SOCKET` unset) it does nothing.
+fn notify_systemd() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        eprintln!("curfew hook: cannot tell systemd the hook is ready: {e}");
+    }
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = Duration::from_micros(usec) / 2;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
 }
 
 /// Accepts connections until `shutdown`, each served by hyper with the
