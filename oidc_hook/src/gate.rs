@@ -7,12 +7,15 @@
 //!
 //! [`PolicyIssuer`]: crate::PolicyIssuer
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use curfew_policy::admission::{admit_effective, store_failure_verdict, FailureVerdict};
+use curfew_policy::store::FailedStore;
 use curfew_policy::{
-    decide, Allow, Decision, Deny, EndReason, OnUnavailable, Policy, RevocationKeys, RevocationSet,
-    Session, SessionKind, SessionState, Store, StoreError, Subject,
+    Admission, Allow, Caller, Deny, Effective, EndReason, GroupsLookup, Policy, RevocationKeys,
+    RevocationSet, Session, SessionKind, SessionState, Store, StoreAnswer, StoreConfig, StoreError,
+    Subject, Which, Who,
 };
 
 use crate::claims::SessionClaims;
@@ -182,9 +185,21 @@ impl Refusal {
     }
 }
 
+/// The store in use, and how it came to be.
+#[derive(Clone)]
+struct StoreSlot {
+    store: Arc<dyn Store>,
+    /// The `store` section the gate opened it for; `None` for the store
+    /// handed to [`Gate::new`].
+    config: Option<StoreConfig>,
+    /// It is a [`FailedStore`]: the policy's store could not be opened.
+    failed: bool,
+}
+
 struct Inner {
     policy: PolicyCell,
-    store: Arc<dyn Store>,
+    /// The store in use.
+    store: RwLock<StoreSlot>,
     clock: Arc<dyn Clock>,
     host: Option<String>,
 }
@@ -210,7 +225,11 @@ impl Gate {
         Gate {
             inner: Arc::new(Inner {
                 policy,
-                store,
+                store: RwLock::new(StoreSlot {
+                    store,
+                    config: None,
+                    failed: false,
+                }),
                 clock,
                 host: None,
             }),
@@ -222,7 +241,13 @@ impl Gate {
     pub fn with_host(self, host: Option<String>) -> Self {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             policy: shared.policy.clone(),
-            store: shared.store.clone(),
+            store: RwLock::new(
+                shared
+                    .store
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
             clock: shared.clock.clone(),
             host: shared.host.clone(),
         });
@@ -236,14 +261,88 @@ impl Gate {
         &self.inner.policy
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+    fn slot(&self) -> StoreSlot {
+        self.inner
+            .store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_slot(&self, slot: StoreSlot) {
+        *self.inner.store.write().unwrap_or_else(|e| e.into_inner()) = slot;
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.slot().store
+    }
+
+    /// Follows a changed `store` section of the policy in force, the same
+    /// way the enforcer does (docs/architecture.md, "One policy source"):
+    /// when the policy names another store than the one in use, the new
+    /// one is opened with `open` and replaces the old; if it cannot be
+    /// opened, a [`FailedStore`] takes its place, so every request follows
+    /// the failure table for that error (never the old store), and the
+    /// next call tries again. Returns a line to log when something
+    /// changed. A store handed to [`Gate::new`] is kept until the policy's
+    /// `store` section first changes from the one in force at start.
+    pub fn sync_store(
+        &self,
+        initial: &StoreConfig,
+        open: impl FnOnce(&StoreConfig) -> Result<Box<dyn Store>, StoreError>,
+    ) -> Option<String> {
+        let policy = self.inner.policy.current();
+        let slot = self.slot();
+        let wanted = &policy.store;
+        let current = slot.config.as_ref().unwrap_or(initial);
+        if current == wanted && !slot.failed {
+            return None;
+        }
+        match open(wanted) {
+            Ok(s) => {
+                let line = format!(
+                    "opened the store {} that the policy now names",
+                    s.location()
+                );
+                self.set_slot(StoreSlot {
+                    store: Arc::from(s),
+                    config: Some(wanted.clone()),
+                    failed: false,
+                });
+                Some(line)
+            }
+            Err(e) => {
+                let first = !slot.failed || slot.config.as_ref() != Some(wanted);
+                self.set_slot(StoreSlot {
+                    store: Arc::new(FailedStore::new(slot.store.location(), e.clone())),
+                    config: Some(wanted.clone()),
+                    failed: true,
+                });
+                first.then(|| {
+                    format!(
+                        "cannot open the store the policy now names: {e}; requests are answered \
+                         as store.on_unavailable says for this failure until it opens"
+                    )
+                })
+            }
+        }
     }
 
     /// The gate's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// The canonical subject the admission kernel decides for.
+    fn who<'a>(&'a self, p: &Principal<'a>) -> Who<'a> {
+        Who {
+            user: p.user,
+            groups: GroupsLookup::Known(p.groups),
+            service: None,
+            client: Some(p.client_id),
+            host: self.inner.host.as_deref(),
+        }
     }
 
     fn subject<'a>(&'a self, p: &Principal<'a>) -> Subject<'a> {
@@ -276,16 +375,17 @@ impl Gate {
         what: &str,
         e: StoreError,
     ) -> Result<(), Refusal> {
-        match e {
-            StoreError::Unavailable { .. }
-                if policy.store.on_unavailable == OnUnavailable::Allow =>
-            {
+        // The one failure table (curfew_policy::admission): only an
+        // unreachable store may be degraded, and only by an explicit
+        // `on_unavailable: allow`. The hook is never a setuid program.
+        match store_failure_verdict(&e, policy.store.on_unavailable, Caller::default()) {
+            FailureVerdict::Degrade => {
                 eprintln!(
                     "curfew-oidc: warning: {what}: {e}; going on WITHOUT the store because \
                      store.on_unavailable is allow (revocations are not checked)"
                 );
                 self.audit(&AuditEvent::StoreUnavailable {
-                    store: Some(self.inner.store.location()),
+                    store: Some(self.store().location()),
                     outcome: StoreOutcome::Degraded,
                     user: Some(p.user.to_owned()),
                     client: Some(p.client_id.to_owned()),
@@ -293,8 +393,8 @@ impl Gate {
                 });
                 Ok(())
             }
-            e => {
-                eprintln!("curfew-oidc: error: {what}: {e}");
+            FailureVerdict::Deny(why) => {
+                eprintln!("curfew-oidc: error: {what}: {e} ({why})");
                 Err(Refusal::Store(e))
             }
         }
@@ -306,7 +406,7 @@ impl Gate {
         p: &Principal<'_>,
         keys: &RevocationKeys<'_>,
     ) -> Result<Reads, Refusal> {
-        let store = &self.inner.store;
+        let store = &self.store();
         let mut degraded = false;
         let preference = match store.timeout_preference(p.user) {
             Ok(p) => p,
@@ -353,12 +453,10 @@ impl Gate {
             remember_me: p.remember_me,
             ..SessionState::login(p.user, Some(p.client_id), now)
         };
-        let reads = self.reads(&policy, p, &state_keys(&state))?;
-        let lifetime = eff.token_lifetime(reads.preference).value;
-        match decide(&eff, &state, &reads.revocations, lifetime, now) {
-            Decision::Allow(_) => Ok(eff.banner.value.to_owned()),
-            Decision::Deny(d) => Err(Refusal::Denied(d)),
-        }
+        let who = self.who(p);
+        let reads = self.reads(&policy, p, &who.revocation_keys(state.id))?;
+        decide_oidc(&eff, &who, &state, &reads, policy.store.on_unavailable, now)?;
+        Ok(eff.banner.value.to_owned())
     }
 
     /// The banner for `p`, whatever the decision.
@@ -386,12 +484,10 @@ impl Gate {
             remember_me: p.remember_me,
             ..SessionState::login(p.user, Some(p.client_id), now)
         };
-        let reads = self.reads(&policy, p, &state_keys(&state))?;
-        let lifetime = eff.token_lifetime(reads.preference).value;
-        let allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
-            Decision::Allow(a) => a,
-            Decision::Deny(d) => return Err(Refusal::Denied(d)),
-        };
+        let who = self.who(p);
+        let reads = self.reads(&policy, p, &who.revocation_keys(state.id))?;
+        let allow = decide_oidc(&eff, &who, &state, &reads, policy.store.on_unavailable, now)?;
+        let lifetime = allow.token_lifetime;
         let mut session = Session::start(SessionKind::Oidc, p.user, now, lifetime)
             .map_err(|e| Refusal::Store(StoreError::Random(e)))?;
         if let Some(id) = id {
@@ -403,7 +499,7 @@ impl Gate {
         session.remember_me = p.remember_me;
         let mut recorded = !reads.degraded;
         if recorded {
-            if let Err(e) = self.inner.store.create_session(&session) {
+            if let Err(e) = self.store().create_session(&session) {
                 self.degrade(&policy, p, "recording a session", e)?;
                 recorded = false;
             }
@@ -430,7 +526,7 @@ impl Gate {
     ) -> Result<Granted, Refusal> {
         let policy = self.inner.policy.current();
         let now = self.now();
-        let store = &self.inner.store;
+        let store = &self.store();
         let record = match store.session(id) {
             Ok(Some(s)) => Some(s),
             Ok(None) => return Err(Refusal::UnknownSession(id.to_owned())),
@@ -461,12 +557,13 @@ impl Gate {
             },
         };
         let eff = policy.effective(&self.subject(p));
-        let mut reads = self.reads(&policy, p, &state_keys(&state))?;
+        let who = self.who(p);
+        let mut reads = self.reads(&policy, p, &who.revocation_keys(state.id))?;
         reads.degraded |= record.is_none();
-        let lifetime = eff.token_lifetime(reads.preference).value;
-        let mut allow = match decide(&eff, &state, &reads.revocations, lifetime, now) {
-            Decision::Allow(a) => a,
-            Decision::Deny(d) => {
+        let on_unavailable = policy.store.on_unavailable;
+        let mut allow = match decide_oidc(&eff, &who, &state, &reads, on_unavailable, now) {
+            Ok(a) => a,
+            Err(Refusal::Denied(d)) => {
                 if !reads.degraded {
                     if let Err(e) = store.end_session(id, now, d.end_reason()) {
                         eprintln!("curfew-oidc: error: ending session {id}: {e}");
@@ -474,6 +571,7 @@ impl Gate {
                 }
                 return Err(Refusal::Denied(d));
             }
+            Err(other) => return Err(other),
         };
         if activity == Activity::Record {
             if !reads.degraded {
@@ -497,10 +595,7 @@ impl Gate {
                 last_activity: now,
                 ..state
             };
-            allow = match decide(&eff, &active, &reads.revocations, lifetime, now) {
-                Decision::Allow(a) => a,
-                Decision::Deny(d) => return Err(Refusal::Denied(d)),
-            };
+            allow = decide_oidc(&eff, &who, &active, &reads, on_unavailable, now)?;
         }
         Ok(Granted {
             session_id: id.to_owned(),
@@ -515,15 +610,42 @@ impl Gate {
     /// Ends session `id` (a logout: RFC 7009 revocation). False if it had
     /// ended already or is unknown.
     pub fn end(&self, id: &str, reason: EndReason) -> Result<bool, StoreError> {
-        self.inner.store.end_session(id, self.now(), reason)
+        self.store().end_session(id, self.now(), reason)
     }
 }
 
-fn state_keys<'a>(state: &SessionState<'a>) -> RevocationKeys<'a> {
-    RevocationKeys {
-        session: state.id,
-        user: state.user,
-        client: state.client_id,
+/// The admission kernel's decision for an OIDC session whose store reads
+/// succeeded (a failed read went through [`Gate::degrade`] first).
+fn decide_oidc(
+    eff: &Effective<'_>,
+    who: &Who<'_>,
+    state: &SessionState<'_>,
+    reads: &Reads,
+    on_unavailable: curfew_policy::OnUnavailable,
+    now: DateTime<Utc>,
+) -> Result<Allow, Refusal> {
+    let answer = StoreAnswer::Read {
+        revocations: &reads.revocations,
+        preference: reads.preference,
+    };
+    match admit_effective(
+        eff,
+        who,
+        &Which::Session(*state),
+        answer,
+        on_unavailable,
+        Caller::default(),
+        now,
+    ) {
+        Admission::Allow(a)
+        | Admission::Degraded(curfew_policy::admission::Degraded { allow: a, .. }) => Ok(a),
+        Admission::Deny(d) => Err(Refusal::Denied(d)),
+        // Not reached with a read answer and known groups; answered as a
+        // store failure (503) all the same.
+        Admission::Unusable(u) => Err(Refusal::Store(StoreError::Unavailable {
+            location: "curfew-oidc".into(),
+            detail: u.to_string(),
+        })),
     }
 }
 
@@ -817,5 +939,63 @@ rules:
             .resume(&g.session_id, &alice("web"), &recent, Activity::Record)
             .unwrap();
         assert!(!g.recorded);
+    }
+
+    /// Issue 11: a changed `store` section is followed the way the enforcer
+    /// follows it: the new store is opened and used; one that cannot be
+    /// opened replaces the old one with its failure (never the old store),
+    /// and is retried until it opens.
+    #[test]
+    fn a_changed_store_section_is_followed_like_the_enforcer_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_for = |path: &std::path::Path| {
+            Policy::parse(
+                &format!(
+                    "version: 1\nstore: {{ backend: sqlite, path: {} }}\n",
+                    path.display()
+                ),
+                "policy.yaml",
+            )
+            .unwrap()
+        };
+        let first = dir.path().join("first.db");
+        let cell = PolicyCell::new(policy_for(&first));
+        let initial = cell.current().store.clone();
+        let opened: Arc<dyn Store> = Arc::from(curfew_policy::store::open(&initial).unwrap());
+        let gate = Gate::new(cell.clone(), opened, Arc::new(ManualClock::new(t0())));
+        let open = curfew_policy::store::open;
+        assert_eq!(
+            gate.sync_store(&initial, open),
+            None,
+            "unchanged: nothing to do"
+        );
+
+        // A new store: opened and used for the next session.
+        let second = dir.path().join("second.db");
+        cell.replace(policy_for(&second));
+        let line = gate.sync_store(&initial, open).expect("a line to log");
+        assert!(line.contains("second.db"), "{line}");
+        let granted = gate.start(&alice("web"), None, None).unwrap();
+        assert!(granted.recorded);
+        let second_store = curfew_policy::store::open(&cell.current().store).unwrap();
+        assert!(second_store.session(&granted.session_id).unwrap().is_some());
+
+        // A store that cannot be opened: refused (503), not the old store.
+        let missing = dir.path().join("no-such-dir").join("third.db");
+        cell.replace(policy_for(&missing));
+        assert!(gate.sync_store(&initial, open).is_some(), "said once");
+        assert_eq!(gate.sync_store(&initial, open), None, "not said again");
+        match gate.start(&alice("web"), None, None) {
+            Err(Refusal::Store(_)) => {}
+            other => panic!(
+                "expected a store refusal, got {:?}",
+                other.map(|g| g.session_id)
+            ),
+        }
+
+        // It opens once the directory exists.
+        std::fs::create_dir(dir.path().join("no-such-dir")).unwrap();
+        assert!(gate.sync_store(&initial, open).is_some());
+        assert!(gate.start(&alice("web"), None, None).unwrap().recorded);
     }
 }

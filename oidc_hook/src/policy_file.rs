@@ -88,7 +88,11 @@ pub enum Reload {
     /// The file did not change.
     Unchanged,
     /// The new policy is in force.
-    Loaded,
+    Loaded {
+        /// Its `store` section differs from the one before: the caller
+        /// opens the new store (see `Gate::sync_store`).
+        store_changed: bool,
+    },
     /// The new file is invalid or unreadable; the last good policy stays.
     Rejected(PolicyError),
 }
@@ -129,16 +133,15 @@ impl PolicyFile {
         self.stamp = FileStamp::of(&self.path);
         match Policy::load_secure(&self.path) {
             Ok(policy) => {
-                let old = self.cell.current();
-                if old.store != policy.store {
-                    eprintln!(
-                        "curfew-oidc: note: {}: the store section changed; the store in use stays until a restart",
-                        self.path.display()
-                    );
-                }
+                let store_changed = self.cell.current().store != policy.store;
+                let event = curfew_policy::policy_source::PolicyEvent::Loaded {
+                    origin: policy.origin.clone(),
+                    store_changed,
+                };
                 self.cell.replace(policy);
-                eprintln!("curfew-oidc: reloaded the policy {}", self.path.display());
-                Reload::Loaded
+                // The same line as the enforcer's (curfew_policy::policy_source).
+                eprintln!("curfew-oidc: {event}");
+                Reload::Loaded { store_changed }
             }
             Err(e) => {
                 eprintln!(
@@ -179,7 +182,12 @@ mod tests {
         assert!(matches!(file.poll(), Reload::Unchanged));
 
         write(&path, "version: 1\nsession: { inactivity: 20m }\n");
-        assert!(matches!(file.poll(), Reload::Loaded));
+        assert!(matches!(
+            file.poll(),
+            Reload::Loaded {
+                store_changed: false
+            }
+        ));
         assert_eq!(cell.current().session.inactivity.as_secs(), 1200);
         assert_eq!(cell.status().generation, 2);
         assert_eq!(cell.status().last_error, None);

@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::decision::{decide, Allow, Decision, Deny, SessionState};
 use crate::effective::{Effective, Subject};
 use crate::policy::{OnUnavailable, Policy};
-use crate::revocation::RevocationSet;
+use crate::revocation::{RevocationKeys, RevocationSet};
 use crate::store::StoreError;
 
 /// The outcome of the group lookup (getgrouplist for PAM and the enforcer,
@@ -75,6 +75,16 @@ impl<'a> Who<'a> {
             service: self.service,
             client: self.client,
             host: self.host,
+        }
+    }
+
+    /// The keys to read revocations under (see `Store::revocations_for`)
+    /// for a login (`session: None`) or a recorded session.
+    pub fn revocation_keys(&self, session: Option<&'a str>) -> RevocationKeys<'a> {
+        RevocationKeys {
+            session,
+            user: self.user,
+            client: self.client_key(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A file that fails the ownership and mode checks.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: refusing to use it: {reason}", path.display())]
 pub struct InsecureFile {
     /// The offending file or directory.

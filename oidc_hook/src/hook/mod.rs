@@ -151,6 +151,9 @@ struct Inner {
     options: HookOptions,
     metrics: Metrics,
     policy_file: Option<Mutex<PolicyFile>>,
+    /// The `store` section in force when the hook started (its store was
+    /// opened by the caller): see [`Gate::sync_store`].
+    initial_store: curfew_policy::StoreConfig,
     hook_token: Option<String>,
     admin_token: Option<String>,
     body_timeout: Duration,
@@ -198,8 +201,10 @@ impl HookState {
     ) -> Self {
         let policy_file =
             policy_file.map(|p| Mutex::new(PolicyFile::new(p, gate.policy().clone())));
+        let initial_store = gate.policy().current().store.clone();
         HookState {
             inner: Arc::new(Inner {
+                initial_store,
                 gate,
                 options,
                 metrics: Metrics::default(),
@@ -239,6 +244,16 @@ impl HookState {
         if let Some(f) = &self.inner.policy_file {
             let r = f.lock().unwrap_or_else(|e| e.into_inner()).poll();
             self.count_reload(&r);
+            self.sync_store();
+        }
+    }
+
+    /// Opens the store a reloaded policy names, as the enforcer does; a
+    /// store that fails to open is retried at every poll. Blocks.
+    fn sync_store(&self) {
+        let gate = &self.inner.gate;
+        if let Some(line) = gate.sync_store(&self.inner.initial_store, curfew_policy::store::open) {
+            eprintln!("curfew-oidc: {line}");
         }
     }
 
@@ -247,6 +262,7 @@ impl HookState {
         let f = self.inner.policy_file.as_ref()?;
         let r = f.lock().unwrap_or_else(|e| e.into_inner()).reload();
         self.count_reload(&r);
+        self.sync_store();
         Some(r)
     }
 
@@ -265,11 +281,11 @@ impl HookState {
         };
         match r {
             Reload::Unchanged => {}
-            Reload::Loaded => {
+            Reload::Loaded { store_changed } => {
                 self.inner.metrics.reloaded(true);
                 self.inner.gate.audit(&AuditEvent::PolicyReloaded {
                     file: file(),
-                    store_changed: false,
+                    store_changed: *store_changed,
                 });
             }
             Reload::Rejected(e) => {
@@ -502,7 +518,7 @@ async fn admin_reload(State(state): State<HookState>, headers: HeaderMap) -> Res
     let r = tokio::task::spawn_blocking(move || st.reload_now()).await;
     let status = state.inner.gate.policy().status();
     match r {
-        Ok(Some(Reload::Loaded | Reload::Unchanged)) => {
+        Ok(Some(Reload::Loaded { .. } | Reload::Unchanged)) => {
             Json(json!({"reloaded": true, "policy": status})).into_response()
         }
         Ok(Some(Reload::Rejected(e))) => (

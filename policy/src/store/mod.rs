@@ -30,7 +30,7 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be opened or reached. Enforcement points answer
     /// as `store.on_unavailable` says.
@@ -273,6 +273,70 @@ pub trait EventStream: Send {
     /// once when a first connection fails); further calls wait for it to
     /// come back.
     fn next(&mut self, timeout: Duration) -> Result<Option<StoreEvent>, StoreError>;
+}
+
+/// A store that could not be opened: every call fails with the error it
+/// was opened with. A long-running process whose policy names a store it
+/// cannot open puts this in place of the old one (it never goes on using a
+/// store the policy no longer names), so every decision follows the
+/// failure table for that error until the store opens.
+#[derive(Debug, Clone)]
+pub struct FailedStore {
+    location: String,
+    error: StoreError,
+}
+
+impl FailedStore {
+    /// A store at `location` that failed to open with `error`.
+    pub fn new(location: String, error: StoreError) -> Self {
+        FailedStore { location, error }
+    }
+
+    fn fail<T>(&self) -> Result<T, StoreError> {
+        Err(self.error.clone())
+    }
+}
+
+impl Store for FailedStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    fn create_session(&self, _: &Session) -> Result<(), StoreError> {
+        self.fail()
+    }
+    fn session(&self, _: &str) -> Result<Option<Session>, StoreError> {
+        self.fail()
+    }
+    fn list_sessions(&self, _: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        self.fail()
+    }
+    fn touch_session(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.fail()
+    }
+    fn request_termination(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.fail()
+    }
+    fn end_session(&self, _: &str, _: DateTime<Utc>, _: EndReason) -> Result<bool, StoreError> {
+        self.fail()
+    }
+    fn add_revocation(&self, _: &Revocation) -> Result<(), StoreError> {
+        self.fail()
+    }
+    fn remove_revocation(&self, _: &str) -> Result<Option<Revocation>, StoreError> {
+        self.fail()
+    }
+    fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.fail()
+    }
+    fn revocations_for(&self, _: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
+        self.fail()
+    }
+    fn set_timeout_preference(&self, _: &str, _: Option<Duration>) -> Result<(), StoreError> {
+        self.fail()
+    }
+    fn timeout_preference(&self, _: &str) -> Result<Option<Duration>, StoreError> {
+        self.fail()
+    }
 }
 
 /// Opens the store a policy names. `store.path` of a SQLite store is created
