@@ -315,7 +315,9 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
+        // The body was never read: the connection cannot carry another
+        // request, and the client must not put it back in its pool.
+        [(header::WWW_AUTHENTICATE, "Bearer"), (header::CONNECTION, "close")],
         Json(json!({"error": "unauthorized", "error_description": "a valid bearer token is required"})),
     )
         .into_response()
@@ -327,18 +329,24 @@ async fn read_body(state: &HookState, body: Body) -> Result<Bytes, Response> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(state.inner.body_timeout, limited.collect()).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
+        // An answer before the whole body was read closes the connection
+        // (`Connection: close`), so a client never sends its next request on
+        // a connection the server is dropping.
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err((
             StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
             Json(json!({"error": "invalid_request", "error_description": format!("the body is larger than {MAX_BODY} bytes")})),
         )
             .into_response()),
         Ok(Err(_)) => Err((
             StatusCode::BAD_REQUEST,
+            [(header::CONNECTION, "close")],
             Json(json!({"error": "invalid_request", "error_description": "the body could not be read"})),
         )
             .into_response()),
         Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
             Json(json!({"error": "invalid_request", "error_description": "the body did not arrive in time"})),
         )
             .into_response()),
