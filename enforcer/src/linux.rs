@@ -31,10 +31,11 @@ pub struct LinuxHost {
     groups: HashMap<String, (Instant, Vec<String>)>,
     accounts: HashMap<String, (Instant, Account)>,
     notified: bool,
-    /// The mtime each terminal (by device number) had right after the
-    /// enforcer's own last notice: the notice is output too, and must not
-    /// count as the session's activity.
-    own_output: HashMap<u64, DateTime<Utc>>,
+    /// Per terminal (by device number): its mtime right after the
+    /// enforcer's own last notice, and the output time it had before. The
+    /// notice is output too, and must not count as the session's activity:
+    /// while the mtime is still the notice's, the earlier time stands.
+    own_output: HashMap<u64, (DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 /// Time for a notice written just before an end to reach the user: sshd
@@ -108,10 +109,11 @@ impl Host for LinuxHost {
             .iter()
             .filter_map(|&nr| tty::resolve(nr))
             .map(|mut t| {
-                if t.last_output.is_some() && t.last_output == self.own_output.get(&t.rdev).copied()
-                {
-                    // Nothing written since our notice.
-                    t.last_output = None;
+                if let Some((after, before)) = self.own_output.get(&t.rdev) {
+                    if t.last_output == Some(*after) {
+                        // Nothing written since our notice.
+                        t.last_output = *before;
+                    }
                 }
                 t
             })
@@ -145,7 +147,7 @@ impl Host for LinuxHost {
             if tty::write_notice(t, line).is_ok() {
                 n += 1;
                 if let Some((_, mtime)) = tty::read_times(&t.path, t.rdev) {
-                    self.own_output.insert(t.rdev, mtime);
+                    self.own_output.insert(t.rdev, (mtime, t.last_output));
                 }
             }
         }

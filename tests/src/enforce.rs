@@ -169,7 +169,7 @@ impl EnforceFixture {
     /// until its session is registered and its shell answers.
     pub fn login(&self) -> Interactive {
         let before: Vec<String> = self.live_sessions().iter().map(id_of).collect();
-        let mut child = Command::new("sshpass")
+        let child = Command::new("sshpass")
             .arg("-p")
             .arg(&self.password)
             .arg("ssh")
@@ -188,32 +188,7 @@ impl EnforceFixture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run sshpass ssh");
-        let stdin = child.stdin.take().expect("stdin");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let sink = output.clone();
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        let mut shell = Interactive {
-            client: ChildGuard::new("ssh", child),
-            stdin,
-            output,
-            session: Value::Null,
-        };
+        let mut shell = Interactive::collect(child);
         let mark = "login-ready";
         shell.send(&format!("echo {mark}-$((6*7))\n"));
         let ready = wait_for(Duration::from_secs(30), || {
@@ -233,6 +208,50 @@ impl EnforceFixture {
         .unwrap_or_else(|| panic!("the login was not registered: {}", self.logs()));
         shell.session = session;
         shell
+    }
+
+    /// Runs `command` on the host without a terminal (`ssh host command`),
+    /// its stdin a pipe the test writes to, and waits until its session is
+    /// registered.
+    pub fn remote(&self, command: &str) -> Interactive {
+        let before: Vec<String> = self.live_sessions().iter().map(id_of).collect();
+        let child = Command::new("sshpass")
+            .arg("-p")
+            .arg(&self.password)
+            .arg("ssh")
+            .args(["-T", "-F", "/dev/null"])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "PubkeyAuthentication=no"])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .args(["-o", "PreferredAuthentications=password"])
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{}@127.0.0.1", self.user.name))
+            .arg(command)
+            .env("HOME", &self.client_home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sshpass ssh");
+        let mut remote = Interactive::collect(child);
+        let session = wait_for(Duration::from_secs(30), || {
+            if remote.exited().is_some() {
+                panic!(
+                    "ssh exited early: {}
+{}",
+                    remote.output(),
+                    self.logs()
+                );
+            }
+            self.live_sessions()
+                .into_iter()
+                .find(|s| !before.contains(&id_of(s)))
+        })
+        .unwrap_or_else(|| panic!("the command's login was not registered: {}", self.logs()));
+        remote.session = session;
+        remote
     }
 
     /// The user's live sessions.
@@ -319,18 +338,65 @@ fn id_of(s: &Value) -> String {
 /// shell's terminal, and everything the terminal shows is collected.
 pub struct Interactive {
     client: ChildGuard,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     output: Arc<Mutex<Vec<u8>>>,
     /// Its session record at login.
     pub session: Value,
 }
 
 impl Interactive {
+    /// Collects the output of an ssh client started with piped stdio.
+    fn collect(mut child: std::process::Child) -> Interactive {
+        let stdin = child.stdin.take();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let streams: Vec<Box<dyn Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for stream in streams {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        Interactive {
+            client: ChildGuard::new("ssh", child),
+            stdin,
+            output,
+            session: Value::Null,
+        }
+    }
+
+    /// Closes the client's stdin (end of input for a remote command).
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
     /// Types `keys`.
     pub fn send(&mut self, keys: &str) {
         // The client may be gone already (the session was ended).
-        let _ = self.stdin.write_all(keys.as_bytes());
-        let _ = self.stdin.flush();
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(keys.as_bytes());
+            let _ = stdin.flush();
+        }
     }
 
     /// Everything the terminal showed so far.

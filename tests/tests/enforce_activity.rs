@@ -1,0 +1,152 @@
+//! Issue 13's activity model end to end: one loopback sshd with
+//! libpam_curfew.so, one throwaway user under a 20 s inactivity rule, and
+//! `curfew enforce`; five sessions run side by side in one fixture so the
+//! suite costs about one minute and a half:
+//!
+//! - `ssh host 'cat > a.txt'` fed a line a second for 60 s completes
+//!   untouched (traffic keeps a session without a terminal);
+//! - the same transfer that stops sending after 8 s is ended as idle;
+//! - an interactive session (`ssh -tt`) whose foreground loop prints every
+//!   second for 60 s is not ended (output keeps a terminal);
+//! - an interactive session left at the prompt is warned and ended, and the
+//!   record says `idle`;
+//! - an interactive session that gets a line typed after the warning, as
+//!   the warning says (Enter at the plain /bin/sh prompt), is kept past the
+//!   deadline it was warned of.
+
+use std::time::{Duration, Instant};
+
+use curfew_e2e::common::wait_for;
+use curfew_e2e::enforce::{EnforceFixture, Interactive};
+
+const WARNING: &str = "this session is idle and will be closed at";
+
+fn live(f: &EnforceFixture, s: &Interactive) -> bool {
+    f.live_sessions().iter().any(|x| x["id"] == s.id().as_str())
+}
+
+fn end_reason(f: &EnforceFixture, s: &Interactive) -> Option<String> {
+    f.record(&s.id())["end_reason"].as_str().map(str::to_owned)
+}
+
+#[test]
+#[ignore = "needs root: real sshd, a throwaway user and the enforcer; run by scripts/test as root"]
+fn transfers_running_jobs_and_idle_prompts_under_a_20s_inactivity_rule() {
+    let f = EnforceFixture::start("{ inactivity: 20s, warn_before: 10s }");
+    let mut transfer = f.remote("cat > a.txt");
+    let mut stalled = f.remote("cat > b.txt");
+    let mut job = f.login();
+    let mut idle = f.login();
+    let mut keeps = f.login();
+    let start = Instant::now();
+    job.send("i=0; while [ $i -lt 60 ]; do echo tick-$i; sleep 1; i=$((i+1)); done; echo loop-$((6*7))\n");
+
+    let mut kept_at: Option<Instant> = None;
+    let mut keeps_end: Option<Instant> = None;
+    let mut job_done: Option<Duration> = None;
+    let mut stalled_end: Option<Duration> = None;
+    let mut idle_end: Option<Duration> = None;
+    let mut line = 0;
+    while start.elapsed() < Duration::from_secs(75) {
+        let s = start.elapsed();
+        if s < Duration::from_secs(60) {
+            transfer.send(&format!("line {line}\n"));
+            line += 1;
+        } else {
+            transfer.close_input();
+        }
+        if s < Duration::from_secs(8) {
+            stalled.send(&format!("line {line}\n"));
+        }
+        if kept_at.is_none() && keeps.output().contains(WARNING) {
+            // As the warning says: Enter at a plain prompt.
+            keeps.send("\n");
+            kept_at = Some(Instant::now());
+        }
+        if stalled_end.is_none() && stalled.exited().is_some() {
+            stalled_end = Some(s);
+        }
+        if idle_end.is_none() && idle.exited().is_some() {
+            idle_end = Some(s);
+        }
+        if keeps_end.is_none() && keeps.exited().is_some() {
+            keeps_end = Some(Instant::now());
+        }
+        if job_done.is_none() && job.output().contains("loop-42") {
+            // The loop printed for 60 s: its session lived through it
+            // unwarned, and answers. (Idle at the prompt from now on, it
+            // may be warned and ended later; that is the idle case.)
+            job_done = Some(s);
+            assert!(live(&f, &job), "{}", f.logs());
+            assert!(
+                !job.output().contains(WARNING),
+                "never warned: {}",
+                job.output()
+            );
+            assert!(job.answers(Duration::from_secs(5)), "{}", job.output());
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let logs = f.logs();
+
+    // The transfer that kept moving data finished by itself.
+    let done = wait_for(Duration::from_secs(10), || transfer.exited());
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "{}\n{logs}",
+        transfer.output()
+    );
+    assert_eq!(
+        end_reason(&f, &transfer).as_deref(),
+        Some("logout"),
+        "{logs}"
+    );
+    let written = std::fs::read_to_string(f.sandbox.dir.path().join("home/a.txt")).unwrap();
+    assert_eq!(written.lines().count(), line, "every line arrived");
+
+    // The one that stopped sending was ended as idle, 20 s after its last
+    // byte (a pass or two later), not before.
+    let stalled_end =
+        stalled_end.unwrap_or_else(|| panic!("the stalled transfer lived on\n{logs}"));
+    assert!(
+        stalled_end >= Duration::from_secs(8 + 20)
+            && stalled_end <= Duration::from_secs(8 + 20 + 10),
+        "ended at {stalled_end:?}\n{logs}"
+    );
+    assert_eq!(end_reason(&f, &stalled).as_deref(), Some("idle"), "{logs}");
+
+    // The printing job's session lived through it (checked above).
+    let job_done =
+        job_done.unwrap_or_else(|| panic!("the loop never finished: {}\n{logs}", job.output()));
+    assert!(job_done >= Duration::from_secs(59), "{job_done:?}");
+
+    // The idle prompt was warned, then ended, recorded as idle.
+    let idle_end = idle_end.unwrap_or_else(|| panic!("the idle prompt lived on\n{logs}"));
+    assert!(
+        idle_end <= Duration::from_secs(20 + 8 + 10),
+        "{idle_end:?}\n{logs}"
+    );
+    assert!(idle.output().contains(WARNING), "{}", idle.output());
+    assert!(
+        idle.output()
+            .contains("a running job that prints to this terminal also keeps it open"),
+        "the warning says what keeps it: {}",
+        idle.output()
+    );
+    assert!(
+        idle.output().contains("it was idle too long"),
+        "{}",
+        idle.output()
+    );
+    assert_eq!(end_reason(&f, &idle).as_deref(), Some("idle"), "{logs}");
+
+    // The line typed after the warning kept that session past the deadline
+    // it was warned of (10 s after the warning).
+    let kept_at = kept_at.unwrap_or_else(|| panic!("never warned: {}\n{logs}", keeps.output()));
+    let lived = keeps_end.map_or(kept_at.elapsed(), |e| e - kept_at);
+    assert!(
+        lived > Duration::from_secs(10 + 5),
+        "kept past the deadline it was warned of (10 s after the warning): lived {lived:?}\n{logs}"
+    );
+    eprintln!("{}", f.enforcer_log_text());
+}
