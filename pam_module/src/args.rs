@@ -1,5 +1,6 @@
 //! The module's arguments, as written after the module path in a PAM stack:
-//! `policy=FILE`, `debug`, `no_banner`, `no_tmout`.
+//! `policy=FILE`, `debug`, `no_banner`, `tmout` (and `no_tmout`, which is
+//! the default now and accepted for old stacks).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -16,8 +17,15 @@ pub struct ModuleArgs {
     /// `no_banner`: never show the banner (another module or the
     /// application shows it).
     pub no_banner: bool,
-    /// `no_tmout`: do not export `TMOUT` (the shell's idle logout).
+    /// `no_tmout`: do not export `TMOUT`. The default since issue 13;
+    /// accepted so that existing stacks keep working, and it wins over
+    /// `tmout`.
     pub no_tmout: bool,
+    /// `tmout`: export `TMOUT` = `inactivity` (the shell's own idle logout),
+    /// for hosts where no enforcer runs. Off by default: bash's TMOUT waits
+    /// for a whole line and ignores output, so it contradicts the
+    /// enforcer's warning ("press any key", "a running job keeps it").
+    pub tmout: bool,
     /// Arguments that were not understood; each is logged, none is fatal
     /// (the usual behaviour of Linux-PAM modules).
     pub unknown: Vec<String>,
@@ -33,6 +41,7 @@ impl Default for ModuleArgs {
             debug: false,
             no_banner: false,
             no_tmout: false,
+            tmout: false,
             unknown: Vec::new(),
             relative_policy: false,
         }
@@ -53,6 +62,7 @@ impl ModuleArgs {
                 "debug" => parsed.debug = true,
                 "no_banner" => parsed.no_banner = true,
                 "no_tmout" => parsed.no_tmout = true,
+                "tmout" => parsed.tmout = true,
                 _ => match arg.strip_prefix("policy=") {
                     Some(path) if !path.is_empty() => {
                         parsed.policy = PathBuf::from(path);
@@ -74,7 +84,7 @@ mod tests {
     fn defaults() {
         let a = ModuleArgs::parse(Vec::<String>::new());
         assert_eq!(a.policy, PathBuf::from("/etc/curfew/policy.yaml"));
-        assert!(!a.debug && !a.no_banner && !a.no_tmout && !a.relative_policy);
+        assert!(!a.debug && !a.no_banner && !a.no_tmout && !a.tmout && !a.relative_policy);
         assert!(a.unknown.is_empty());
     }
 
@@ -85,9 +95,10 @@ mod tests {
             "debug",
             "no_banner",
             "no_tmout",
+            "tmout",
         ]);
         assert_eq!(a.policy, PathBuf::from("/srv/curfew/p.yaml"));
-        assert!(a.debug && a.no_banner && a.no_tmout);
+        assert!(a.debug && a.no_banner && a.no_tmout && a.tmout);
         assert!(a.unknown.is_empty());
     }
 

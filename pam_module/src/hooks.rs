@@ -519,7 +519,7 @@ impl<'a> Cx<'a> {
             );
             PamCode::SessionErr
         })?;
-        if !self.args.no_tmout {
+        if self.args.tmout && !self.args.no_tmout {
             let idle = secs(eff.inactivity.value).to_string();
             self.pam.putenv(TMOUT_ENV, &idle).map_err(|code| {
                 self.log(LogLevel::Err, &format!("cannot export TMOUT: {code}"));
@@ -608,6 +608,42 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// Why a session closes now: `idle` when this module exported `TMOUT`
+    /// (the `tmout` argument) and the terminal has had no input for at
+    /// least that long, so the shell logged itself out for idleness (bash
+    /// prints its notice, which is output, so only input is looked at);
+    /// `logout` otherwise. The terminal is PAM_TTY; a time in the future
+    /// (a user can set their tty's times) is no news.
+    fn tmout_reason(&mut self, now: DateTime<Utc>) -> EndReason {
+        if !self.args.tmout || self.args.no_tmout {
+            return EndReason::Logout;
+        }
+        let Some(limit) = self
+            .pam
+            .getenv(TMOUT_ENV)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&v| v > 0)
+        else {
+            return EndReason::Logout;
+        };
+        let Ok(Some(tty)) = self.pam.item(Item::Tty) else {
+            return EndReason::Logout;
+        };
+        let Some(input) = self
+            .sys
+            .tty_input_time(&tty)
+            .and_then(|t| curfew_policy::time::observed(t, now))
+        else {
+            return EndReason::Logout;
+        };
+        if now >= curfew_policy::time::add(input, std::time::Duration::from_secs(limit)) {
+            self.debug(|| format!("no input on {tty} for TMOUT={limit}s: recorded as idle"));
+            EndReason::Idle
+        } else {
+            EndReason::Logout
+        }
+    }
+
     fn close(&mut self) -> Result<PamCode, PamCode> {
         let user = match self.pam.user() {
             Ok(u) => u,
@@ -654,9 +690,8 @@ impl<'a> Cx<'a> {
             }
         }
         let now = self.sys.now();
-        let ended = self.with_store(&policy, &mut store, |s| {
-            s.end_session(&id, now, EndReason::Logout)
-        })?;
+        let reason = self.tmout_reason(now);
+        let ended = self.with_store(&policy, &mut store, |s| s.end_session(&id, now, reason))?;
         match ended {
             Some(true) => {
                 let event = AuditEvent::Logout {

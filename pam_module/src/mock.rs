@@ -208,6 +208,8 @@ pub struct FakeSystem {
     pub open_error: Option<fn() -> StoreError>,
     /// create_session fails (the store went away mid-login).
     pub create_fails: bool,
+    /// Terminals and their last input (atime).
+    pub tty_input: HashMap<String, DateTime<Utc>>,
 }
 
 impl FakeSystem {
@@ -226,6 +228,7 @@ impl FakeSystem {
             store: Arc::new(MemoryStore::new()),
             open_error: None,
             create_fails: false,
+            tty_input: HashMap::new(),
         }
     }
 
@@ -251,6 +254,10 @@ pub fn unavailable() -> StoreError {
 impl System for FakeSystem {
     fn now(&self) -> DateTime<Utc> {
         self.now
+    }
+
+    fn tty_input_time(&self, tty: &str) -> Option<DateTime<Utc>> {
+        self.tty_input.get(tty).copied()
     }
 
     fn account(&self, login: &str) -> Result<Account, HostError> {

@@ -40,6 +40,11 @@ pub trait System {
 
     /// Opens the store the policy names.
     fn open_store(&self, config: &StoreConfig) -> Result<Box<dyn Store>, StoreError>;
+
+    /// When the terminal `tty` (a PAM_TTY value: `/dev/pts/3`, `pts/3`,
+    /// `tty1`) last had input read from it (its atime, what `w` reads);
+    /// `None` if it is not a character device under /dev or cannot be read.
+    fn tty_input_time(&self, tty: &str) -> Option<DateTime<Utc>>;
 }
 
 /// The real host.
@@ -84,5 +89,22 @@ impl System for Host {
 
     fn open_store(&self, config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
         curfew_policy::store::open(config)
+    }
+
+    fn tty_input_time(&self, tty: &str) -> Option<DateTime<Utc>> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let path = if tty.starts_with("/dev/") {
+            std::path::PathBuf::from(tty)
+        } else {
+            Path::new("/dev").join(tty)
+        };
+        if tty.contains("..") {
+            return None;
+        }
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if !m.file_type().is_char_device() {
+            return None;
+        }
+        DateTime::from_timestamp(m.atime(), 0)
     }
 }

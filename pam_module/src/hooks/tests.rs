@@ -333,7 +333,6 @@ fn open_session_takes_every_step_and_registers_the_session() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Authorized use only.", Ok(())),
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
     ]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
@@ -366,7 +365,6 @@ fn a_rule_matched_by_group_sets_banner_limits_and_timeout() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Admins: every command", Ok(())),
         Step::RuntimeMaxSec(8 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("900"), Ok(())),
     ]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
@@ -383,7 +381,6 @@ fn the_rule_does_not_apply_to_another_service() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Authorized use only.", Ok(())),
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
     ]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
@@ -398,10 +395,7 @@ fn the_users_own_timeout_is_recorded_within_bounds() {
         .unwrap();
     let args = ModuleArgs::parse(["no_banner"]);
     let mut steps = session_items("bob", "sshd");
-    steps.extend([
-        Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
-    ]);
+    steps.extend([Step::RuntimeMaxSec(12 * 3600, Ok(()))]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
@@ -414,10 +408,7 @@ fn empty_banner_no_banner_no_tmout_and_silence_skip_their_steps() {
     let sys = FakeSystem::new(&POLICY.replace("\"Authorized use only.\"", "\"\""));
     let args = ModuleArgs::default();
     let mut steps = session_items("bob", "sshd");
-    steps.extend([
-        Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
-    ]);
+    steps.extend([Step::RuntimeMaxSec(12 * 3600, Ok(()))]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
@@ -435,10 +426,7 @@ fn empty_banner_no_banner_no_tmout_and_silence_skip_their_steps() {
     // PAM_SILENT.
     let args = ModuleArgs::default();
     let mut steps = session_items("bob", "sshd");
-    steps.extend([
-        Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
-    ]);
+    steps.extend([Step::RuntimeMaxSec(12 * 3600, Ok(()))]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
     let silent = Call {
@@ -456,7 +444,6 @@ fn a_failing_conversation_does_not_fail_the_session() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Authorized", Err(PamCode::ConvErr)),
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
     ]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
@@ -492,7 +479,6 @@ fn unavailable_store_with_allow_opens_an_unregistered_session() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Authorized use only.", Ok(())),
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
     ]);
     let mut pam = ScriptedPam::new(steps);
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
@@ -509,7 +495,6 @@ fn failing_registration_denies_by_default() {
     steps.extend([
         Step::Message(MessageStyle::TextInfo, "Authorized use only.", Ok(())),
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
         Step::Message(MessageStyle::ErrorMsg, "cannot be applied", Ok(())),
     ]);
     let mut pam = ScriptedPam::new(steps);
@@ -526,7 +511,6 @@ fn a_session_whose_id_cannot_be_kept_is_ended_at_once() {
     let mut steps = session_items("bob", "sshd");
     steps.extend([
         Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
         Step::SetSessionId(Err(PamCode::BufErr)),
     ]);
     let mut pam = ScriptedPam::new(steps);
@@ -559,10 +543,7 @@ fn audit_syslog_false_keeps_session_lines_out_of_the_log() {
     let sys = FakeSystem::new(&text);
     let args = ModuleArgs::parse(["no_banner"]);
     let mut steps = session_items("bob", "sshd");
-    steps.extend([
-        Step::RuntimeMaxSec(12 * 3600, Ok(())),
-        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
-    ]);
+    steps.extend([Step::RuntimeMaxSec(12 * 3600, Ok(()))]);
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
@@ -603,6 +584,57 @@ fn close_session_ends_the_kept_session_with_reason_logout() {
     assert_eq!(s.end_reason, Some(EndReason::Logout));
     assert_eq!(s.ended_at, Some(sys.now));
     assert!(pam.logged(LogLevel::Info, &format!("session {id} closed")));
+}
+
+/// Issue 13: TMOUT only with the `tmout` argument, and a shell's TMOUT
+/// logout of an idle prompt is recorded as `idle`, not `logout`.
+#[test]
+fn tmout_is_exported_only_when_asked_and_its_logout_is_recorded_idle() {
+    let mut sys = FakeSystem::new(POLICY);
+    let args = ModuleArgs::parse(["no_banner", "tmout"]);
+    let mut steps = session_items("bob", "sshd");
+    steps.extend([
+        Step::RuntimeMaxSec(12 * 3600, Ok(())),
+        Step::PutEnv("TMOUT", Some("1800"), Ok(())),
+    ]);
+    steps.extend(id_steps());
+    let mut pam = ScriptedPam::new(steps);
+    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    assert_eq!(pam.env.get("TMOUT").map(String::as_str), Some("1800"));
+    let idle_id = sys.sessions()[0].id.clone();
+    let active_id = open(&sys, "bob");
+
+    // The last input was 30 minutes ago: bash's TMOUT ended the shell.
+    sys.now = t0() + chrono::Duration::minutes(40);
+    sys.tty_input
+        .insert("/dev/pts/3".into(), t0() + chrono::Duration::minutes(10));
+    let close = |sys: &FakeSystem, id: &str| {
+        let mut pam = ScriptedPam::new([
+            Step::User(Ok("bob")),
+            Step::SessionId(Some(leak(id.to_owned()))),
+            Step::GetEnv("TMOUT", Some("1800")),
+            Step::Item(Item::Tty, Some("/dev/pts/3")),
+        ]);
+        assert_eq!(close_session(&mut pam, sys, call(&args)), PamCode::Success);
+    };
+    close(&sys, &idle_id);
+    let s = sys.store.session(&idle_id).unwrap().unwrap();
+    assert_eq!(s.end_reason, Some(EndReason::Idle));
+
+    // Input a minute ago: the user logged out.
+    sys.tty_input
+        .insert("/dev/pts/3".into(), t0() + chrono::Duration::minutes(39));
+    close(&sys, &active_id);
+    let s = sys.store.session(&active_id).unwrap().unwrap();
+    assert_eq!(s.end_reason, Some(EndReason::Logout));
+
+    // A terminal time set into the future is no news: logout.
+    let faked = open(&sys, "bob");
+    sys.tty_input
+        .insert("/dev/pts/3".into(), t0() + chrono::Duration::days(400));
+    close(&sys, &faked);
+    let s = sys.store.session(&faked).unwrap().unwrap();
+    assert_eq!(s.end_reason, Some(EndReason::Logout));
 }
 
 #[test]
