@@ -22,17 +22,19 @@ use oauth2::basic::{
 };
 use oauth2::http;
 use oauth2::{
-    AccessToken, AuthUrl, AuthorizationCode, Client, ClientId, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, HttpClientError, HttpRequest, HttpResponse, IntrospectionUrl,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, RevocationUrl, Scope,
-    StandardRevocableToken, StandardTokenIntrospectionResponse, StandardTokenResponse,
-    SyncHttpClient, TokenIntrospectionResponse, TokenResponse, TokenUrl,
+    AccessToken, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, HttpClientError, HttpRequest, HttpResponse,
+    IntrospectionUrl, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
+    RevocationUrl, Scope, StandardRevocableToken, StandardTokenIntrospectionResponse,
+    StandardTokenResponse, SyncHttpClient, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
 const BANNER: &str = "Authorized use only. Activity is logged & <monitored>.";
 const BANNER_HTML: &str = "Authorized use only. Activity is logged &amp; &lt;monitored&gt;.";
 const REDIRECT: &str = "http://127.0.0.1:1/callback";
+/// The client's secret: introspection answers authenticated clients only.
+const SECRET: &str = "web-secret-e2e";
 
 /// The session claims the server adds to token and introspection responses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -128,7 +130,7 @@ impl Server {
             .args(["--user", "bob:builder"])
             .args(["--user", "carol:pw-carol"])
             .args(["--user", "dave:pw-dave"])
-            .args(["--client", &format!("web,{REDIRECT}")])
+            .args(["--client", &format!("web,{REDIRECT},{SECRET}")])
             .arg("--clock-offset-file")
             .arg(&offset_file);
         let (guard, base) = spawn_listening(cmd, "oidc_server", &dir.path().join("server.err"));
@@ -160,6 +162,7 @@ impl Server {
     fn client(&self) -> OAuthClient {
         let url = |p: &str| format!("{}{p}", self.base);
         Client::new(ClientId::new("web".into()))
+            .set_client_secret(ClientSecret::new(SECRET.into()))
             .set_auth_uri(AuthUrl::new(url("/authorize")).expect("url"))
             .set_token_uri(TokenUrl::new(url("/token")).expect("url"))
             .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("url"))

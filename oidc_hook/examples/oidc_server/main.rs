@@ -1,24 +1,31 @@
-//! An example OAuth2 authorization server on oxide-auth-axum, with every
-//! token going through curfew's [`PolicyIssuer`].
+//! An example OpenID Provider on oxide-auth-axum, with every token going
+//! through curfew's [`PolicyIssuer`]. docs/oidc.md lists what it
+//! implements and what it does not.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /authorize` | login page, with the policy's banner |
-//! | `POST /authorize` | checks the password and the policy (a revoked user gets `access_denied`), then redirects with a code |
-//! | `POST /token` | `authorization_code` (PKCE S256 required) and `refresh_token`; the JSON carries the session claims |
-//! | `POST /introspect` | RFC 7662 token introspection |
-//! | `POST /revoke` | RFC 7009 token revocation: ends the session (a logout), so every token of the grant stops working |
-//! | `GET /api/session` | a protected resource: the bearer token's session and its deadlines, for a "your session ends at" dialog |
-//! | `GET /healthz` | `ok` |
+//! | route | what | module |
+//! |---|---|---|
+//! | `GET /.well-known/openid-configuration` | OpenID Connect Discovery 1.0 | [`oidc`] |
+//! | `GET /jwks` | the ES256 signing key (RFC 7517) | [`oidc`] |
+//! | `GET`/`POST /authorize` | login page with the banner; SSO session cookie, `prompt=login`, `prompt=none` | [`oauth`] |
+//! | `POST /token` | `authorization_code` (PKCE S256 required) and `refresh_token`; ID token and session claims | [`oauth`] |
+//! | `GET`/`POST /userinfo` | UserInfo | [`oidc`] |
+//! | `GET`/`POST /end_session` | RP-initiated logout 1.0 | [`oidc`] |
+//! | `POST /introspect` | RFC 7662, for the authenticated client's own tokens | [`oauth`] |
+//! | `POST /revoke` | RFC 7009: ends the session, so every token of the grant stops working | [`oauth`] |
+//! | `GET /api/session` | a protected resource: the bearer token's session and deadlines | [`oauth`] |
+//! | `GET`/`POST /login`, `/account/...` | the signed-in user's sessions page | [`account`] |
+//! | `GET /healthz` | `ok` | |
+//!
+//! Back-channel logout ([`backchannel`]): whenever curfew ends a session
+//! this provider issued (revocation, termination, idle, max duration,
+//! logout), each client registered with `--backchannel-logout` gets a
+//! logout token.
 //!
 //! ```text
 //! cargo run -p curfew-oidc --example oidc_server -- --policy examples/policy.yaml \
-//!     --user alice:wonderland:wheel --client web,http://127.0.0.1:8080/callback
+//!     --user alice:wonderland:wheel --client web,http://127.0.0.1:8080/callback,s3cret \
+//!     --backchannel-logout web=http://127.0.0.1:8080/backchannel
 //! ```
-//!
-//! Clients are public (PKCE) unless a secret is given; each may ask for
-//! `openid profile offline_access` and gets `openid profile` by default.
-//! `offline_access` asks for a persistent login (`remember_me.max_duration`).
 //!
 //! TEST ONLY: `--clock-offset-file FILE` runs the server's policy clock
 //! ahead of the real one by the seconds written in FILE (re-read on every
@@ -26,51 +33,35 @@
 //! an option of this example alone; never use it in production.
 #![forbid(unsafe_code)]
 
+mod account;
+mod backchannel;
 mod clock;
+mod oauth;
+mod oidc;
 mod pages;
+mod sso;
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Form, RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine as _;
+use axum::Router;
+use chrono::{DateTime, Utc};
 use clap::Parser;
-use curfew_oidc::{Clock, Gate, PolicyCell, PolicyIssuer, Principal, SystemClock};
-use curfew_policy::{EndReason, Policy, Store};
-use oxide_auth::endpoint::{
-    AccessTokenFlow, AuthorizationFlow, Endpoint, OwnerConsent, OwnerSolicitor, QueryParameter,
-    RefreshFlow, ResourceFlow, Solicitation,
-};
-use oxide_auth::frontends::simple::endpoint::{Error, FnSolicitor, Generic, Vacant};
-use oxide_auth::frontends::simple::extensions::{AddonList, Extended, Pkce};
-use oxide_auth::primitives::issuer::Issuer as _;
-use oxide_auth::primitives::prelude::{
-    AuthMap, Client, ClientMap, RandomGenerator, Scope, TokenMap,
-};
-use oxide_auth::primitives::registrar::{
-    BoundClient, ClientUrl, PreGrant, RegisteredUrl, Registrar, RegistrarError,
-};
-use oxide_auth_axum::{OAuthRequest, OAuthResource, OAuthResponse, WebError};
-use serde_json::{json, Map, Value};
-use subtle::ConstantTimeEq;
+use curfew_oidc::{Clock, Gate, PolicyCell, PolicyIssuer, SystemClock};
+use curfew_policy::{Policy, Store};
+use oxide_auth::frontends::simple::extensions::{AddonList, Pkce};
+use oxide_auth::primitives::prelude::{AuthMap, ClientMap, RandomGenerator, Scope, TokenMap};
 
-/// Every scope a client may ask for.
-const ALLOWED_SCOPE: &str = "openid profile offline_access";
-/// What a client gets when it asks for nothing (or for too much).
-const DEFAULT_SCOPE: &str = "openid profile";
-/// The scope `/api/session` requires.
-const RESOURCE_SCOPE: &str = "profile";
+use crate::oauth::{OAuth, Registry};
 
 #[derive(Parser, Debug)]
-#[command(about = "An example OAuth2 server whose tokens obey a curfew policy")]
+#[command(about = "An example OpenID Provider whose tokens obey a curfew policy")]
 struct Args {
     /// The curfew policy (its store is used too).
     #[arg(long, value_name = "FILE")]
@@ -78,489 +69,182 @@ struct Args {
     /// Where to listen (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8020")]
     listen: String,
+    /// The issuer URL clients see; default `http(s)://<listen address>`.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
     /// A user, `NAME:PASSWORD[:GROUP,GROUP...]`; repeat for several.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:GROUPS]")]
     users: Vec<String>,
     /// A client, `ID,REDIRECT_URI[,SECRET]`; repeat for several.
     #[arg(long = "client", value_name = "ID,REDIRECT_URI[,SECRET]")]
     clients: Vec<String>,
+    /// A client's back-channel logout URI, `ID=URI`.
+    #[arg(long = "backchannel-logout", value_name = "ID=URI")]
+    backchannel: Vec<String>,
+    /// A post-logout redirect URI a client may name, `ID=URI`; repeat for several.
+    #[arg(long = "post-logout-redirect", value_name = "ID=URI")]
+    post_logout: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The ES256 signing key (PKCS#8 PEM, P-256); default: a new key at
+    /// every start (tokens signed before a restart stop validating).
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+    /// How often the store is read for ended sessions, in milliseconds
+    /// (a Redis store also pushes its changes).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(20..=5000))]
+    watch_interval_ms: u64,
     /// TEST ONLY: run the policy clock ahead by the seconds in this file.
     #[arg(long, value_name = "FILE")]
     clock_offset_file: Option<PathBuf>,
 }
 
-struct User {
-    password: String,
-    groups: Vec<String>,
+/// A user of the example, from `--user`.
+pub struct User {
+    /// Compared in constant time.
+    pub password: String,
+    /// For rules that match groups, and the `groups` claim.
+    pub groups: Vec<String>,
 }
 
-/// The registered clients; unlike `ClientMap` alone, a client gets the
-/// scope it asks for when that is within what it may have.
-struct Registry {
-    clients: ClientMap,
-    allowed: Scope,
+/// A registered client, as checked outside the oxide-auth lock.
+pub struct ClientInfo {
+    /// Its one redirect URI.
+    pub redirect_uri: url::Url,
+    /// SHA-256 of its secret; `None` for a public client.
+    pub secret_sha256: Option<[u8; 32]>,
+    /// Where its logout tokens go.
+    pub backchannel_logout_uri: Option<url::Url>,
+    /// Where `/end_session` may send the browser back to.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
-impl Registrar for Registry {
-    fn bound_redirect<'a>(&self, bound: ClientUrl<'a>) -> Result<BoundClient<'a>, RegistrarError> {
-        self.clients.bound_redirect(bound)
-    }
-
-    fn negotiate(
-        &self,
-        bound: BoundClient,
-        scope: Option<Scope>,
-    ) -> Result<PreGrant, RegistrarError> {
-        let pre = self.clients.negotiate(bound, None)?;
-        Ok(match scope {
-            Some(s) if self.allowed.priviledged_to(&s) => PreGrant { scope: s, ..pre },
-            _ => pre,
-        })
-    }
-
-    fn check(&self, client_id: &str, passphrase: Option<&[u8]>) -> Result<(), RegistrarError> {
-        self.clients.check(client_id, passphrase)
-    }
+/// A session this provider issued and watches: a client's grant, or the
+/// provider's own SSO login (client [`sso::ACCOUNT_CLIENT`]).
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The user.
+    pub user: String,
+    /// The client (or [`sso::ACCOUNT_CLIENT`]).
+    pub client_id: String,
+    /// The grant asked for a persistent login.
+    pub remember_me: bool,
+    /// When the session started (policy clock).
+    pub started_at: DateTime<Utc>,
+    /// When the user authenticated (real clock, seconds since the epoch).
+    pub auth_time: i64,
+    /// The SSO session (cookie id) it belongs to, if any.
+    pub sso: Option<String>,
+    /// The earlier deadline of the last decision (policy clock): the
+    /// watcher looks again then at the latest.
+    pub next_check: DateTime<Utc>,
 }
 
-/// The oxide-auth primitives, used under one lock.
-struct OAuth {
-    registry: Registry,
-    authorizer: AuthMap<RandomGenerator>,
-    issuer: PolicyIssuer<TokenMap<RandomGenerator>>,
-    addons: AddonList,
+/// The example's state.
+pub struct App {
+    /// oxide-auth's primitives, under one lock.
+    pub oauth: Mutex<OAuth>,
+    /// `--user`.
+    pub users: HashMap<String, User>,
+    /// `--client`, with their logout settings.
+    pub clients: HashMap<String, ClientInfo>,
+    /// The decision path.
+    pub gate: Gate,
+    /// The issuer URL.
+    pub issuer: String,
+    /// The signing key.
+    pub keys: oidc::Keys,
+    /// Sessions this provider watches, by curfew session id.
+    pub tracked: Mutex<HashMap<String, Tracked>>,
+    /// SSO sessions: cookie id to curfew session id.
+    pub sso: Mutex<HashMap<String, String>>,
+    /// Issued authorization codes and what the ID token needs of them.
+    pub codes: Mutex<HashMap<String, oauth::AuthContext>>,
+    /// Cookies get `Secure` (served over TLS).
+    pub secure_cookies: bool,
+    /// Sends logout tokens.
+    pub http: reqwest::Client,
 }
 
-struct App {
-    oauth: Mutex<OAuth>,
-    users: HashMap<String, User>,
-    gate: Gate,
+/// Locks `m`, going on after a panic of another holder (the data is plain
+/// maps that no half-done update can make unsafe to read).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl App {
-    fn oauth(&self) -> MutexGuard<'_, OAuth> {
-        self.oauth.lock().unwrap_or_else(|e| e.into_inner())
+    /// The oxide-auth primitives.
+    pub fn oauth(&self) -> MutexGuard<'_, OAuth> {
+        lock(&self.oauth)
+    }
+
+    /// A user's groups (none for an unknown user).
+    pub fn groups(&self, user: &str) -> Vec<String> {
+        self.users
+            .get(user)
+            .map(|u| u.groups.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts watching session `sid`.
+    pub fn track(&self, sid: &str, t: Tracked) {
+        lock(&self.tracked).insert(sid.to_owned(), t);
     }
 }
 
-fn endpoint<'a, S>(
-    o: &'a mut OAuth,
-    solicitor: S,
-    scopes: Vec<Scope>,
-) -> impl Endpoint<OAuthRequest, Error = Error<OAuthRequest>> + 'a
-where
-    S: OwnerSolicitor<OAuthRequest> + 'a,
-{
-    let OAuth {
-        registry,
-        authorizer,
-        issuer,
-        addons,
-    } = o;
-    Extended::extend_with(
-        Generic {
-            registrar: &*registry,
-            authorizer,
-            issuer,
-            solicitor,
-            scopes,
-            response: Vacant,
-        },
-        addons,
-    )
+fn parse_pair<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str), String> {
+    spec.split_once('=')
+        .filter(|(id, uri)| !id.is_empty() && !uri.is_empty())
+        .ok_or_else(|| format!("--{flag} {spec:?}: expected ID=URI"))
 }
 
-/// Runs `f` on a blocking thread: the flows call the store synchronously.
-async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
-}
-
-fn flow_response(r: Result<OAuthResponse, Error<OAuthRequest>>) -> Response {
-    match r {
-        Ok(r) => r.into_response(),
-        Err(e) => {
-            let e = WebError::from(e);
-            eprintln!("oidc_server: error: {e}");
-            e.into_response()
-        }
+fn clients(args: &Args) -> Result<(ClientMap, HashMap<String, ClientInfo>), String> {
+    let default: Scope = oauth::DEFAULT_SCOPE
+        .parse()
+        .map_err(|_| "bad default scope")?;
+    let mut map = ClientMap::new();
+    // Client secrets are random strings the operator generates, not
+    // passwords: SHA-256 is enough, and Argon2 (oxide-auth's default) under
+    // the one oxide-auth lock would serialize every token request.
+    map.set_password_policy(oauth::Sha256Secrets);
+    let mut infos = HashMap::new();
+    for spec in &args.clients {
+        let (client, info, id) = oauth::parse_client(spec, &default)?;
+        map.register_client(client);
+        infos.insert(id, info);
     }
-}
-
-fn html(page: String) -> OAuthResponse {
-    let r = OAuthResponse::default();
-    match r.clone().content_type("text/html; charset=utf-8") {
-        Ok(r) => r.body(&page),
-        Err(_) => r.body(&page),
+    for spec in &args.backchannel {
+        let (id, uri) = parse_pair("backchannel-logout", spec)?;
+        let info = infos
+            .get_mut(id)
+            .ok_or_else(|| format!("--backchannel-logout {spec:?}: no --client {id}"))?;
+        let uri: url::Url = uri
+            .parse()
+            .map_err(|e| format!("--backchannel-logout {spec:?}: {e}"))?;
+        if !matches!(uri.scheme(), "http" | "https") {
+            return Err(format!(
+                "--backchannel-logout {spec:?}: the URI must be http or https"
+            ));
+        }
+        info.backchannel_logout_uri = Some(uri);
     }
-}
-
-fn consent(
-    app: &App,
-    method: &Method,
-    query: &str,
-    req: &mut OAuthRequest,
-    sol: Solicitation,
-) -> OwnerConsent<OAuthResponse> {
-    let pre = sol.pre_grant();
-    let client_id = pre.client_id.as_str();
-    let scope = pre.scope.to_string();
-    let banner = app.gate.banner(&Principal {
-        user: "",
-        groups: &[],
-        client_id,
-        remember_me: false,
-    });
-    let page = |error: Option<&str>| {
-        OwnerConsent::InProgress(html(pages::login(client_id, &scope, &banner, query, error)))
-    };
-    if method != Method::POST {
-        return page(None);
+    for spec in &args.post_logout {
+        let (id, uri) = parse_pair("post-logout-redirect", spec)?;
+        let info = infos
+            .get_mut(id)
+            .ok_or_else(|| format!("--post-logout-redirect {spec:?}: no --client {id}"))?;
+        uri.parse::<url::Url>()
+            .map_err(|e| format!("--post-logout-redirect {spec:?}: {e}"))?;
+        info.post_logout_redirect_uris.push(uri.to_owned());
     }
-    let form = req.body();
-    let field = |name| {
-        form.and_then(|b| b.unique_value(name))
-            .map(|v| v.into_owned())
-    };
-    let (Some(name), Some(password)) = (field("username"), field("password")) else {
-        return page(Some("Enter a user name and a password."));
-    };
-    let user = match app.users.get(&name) {
-        Some(u) if bool::from(u.password.as_bytes().ct_eq(password.as_bytes())) => u,
-        _ => return page(Some("Wrong user name or password.")),
-    };
-    let p = Principal {
-        user: &name,
-        groups: &user.groups,
-        client_id,
-        remember_me: pre
-            .scope
-            .iter()
-            .any(|s| s == curfew_oidc::issuer::REMEMBER_ME_SCOPE),
-    };
-    match app.gate.admit(&p) {
-        Ok(_) => OwnerConsent::Authorized(name),
-        Err(e) => {
-            eprintln!("oidc_server: refused the login of {name:?} at {client_id:?}: {e}");
-            OwnerConsent::Denied
-        }
-    }
+    Ok((map, infos))
 }
 
-async fn authorize(
-    State(app): State<Arc<App>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    req: OAuthRequest,
-) -> Response {
-    blocking(move || {
-        let query = query.unwrap_or_default();
-        let mut o = app.oauth();
-        let solicitor = FnSolicitor(|req: &mut OAuthRequest, sol: Solicitation| {
-            consent(&app, &method, &query, req, sol)
-        });
-        let mut ep = endpoint(&mut o, solicitor, Vec::new());
-        flow_response(AuthorizationFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)))
-    })
-    .await
-}
-
-/// Adds the session claims to a successful token response, and states
-/// `expires_in` on the policy's clock.
-fn with_session_claims(
-    issuer: &PolicyIssuer<TokenMap<RandomGenerator>>,
-    response: Response,
-) -> Response {
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = tokio::runtime::Handle::current()
-        .block_on(axum::body::to_bytes(body, 1 << 20))
-        .unwrap_or_default();
-    let mut json: Map<String, Value> = match serde_json::from_slice(&bytes) {
-        Ok(j) => j,
-        Err(_) => return Response::from_parts(parts, Body::from(bytes)),
-    };
-    let token = json
-        .get("access_token")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(t) = token.and_then(|t| issuer.inspect_access(&t)) {
-        json.extend(t.granted.claims().to_map());
-        let left = (t.expires_at - issuer.gate().now()).num_seconds().max(0);
-        json.insert("expires_in".into(), left.into());
-    }
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    let body = serde_json::to_vec(&json).unwrap_or_default();
-    Response::from_parts(parts, Body::from(body))
-}
-
-async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
-    blocking(move || {
-        let grant_type = req
-            .body()
-            .and_then(|b| b.unique_value("grant_type"))
-            .map(|v| v.into_owned());
-        let mut o = app.oauth();
-        let result = {
-            let mut ep = endpoint(&mut o, Vacant, Vec::new());
-            match grant_type.as_deref() {
-                Some("refresh_token") => {
-                    RefreshFlow::prepare(&mut ep).and_then(|mut f| f.execute(req))
-                }
-                // The flow rejects every other grant type itself.
-                _ => AccessTokenFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)),
-            }
-        };
-        with_session_claims(&o.issuer, flow_response(result))
-    })
-    .await
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
-}
-
-/// The answer to a client that failed to authenticate.
-fn invalid_client() -> Response {
-    let mut r = oauth_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        "client authentication failed",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Basic"),
-    );
-    r
-}
-
-/// The client authenticating an introspection or revocation request:
-/// HTTP Basic (RFC 6749 2.3.1, form-encoded id and secret) or `client_id`
-/// (and `client_secret`) in the body. `None` if it did not.
-fn authenticate_client(
-    app: &App,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Option<String> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
-    let (id, secret) = match basic {
-        Some(b64) => {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()?;
-            let raw = String::from_utf8(raw).ok()?;
-            let (id, secret) = raw.split_once(':')?;
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8()
-                    .map(|c| c.into_owned())
-                    .ok()
-            };
-            let (id, secret) = (decode(id)?, decode(secret)?);
-            (id, (!secret.is_empty()).then_some(secret))
-        }
-        None => (
-            form.get("client_id").cloned()?,
-            form.get("client_secret").cloned(),
-        ),
-    };
-    app.oauth()
-        .registry
-        .check(&id, secret.as_deref().map(str::as_bytes))
-        .ok()?;
-    Some(id)
-}
-
-async fn introspect(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    blocking(move || {
-        if authenticate_client(&app, &headers, &form).is_none() {
-            return invalid_client();
-        }
-        let Some(token) = form.get("token") else {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "token is required",
-            );
-        };
-        let o = app.oauth();
-        let access = || o.issuer.inspect_access(token).map(|t| (t, true));
-        let refresh = || o.issuer.inspect_refresh(token).map(|t| (t, false));
-        let found = match form.get("token_type_hint").map(String::as_str) {
-            Some("refresh_token") => refresh().or_else(access),
-            _ => access().or_else(refresh),
-        };
-        let Some((t, is_access)) = found else {
-            return Json(json!({"active": false})).into_response();
-        };
-        let allow = &t.granted.allow;
-        let exp = if is_access {
-            t.expires_at
-        } else {
-            allow.idle_deadline.min(allow.absolute_deadline)
-        };
-        let mut body = Map::new();
-        body.insert("active".into(), true.into());
-        body.insert("client_id".into(), t.grant.client_id.clone().into());
-        body.insert("username".into(), t.grant.owner_id.clone().into());
-        body.insert("sub".into(), t.grant.owner_id.clone().into());
-        body.insert("scope".into(), t.grant.scope.to_string().into());
-        body.insert("exp".into(), exp.timestamp().into());
-        body.insert("iat".into(), t.granted.started_at.timestamp().into());
-        if is_access {
-            body.insert("token_type".into(), "bearer".into());
-        }
-        body.extend(t.granted.claims().to_map());
-        Json(Value::Object(body)).into_response()
-    })
-    .await
-}
-
-async fn revoke(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    blocking(move || {
-        let Some(client) = authenticate_client(&app, &headers, &form) else {
-            return invalid_client();
-        };
-        let Some(token) = form.get("token") else {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "token is required",
-            );
-        };
-        let mut o = app.oauth();
-        let inner = o.issuer.inner();
-        let grant = inner
-            .recover_token(token)
-            .ok()
-            .flatten()
-            .or_else(|| inner.recover_refresh(token).ok().flatten());
-        // RFC 7009 2.2: an unknown (or already dead) token is answered 200.
-        let Some(grant) = grant else {
-            return StatusCode::OK.into_response();
-        };
-        if grant.client_id != client {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                "the token was not issued to this client",
-            );
-        }
-        if let Err(e) = o.issuer.end_session(&grant, EndReason::Logout) {
-            eprintln!("oidc_server: error: ending a revoked grant's session: {e}");
-            return oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "try again",
-            );
-        }
-        o.issuer.inner_mut().revoke(token);
-        StatusCode::OK.into_response()
-    })
-    .await
-}
-
-async fn session(State(app): State<Arc<App>>, headers: HeaderMap, res: OAuthResource) -> Response {
-    blocking(move || {
-        let mut o = app.oauth();
-        let grant = {
-            let Ok(scope) = RESOURCE_SCOPE.parse::<Scope>() else {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            };
-            let mut ep = endpoint(&mut o, Vacant, vec![scope]);
-            let mut flow = match ResourceFlow::prepare(&mut ep) {
-                Ok(f) => f,
-                Err(e) => return flow_response(Err(e)),
-            };
-            match flow.execute(res.into()) {
-                Ok(grant) => grant,
-                Err(Ok(denied)) => return denied.into_response(),
-                Err(Err(e)) => return flow_response(Err(e)),
-            }
-        };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        match o.issuer.inspect_access(token) {
-            Some(t) => Json(json!({
-                "user": grant.owner_id,
-                "client_id": grant.client_id,
-                "scope": grant.scope.to_string(),
-                "token_expires_at": t.expires_at.timestamp(),
-                "session": t.granted.claims(),
-            }))
-            .into_response(),
-            None => StatusCode::UNAUTHORIZED.into_response(),
-        }
-    })
-    .await
-}
-
-fn parse_user(spec: &str) -> Result<(String, User), String> {
-    let mut parts = spec.splitn(3, ':');
-    let (Some(name), Some(password)) = (parts.next(), parts.next()) else {
-        return Err(format!(
-            "--user {spec:?}: expected NAME:PASSWORD[:GROUP,...]"
-        ));
-    };
-    let groups = parts
-        .next()
-        .map(|g| {
-            g.split(',')
-                .filter(|g| !g.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((
-        name.to_owned(),
-        User {
-            password: password.to_owned(),
-            groups,
-        },
-    ))
-}
-
-fn parse_client(spec: &str, default: &Scope) -> Result<Client, String> {
-    let mut parts = spec.splitn(3, ',');
-    let (Some(id), Some(uri)) = (parts.next(), parts.next()) else {
-        return Err(format!(
-            "--client {spec:?}: expected ID,REDIRECT_URI[,SECRET]"
-        ));
-    };
-    let uri: url::Url = uri.parse().map_err(|e| format!("--client {spec:?}: {e}"))?;
-    let uri = RegisteredUrl::Semantic(uri);
-    Ok(match parts.next() {
-        Some(secret) => Client::confidential(id, uri, default.clone(), secret.as_bytes()),
-        None => Client::public(id, uri, default.clone()),
-    })
-}
-
-async fn shutdown() {
+async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
@@ -577,16 +261,19 @@ async fn shutdown() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // rustls (server and the back-channel client) with ring, as the
+    // workspace's Redis client uses it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let policy = Policy::load_secure(&args.policy).map_err(|e| e.to_string())?;
     let store: Arc<dyn Store> =
         Arc::from(curfew_policy::store::open(&policy.store).map_err(|e| e.to_string())?);
-    let clock: Arc<dyn Clock> = match args.clock_offset_file {
+    let clock: Arc<dyn Clock> = match &args.clock_offset_file {
         Some(path) => {
             eprintln!(
                 "oidc_server: WARNING: test clock: the policy clock runs ahead by the seconds in {}",
                 path.display()
             );
-            Arc::new(clock::OffsetFileClock { path })
+            Arc::new(clock::OffsetFileClock { path: path.clone() })
         }
         None => Arc::new(SystemClock),
     };
@@ -595,55 +282,114 @@ async fn run(args: Args) -> Result<(), String> {
     let users: HashMap<String, User> = args
         .users
         .iter()
-        .map(|s| parse_user(s))
+        .map(|s| oauth::parse_user(s))
         .collect::<Result<_, _>>()?;
     let groups: HashMap<String, Vec<String>> = users
         .iter()
         .map(|(n, u)| (n.clone(), u.groups.clone()))
         .collect();
-    let default: Scope = DEFAULT_SCOPE.parse().map_err(|_| "bad default scope")?;
-    let mut clients = ClientMap::new();
-    for spec in &args.clients {
-        clients.register_client(parse_client(spec, &default)?);
-    }
+    let (client_map, client_infos) = clients(&args)?;
     let issuer = PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate.clone())
         .with_groups(move |u| groups.get(u).cloned().unwrap_or_default());
     let mut addons = AddonList::new();
     addons.push_code(Pkce::required());
+    let keys = oidc::Keys::load_or_generate(args.signing_key.as_deref())?;
+
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = args.tls_cert.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let issuer_url = args
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{addr}"))
+        .trim_end_matches('/')
+        .to_owned();
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the back-channel HTTP client: {e}"))?;
     let app = Arc::new(App {
         oauth: Mutex::new(OAuth {
             registry: Registry {
-                clients,
-                allowed: ALLOWED_SCOPE.parse().map_err(|_| "bad allowed scope")?,
+                clients: client_map,
+                allowed: oauth::ALLOWED_SCOPE
+                    .parse()
+                    .map_err(|_| "bad allowed scope")?,
             },
             authorizer: AuthMap::new(RandomGenerator::new(16)),
             issuer,
             addons,
         }),
         users,
+        clients: client_infos,
         gate,
+        issuer: issuer_url,
+        keys,
+        tracked: Mutex::new(HashMap::new()),
+        sso: Mutex::new(HashMap::new()),
+        codes: Mutex::new(HashMap::new()),
+        secure_cookies: tls,
+        http,
     });
+    backchannel::spawn(app.clone(), Duration::from_millis(args.watch_interval_ms));
 
     let router = Router::new()
-        .route("/authorize", get(authorize).post(authorize))
-        .route("/token", post(token))
-        .route("/introspect", post(introspect))
-        .route("/revoke", post(revoke))
-        .route("/api/session", get(session))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/jwks", get(oidc::jwks))
+        .route("/authorize", get(oauth::authorize).post(oauth::authorize))
+        .route("/token", post(oauth::token))
+        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route(
+            "/end_session",
+            get(oidc::end_session).post(oidc::end_session),
+        )
+        .route("/introspect", post(oauth::introspect))
+        .route("/revoke", post(oauth::revoke))
+        .route("/api/session", get(oauth::session))
+        .merge(account::routes())
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        h.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "oidc_server: listening on http://{addr}");
+    let _ = writeln!(out, "oidc_server: listening on {scheme}://{addr}");
     let _ = out.flush();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| e.to_string())
+    let service = router.into_make_service();
+    let served = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "--tls-cert {} / --tls-key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        _ => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    served.map_err(|e| e.to_string())
 }
 
 #[tokio::main]

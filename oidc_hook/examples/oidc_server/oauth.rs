@@ -1,0 +1,804 @@
+//! The OAuth 2.0 side, on oxide-auth: authorization (with the SSO session
+//! and `prompt`), token (with the ID token), introspection, revocation and
+//! the protected resource.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Form, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use curfew_oidc::{GrantSession, Principal};
+use curfew_policy::EndReason;
+use oxide_auth::endpoint::{
+    AccessTokenFlow, AuthorizationFlow, Endpoint, OwnerConsent, OwnerSolicitor, QueryParameter,
+    RefreshFlow, ResourceFlow, Solicitation,
+};
+use oxide_auth::frontends::simple::endpoint::{Error, FnSolicitor, Generic, Vacant};
+use oxide_auth::frontends::simple::extensions::{AddonList, Extended};
+use oxide_auth::primitives::issuer::Issuer as _;
+use oxide_auth::primitives::prelude::{
+    AuthMap, Client, ClientMap, RandomGenerator, Scope, TokenMap,
+};
+use oxide_auth::primitives::registrar::{
+    BoundClient, ClientUrl, PasswordPolicy, PreGrant, RegisteredUrl, Registrar, RegistrarError,
+};
+use oxide_auth_axum::{OAuthRequest, OAuthResource, OAuthResponse, WebError};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{lock, pages, sso, App, ClientInfo, Tracked, User};
+use curfew_oidc::PolicyIssuer;
+
+/// Every scope a client may ask for.
+pub const ALLOWED_SCOPE: &str = "openid profile offline_access";
+/// What a client gets when it asks for nothing (or for too much).
+pub const DEFAULT_SCOPE: &str = "openid profile";
+/// The scope `/api/session` requires.
+const RESOURCE_SCOPE: &str = "profile";
+/// How long an unused authorization code's context is kept.
+const CODE_CONTEXT_LIFE: Duration = Duration::from_secs(600);
+
+/// Client secrets checked by SHA-256 in constant time (see `main::clients`).
+pub struct Sha256Secrets;
+
+impl PasswordPolicy for Sha256Secrets {
+    fn store(&self, _client_id: &str, passphrase: &[u8]) -> Vec<u8> {
+        Sha256::digest(passphrase).to_vec()
+    }
+
+    fn check(
+        &self,
+        _client_id: &str,
+        passphrase: &[u8],
+        stored: &[u8],
+    ) -> Result<(), RegistrarError> {
+        let digest = Sha256::digest(passphrase);
+        if bool::from(digest.as_slice().ct_eq(stored)) {
+            Ok(())
+        } else {
+            Err(RegistrarError::Unspecified)
+        }
+    }
+}
+
+/// The registered clients; unlike `ClientMap` alone, a client gets the
+/// scope it asks for when that is within what it may have.
+pub struct Registry {
+    /// oxide-auth's client map.
+    pub clients: ClientMap,
+    /// What any client may ask for.
+    pub allowed: Scope,
+}
+
+impl Registrar for Registry {
+    fn bound_redirect<'a>(&self, bound: ClientUrl<'a>) -> Result<BoundClient<'a>, RegistrarError> {
+        self.clients.bound_redirect(bound)
+    }
+
+    fn negotiate(
+        &self,
+        bound: BoundClient,
+        scope: Option<Scope>,
+    ) -> Result<PreGrant, RegistrarError> {
+        let pre = self.clients.negotiate(bound, None)?;
+        Ok(match scope {
+            Some(s) if self.allowed.priviledged_to(&s) => PreGrant { scope: s, ..pre },
+            _ => pre,
+        })
+    }
+
+    fn check(&self, client_id: &str, passphrase: Option<&[u8]>) -> Result<(), RegistrarError> {
+        self.clients.check(client_id, passphrase)
+    }
+}
+
+/// The oxide-auth primitives, used under one lock.
+pub struct OAuth {
+    /// The clients.
+    pub registry: Registry,
+    /// Authorization codes.
+    pub authorizer: AuthMap<RandomGenerator>,
+    /// Tokens, through curfew's policy.
+    pub issuer: PolicyIssuer<TokenMap<RandomGenerator>>,
+    /// PKCE.
+    pub addons: AddonList,
+}
+
+/// What the ID token of a code needs from its authorization request.
+pub struct AuthContext {
+    /// The `nonce` parameter.
+    pub nonce: Option<String>,
+    /// When the user authenticated (seconds since the epoch, real clock).
+    pub auth_time: i64,
+    /// The SSO session the code was issued in.
+    pub sso: Option<String>,
+    created: Instant,
+}
+
+fn endpoint<'a, S>(
+    o: &'a mut OAuth,
+    solicitor: S,
+    scopes: Vec<Scope>,
+) -> impl Endpoint<OAuthRequest, Error = Error<OAuthRequest>> + 'a
+where
+    S: OwnerSolicitor<OAuthRequest> + 'a,
+{
+    let OAuth {
+        registry,
+        authorizer,
+        issuer,
+        addons,
+    } = o;
+    Extended::extend_with(
+        Generic {
+            registrar: &*registry,
+            authorizer,
+            issuer,
+            solicitor,
+            scopes,
+            response: Vacant,
+        },
+        addons,
+    )
+}
+
+/// Runs `f` on a blocking thread: the flows call the store synchronously.
+pub async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+fn flow_response(r: Result<OAuthResponse, Error<OAuthRequest>>) -> Response {
+    match r {
+        Ok(r) => r.into_response(),
+        Err(e) => {
+            let e = WebError::from(e);
+            eprintln!("oidc_server: error: {e}");
+            e.into_response()
+        }
+    }
+}
+
+fn html(page: String) -> OAuthResponse {
+    let r = OAuthResponse::default();
+    match r.clone().content_type("text/html; charset=utf-8") {
+        Ok(r) => r.body(&page),
+        Err(_) => r.body(&page),
+    }
+}
+
+/// Who the authorization request ended up signed in as.
+struct Outcome {
+    user: String,
+    auth_time: i64,
+    sso: Option<String>,
+    /// A new SSO session was started: its `Set-Cookie` value.
+    set_cookie: Option<String>,
+}
+
+struct Request<'a> {
+    app: &'a App,
+    method: &'a Method,
+    query: &'a str,
+    current: Option<sso::Current>,
+    force_login: bool,
+    outcome: &'a RefCell<Option<Outcome>>,
+}
+
+fn consent(
+    r: &Request<'_>,
+    req: &mut OAuthRequest,
+    sol: Solicitation,
+) -> OwnerConsent<OAuthResponse> {
+    let app = r.app;
+    let pre = sol.pre_grant();
+    let client_id = pre.client_id.as_str();
+    let scope = pre.scope.to_string();
+    let remember_me = pre
+        .scope
+        .iter()
+        .any(|s| s == curfew_oidc::issuer::REMEMBER_ME_SCOPE);
+    let banner = app.gate.banner(&Principal {
+        user: "",
+        groups: &[],
+        client_id,
+        remember_me: false,
+    });
+    let action = format!("/authorize?{}", r.query);
+    let page = |error: Option<&str>| {
+        OwnerConsent::InProgress(html(pages::login(
+            Some((client_id, &scope)),
+            &banner,
+            &action,
+            error,
+        )))
+    };
+    let admit = |name: &str, groups: &[String]| {
+        let p = Principal {
+            user: name,
+            groups,
+            client_id,
+            remember_me,
+        };
+        app.gate.admit(&p).map_err(|e| {
+            eprintln!("oidc_server: refused the login of {name:?} at {client_id:?}: {e}");
+        })
+    };
+    let form = req.body();
+    let field = |name| {
+        form.and_then(|b| b.unique_value(name))
+            .map(|v| v.into_owned())
+    };
+    let posted = *r.method == Method::POST && field("username").is_some();
+    if !posted {
+        // Signed in already, and not asked to sign in again: no form.
+        if let (Some(cur), false) = (&r.current, r.force_login) {
+            let groups = app.groups(&cur.user);
+            return match admit(&cur.user, &groups) {
+                Ok(_) => {
+                    *r.outcome.borrow_mut() = Some(Outcome {
+                        user: cur.user.clone(),
+                        auth_time: cur.auth_time,
+                        sso: Some(cur.cookie.clone()),
+                        set_cookie: None,
+                    });
+                    OwnerConsent::Authorized(cur.user.clone())
+                }
+                Err(()) => OwnerConsent::Denied,
+            };
+        }
+        return page(None);
+    }
+    let (Some(name), Some(password)) = (field("username"), field("password")) else {
+        return page(Some("Enter a user name and a password."));
+    };
+    let Some(user) = check_password(app, &name, &password) else {
+        return page(Some("Wrong user name or password."));
+    };
+    if admit(&name, &user.groups).is_err() {
+        return OwnerConsent::Denied;
+    }
+    match sso::start(app, &name, r.current.as_ref()) {
+        Ok(started) => {
+            *r.outcome.borrow_mut() = Some(Outcome {
+                user: name.clone(),
+                auth_time: started.auth_time,
+                sso: Some(started.cookie.clone()),
+                set_cookie: Some(started.set_cookie),
+            });
+            OwnerConsent::Authorized(name)
+        }
+        Err(e) => {
+            eprintln!("oidc_server: refused the login of {name:?}: {e}");
+            OwnerConsent::Denied
+        }
+    }
+}
+
+/// The user `name` if `password` is theirs (compared in constant time).
+pub fn check_password<'a>(app: &'a App, name: &str, password: &str) -> Option<&'a User> {
+    match app.users.get(name) {
+        Some(u) if bool::from(u.password.as_bytes().ct_eq(password.as_bytes())) => Some(u),
+        _ => None,
+    }
+}
+
+/// `prompt=none` without a usable SSO session: `login_required` back to
+/// the client (OIDC Core 3.1.2.6), if its redirect URI is the registered one.
+fn login_required(app: &App, params: &HashMap<String, String>) -> Response {
+    let client = params.get("client_id").and_then(|c| app.clients.get(c));
+    let Some(client) = client else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unknown client_id",
+        );
+    };
+    let registered = client.redirect_uri.as_str();
+    match params.get("redirect_uri") {
+        Some(r) if r != registered => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "redirect_uri is not registered",
+            )
+        }
+        _ => {}
+    }
+    let mut url = client.redirect_uri.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("error", "login_required");
+        if let Some(s) = params.get("state") {
+            q.append_pair("state", s);
+        }
+    }
+    redirect(url.as_str())
+}
+
+/// A `302 Found` to `location`.
+pub fn redirect(location: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// `GET`/`POST /authorize`.
+pub async fn authorize(
+    State(app): State<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    req: OAuthRequest,
+) -> Response {
+    blocking(move || {
+        let query = query.unwrap_or_default();
+        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let prompt: Vec<&str> = params
+            .get("prompt")
+            .map(|p| p.split_whitespace().collect())
+            .unwrap_or_default();
+        let force_login = prompt.contains(&"login");
+        let current = sso::current(&app, &headers);
+        if prompt.contains(&"none") && (current.is_none() || force_login) {
+            return login_required(&app, &params);
+        }
+        let outcome = RefCell::new(None);
+        let r = Request {
+            app: &app,
+            method: &method,
+            query: &query,
+            current,
+            force_login,
+            outcome: &outcome,
+        };
+        let mut response = {
+            let mut o = app.oauth();
+            let solicitor =
+                FnSolicitor(|req: &mut OAuthRequest, sol: Solicitation| consent(&r, req, sol));
+            let mut ep = endpoint(&mut o, solicitor, Vec::new());
+            flow_response(AuthorizationFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)))
+        };
+        let Some(outcome) = outcome.into_inner() else {
+            return response;
+        };
+        if let Some(cookie) = &outcome.set_cookie {
+            if let Ok(v) = HeaderValue::from_str(cookie) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        let code = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url::Url::parse(l).ok())
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+            });
+        if let Some(code) = code {
+            let mut codes = lock(&app.codes);
+            codes.retain(|_, c| c.created.elapsed() < CODE_CONTEXT_LIFE);
+            codes.insert(
+                code,
+                AuthContext {
+                    nonce: params.get("nonce").cloned(),
+                    auth_time: outcome.auth_time,
+                    sso: outcome.sso,
+                    created: Instant::now(),
+                },
+            );
+        }
+        let _ = outcome.user;
+        response
+    })
+    .await
+}
+
+/// `POST /token`: oxide-auth's flows, then the session claims, `expires_in`
+/// on the policy's clock, and for `openid` grants the ID token.
+pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
+    blocking(move || {
+        let field = |name| {
+            req.body()
+                .and_then(|b| b.unique_value(name))
+                .map(|v| v.into_owned())
+        };
+        let grant_type = field("grant_type");
+        let code = field("code");
+        let mut o = app.oauth();
+        let result = {
+            let mut ep = endpoint(&mut o, Vacant, Vec::new());
+            match grant_type.as_deref() {
+                Some("refresh_token") => {
+                    RefreshFlow::prepare(&mut ep).and_then(|mut f| f.execute(req))
+                }
+                // The flow rejects every other grant type itself.
+                _ => AccessTokenFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)),
+            }
+        };
+        let response = flow_response(result);
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        let bytes = tokio::runtime::Handle::current()
+            .block_on(axum::body::to_bytes(body, 1 << 20))
+            .unwrap_or_default();
+        let mut json: Map<String, Value> = match serde_json::from_slice(&bytes) {
+            Ok(j) => j,
+            Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+        };
+        let token = json
+            .get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(t) = token.and_then(|t| o.issuer.inspect_access(&t)) else {
+            return Response::from_parts(parts, Body::from(bytes));
+        };
+        let now = o.issuer.gate().now();
+        drop(o);
+        let claims = t.granted.claims();
+        json.extend(claims.to_map());
+        let left = (t.expires_at - now).num_seconds().max(0);
+        json.insert("expires_in".into(), left.into());
+        let sid = t.granted.session_id.clone();
+        let next_check = t
+            .granted
+            .allow
+            .idle_deadline
+            .min(t.granted.allow.absolute_deadline);
+        let (auth_time, nonce) = if grant_type.as_deref() == Some("refresh_token") {
+            let mut tracked = lock(&app.tracked);
+            match tracked.get_mut(&sid) {
+                Some(tr) => {
+                    tr.next_check = next_check;
+                    (tr.auth_time, None)
+                }
+                None => (t.granted.started_at.timestamp(), None),
+            }
+        } else {
+            let ctx = code.and_then(|c| lock(&app.codes).remove(&c));
+            let (nonce, auth_time, sso) = match ctx {
+                Some(c) => (c.nonce, c.auth_time, c.sso),
+                None => (None, crate::oidc::real_now(), None),
+            };
+            app.track(
+                &sid,
+                Tracked {
+                    user: t.grant.owner_id.clone(),
+                    client_id: t.grant.client_id.clone(),
+                    remember_me: GrantSession::of(&t.grant).is_some_and(|s| s.remember_me),
+                    started_at: t.granted.started_at,
+                    auth_time,
+                    sso,
+                    next_check,
+                },
+            );
+            (auth_time, nonce)
+        };
+        if t.grant.scope.iter().any(|s| s == "openid") {
+            match crate::oidc::id_token(&app, &t, auth_time, nonce.as_deref()) {
+                Ok(jwt) => {
+                    json.insert("id_token".into(), jwt.into());
+                }
+                Err(e) => {
+                    eprintln!("oidc_server: error: signing an ID token: {e}");
+                    return oauth_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "cannot sign the ID token",
+                    );
+                }
+            }
+        }
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts
+            .headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let body = serde_json::to_vec(&json).unwrap_or_default();
+        Response::from_parts(parts, Body::from(body))
+    })
+    .await
+}
+
+/// An OAuth error response.
+pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+/// The answer to a client that failed to authenticate.
+fn invalid_client() -> Response {
+    let mut r = oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "client authentication failed",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    r
+}
+
+/// A client that identified itself: by id alone (a public client) or
+/// authenticated by its secret.
+pub struct Caller {
+    /// The client id.
+    pub id: String,
+    /// It proved its secret.
+    pub authenticated: bool,
+}
+
+/// The client of an introspection or revocation request: HTTP Basic
+/// (RFC 6749 2.3.1, form-encoded id and secret) or `client_id` (and
+/// `client_secret`) in the body. `None` if it is unknown, or a
+/// confidential client without its secret. Reads only the immutable
+/// client table: no lock is taken, so checks run in parallel.
+pub fn identify_client(
+    clients: &HashMap<String, ClientInfo>,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Caller> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
+    let (id, secret) = match basic {
+        Some(b64) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()?;
+            let raw = String::from_utf8(raw).ok()?;
+            let (id, secret) = raw.split_once(':')?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .ok()
+            };
+            let (id, secret) = (decode(id)?, decode(secret)?);
+            (id, (!secret.is_empty()).then_some(secret))
+        }
+        None => (
+            form.get("client_id").cloned()?,
+            form.get("client_secret").cloned(),
+        ),
+    };
+    let client = clients.get(&id)?;
+    match (&client.secret_sha256, secret) {
+        (Some(stored), Some(secret)) => {
+            let digest = Sha256::digest(secret.as_bytes());
+            bool::from(digest.as_slice().ct_eq(stored)).then_some(Caller {
+                id,
+                authenticated: true,
+            })
+        }
+        (None, None) => Some(Caller {
+            id,
+            authenticated: false,
+        }),
+        _ => None,
+    }
+}
+
+/// `POST /introspect` (RFC 7662). The caller must authenticate as a
+/// confidential client (section 2.1), and learns only about tokens issued
+/// to it: any other token is `{"active": false}` (section 4).
+pub async fn introspect(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let caller = match identify_client(&app.clients, &headers, &form) {
+        Some(c) if c.authenticated => c,
+        _ => return invalid_client(),
+    };
+    blocking(move || {
+        let Some(token) = form.get("token") else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is required",
+            );
+        };
+        let o = app.oauth();
+        let access = || o.issuer.inspect_access(token).map(|t| (t, true));
+        let refresh = || o.issuer.inspect_refresh(token).map(|t| (t, false));
+        let found = match form.get("token_type_hint").map(String::as_str) {
+            Some("refresh_token") => refresh().or_else(access),
+            _ => access().or_else(refresh),
+        };
+        let Some((t, is_access)) = found.filter(|(t, _)| t.grant.client_id == caller.id) else {
+            return Json(json!({"active": false})).into_response();
+        };
+        let allow = &t.granted.allow;
+        let exp = if is_access {
+            t.expires_at
+        } else {
+            allow.idle_deadline.min(allow.absolute_deadline)
+        };
+        let mut body = Map::new();
+        body.insert("active".into(), true.into());
+        body.insert("client_id".into(), t.grant.client_id.clone().into());
+        body.insert("username".into(), t.grant.owner_id.clone().into());
+        body.insert("sub".into(), t.grant.owner_id.clone().into());
+        body.insert("scope".into(), t.grant.scope.to_string().into());
+        body.insert("exp".into(), exp.timestamp().into());
+        body.insert("iat".into(), t.granted.started_at.timestamp().into());
+        if is_access {
+            body.insert("token_type".into(), "bearer".into());
+        }
+        body.extend(t.granted.claims().to_map());
+        Json(Value::Object(body)).into_response()
+    })
+    .await
+}
+
+/// `POST /revoke` (RFC 7009): ends the token's session. Public clients
+/// name themselves by `client_id`; a confidential one must authenticate.
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(caller) = identify_client(&app.clients, &headers, &form) else {
+        return invalid_client();
+    };
+    blocking(move || {
+        let Some(token) = form.get("token") else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "token is required",
+            );
+        };
+        let mut o = app.oauth();
+        let inner = o.issuer.inner();
+        let grant = inner
+            .recover_token(token)
+            .ok()
+            .flatten()
+            .or_else(|| inner.recover_refresh(token).ok().flatten());
+        // RFC 7009 2.2: an unknown (or already dead) token is answered 200.
+        let Some(grant) = grant else {
+            return StatusCode::OK.into_response();
+        };
+        if grant.client_id != caller.id {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "the token was not issued to this client",
+            );
+        }
+        if let Err(e) = o.issuer.end_session(&grant, EndReason::Logout) {
+            eprintln!("oidc_server: error: ending a revoked grant's session: {e}");
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again",
+            );
+        }
+        o.issuer.inner_mut().revoke(token);
+        StatusCode::OK.into_response()
+    })
+    .await
+}
+
+/// `GET /api/session`: a protected resource (oxide-auth's resource flow).
+pub async fn session(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    res: OAuthResource,
+) -> Response {
+    blocking(move || {
+        let mut o = app.oauth();
+        let grant = {
+            let Ok(scope) = RESOURCE_SCOPE.parse::<Scope>() else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let mut ep = endpoint(&mut o, Vacant, vec![scope]);
+            let mut flow = match ResourceFlow::prepare(&mut ep) {
+                Ok(f) => f,
+                Err(e) => return flow_response(Err(e)),
+            };
+            match flow.execute(res.into()) {
+                Ok(grant) => grant,
+                Err(Ok(denied)) => return denied.into_response(),
+                Err(Err(e)) => return flow_response(Err(e)),
+            }
+        };
+        let token = bearer(&headers).unwrap_or_default();
+        match o.issuer.inspect_access(token) {
+            Some(t) => Json(json!({
+                "user": grant.owner_id,
+                "client_id": grant.client_id,
+                "scope": grant.scope.to_string(),
+                "token_expires_at": t.expires_at.timestamp(),
+                "session": t.granted.claims(),
+            }))
+            .into_response(),
+            None => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    })
+    .await
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// `--user NAME:PASSWORD[:GROUP,...]`.
+pub fn parse_user(spec: &str) -> Result<(String, User), String> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(name), Some(password)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "--user {spec:?}: expected NAME:PASSWORD[:GROUP,...]"
+        ));
+    };
+    let groups = parts
+        .next()
+        .map(|g| {
+            g.split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        name.to_owned(),
+        User {
+            password: password.to_owned(),
+            groups,
+        },
+    ))
+}
+
+/// `--client ID,REDIRECT_URI[,SECRET]`.
+pub fn parse_client(spec: &str, default: &Scope) -> Result<(Client, ClientInfo, String), String> {
+    let mut parts = spec.splitn(3, ',');
+    let (Some(id), Some(uri)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "--client {spec:?}: expected ID,REDIRECT_URI[,SECRET]"
+        ));
+    };
+    if id.is_empty() || id == sso::ACCOUNT_CLIENT {
+        return Err(format!(
+            "--client {spec:?}: the id must be non-empty and not {}",
+            sso::ACCOUNT_CLIENT
+        ));
+    }
+    let url: url::Url = uri.parse().map_err(|e| format!("--client {spec:?}: {e}"))?;
+    let registered = RegisteredUrl::Semantic(url.clone());
+    let secret = parts.next();
+    let info = ClientInfo {
+        redirect_uri: url,
+        secret_sha256: secret.map(|s| Sha256::digest(s.as_bytes()).into()),
+        backchannel_logout_uri: None,
+        post_logout_redirect_uris: Vec::new(),
+    };
+    let client = match secret {
+        Some(secret) => Client::confidential(id, registered, default.clone(), secret.as_bytes()),
+        None => Client::public(id, registered, default.clone()),
+    };
+    Ok((client, info, id.to_owned()))
+}

@@ -1,0 +1,178 @@
+//! The provider's own login session (SSO): a cookie naming a curfew session
+//! of the pseudo-client [`ACCOUNT_CLIENT`], decided by the same gate as
+//! every token. While it lives, `/authorize` signs the user in without the
+//! form (unless `prompt=login`), and the account pages know who is there.
+//! When it ends, for whatever reason, the sessions of the clients signed in
+//! through it end with it (see `backchannel`).
+
+use axum::http::{header, HeaderMap};
+use curfew_oidc::{Activity, Granted, Known, Principal, Refusal};
+use curfew_policy::EndReason;
+use ring::rand::SecureRandom as _;
+
+use crate::{lock, oidc, App, Tracked};
+
+/// The client id under which SSO sessions are recorded in the store.
+pub const ACCOUNT_CLIENT: &str = "curfew-account";
+/// The SSO cookie.
+pub const COOKIE: &str = "curfew_sso";
+
+/// A live SSO session of the request.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The cookie's value.
+    pub cookie: String,
+    /// The curfew session id.
+    pub sid: String,
+    /// The user.
+    pub user: String,
+    /// When the user authenticated (seconds since the epoch, real clock).
+    pub auth_time: i64,
+    /// The decision now.
+    pub granted: Granted,
+}
+
+/// A new SSO session.
+pub struct Started {
+    /// The cookie's value.
+    pub cookie: String,
+    /// The `Set-Cookie` header value.
+    pub set_cookie: String,
+    /// When the user authenticated (seconds since the epoch, real clock).
+    pub auth_time: i64,
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn principal<'a>(user: &'a str, groups: &'a [String]) -> Principal<'a> {
+    Principal {
+        user,
+        groups,
+        client_id: ACCOUNT_CLIENT,
+        remember_me: false,
+    }
+}
+
+fn decide(app: &App, sid: &str, t: &Tracked, activity: Activity) -> Result<Granted, Refusal> {
+    let groups = app.groups(&t.user);
+    let known = Known {
+        started_at: t.started_at,
+        last_activity: t.started_at,
+    };
+    app.gate
+        .resume(sid, &principal(&t.user, &groups), &known, activity)
+}
+
+/// The request's SSO session, if its cookie names one that may go on
+/// (asking the gate now: a revoked or idle one is not).
+pub fn current(app: &App, headers: &HeaderMap) -> Option<Current> {
+    resume(app, headers, Activity::Inspect)
+}
+
+/// Like [`current`], recording activity (the "Extend session" button).
+pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Current> {
+    let cookie = cookie_of(headers)?;
+    let sid = lock(&app.sso).get(&cookie).cloned()?;
+    let t = lock(&app.tracked).get(&sid).cloned()?;
+    match decide(app, &sid, &t, activity) {
+        Ok(granted) => {
+            if let Some(tr) = lock(&app.tracked).get_mut(&sid) {
+                tr.next_check = granted
+                    .allow
+                    .idle_deadline
+                    .min(granted.allow.absolute_deadline);
+            }
+            Some(Current {
+                cookie,
+                sid,
+                user: t.user,
+                auth_time: t.auth_time,
+                granted,
+            })
+        }
+        // Ended: the watcher tells the clients and forgets it.
+        Err(_) => None,
+    }
+}
+
+/// A random cookie value (256 bits, hex).
+fn random_id() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random generator failed".to_owned())?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts an SSO session for `user` (just authenticated). A session the
+/// browser had (`previous`) ends as a logout.
+pub fn start(app: &App, user: &str, previous: Option<&Current>) -> Result<Started, String> {
+    if let Some(p) = previous {
+        end(app, p, EndReason::Logout);
+    }
+    let groups = app.groups(user);
+    let granted = app
+        .gate
+        .start(&principal(user, &groups), None, None)
+        .map_err(|e| e.to_string())?;
+    let cookie = random_id()?;
+    let auth_time = oidc::real_now();
+    app.track(
+        &granted.session_id,
+        Tracked {
+            user: user.to_owned(),
+            client_id: ACCOUNT_CLIENT.to_owned(),
+            remember_me: false,
+            started_at: granted.started_at,
+            auth_time,
+            sso: Some(cookie.clone()),
+            next_check: granted
+                .allow
+                .idle_deadline
+                .min(granted.allow.absolute_deadline),
+        },
+    );
+    lock(&app.sso).insert(cookie.clone(), granted.session_id);
+    Ok(Started {
+        set_cookie: set_cookie(app, &cookie),
+        cookie,
+        auth_time,
+    })
+}
+
+/// Ends the SSO session `c` (the watcher then ends the client sessions
+/// signed in through it and sends the logout tokens).
+pub fn end(app: &App, c: &Current, reason: EndReason) {
+    if let Err(e) = app.gate.end(&c.sid, reason) {
+        eprintln!("oidc_server: error: ending SSO session {}: {e}", c.sid);
+    }
+}
+
+/// The `Set-Cookie` value for `cookie`.
+pub fn set_cookie(app: &App, cookie: &str) -> String {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// The `Set-Cookie` value that removes the cookie.
+pub fn clear_cookie(app: &App) -> String {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+}
+
+/// A per-session token for the account pages' forms (CSRF): derived from
+/// the cookie, which a cross-site page cannot read.
+pub fn csrf(c: &Current) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("curfew-csrf:{}", c.cookie).as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,474 @@
+//! End to end: the example server as an OpenID Provider over TLS
+//! (certificates made by rcgen): discovery, JWKS, ES256 ID tokens with
+//! `nonce`, `sid`, `auth_time` and the curfew claims (validated with
+//! jsonwebtoken against the published JWKS), UserInfo, the SSO cookie with
+//! `prompt=none` and `prompt=login`, RFC 7662 introspection restricted to
+//! the caller's own tokens, RP-initiated logout, and OIDC Back-Channel
+//! Logout for every way curfew ends a session: `curfew revoke`,
+//! `curfew sessions terminate`, idleness (the server's test clock is moved
+//! ahead), and logout.
+//!
+//! The relying party's back-channel endpoint is a minimal HTTP listener
+//! (`curfew_e2e::oidc::Receiver`); the other suites put real relying
+//! parties in front (openid-client, mod_auth_openidc).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use curfew_e2e::common::{curfew_bin, wait_for, write_file};
+use curfew_e2e::oidc::{Provider, ProviderSpec, Receiver, TestTls};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use oauth2::PkceCodeChallenge;
+use serde_json::Value;
+
+const REDIRECT: &str = "https://127.0.0.1:1/callback";
+const BYE: &str = "https://127.0.0.1:1/bye";
+const SECRET: &str = "rp-secret-0123456789";
+const OTHER_SECRET: &str = "other-secret-0123456789";
+const BANNER: &str = "Authorized use only.";
+
+struct Op {
+    provider: Provider,
+    receiver: Receiver,
+    ca: reqwest::Certificate,
+    policy: PathBuf,
+    offset_file: PathBuf,
+    jwks: JwkSet,
+    _dir: tempfile::TempDir,
+}
+
+fn policy_text(dir: &Path) -> String {
+    format!(
+        "version: 1\n\
+         session:\n  timeout: {{ default: 5m, min: 1m, max: 1h }}\n  max_duration: 1h\n  inactivity: 10m\n  warn_before: 2m\n\
+         banner: {{ text: \"{BANNER}\" }}\n\
+         store: {{ backend: sqlite, path: {}/state.db }}\n",
+        dir.display()
+    )
+}
+
+impl Op {
+    fn start() -> Op {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_file(dir.path(), "policy.yaml", &policy_text(dir.path()));
+        let offset_file = dir.path().join("clock-offset");
+        std::fs::write(&offset_file, "0").expect("write offset");
+        let tls = TestTls::create(dir.path());
+        let receiver = Receiver::start();
+        let spec = ProviderSpec {
+            users: ["alice", "bob", "carol", "dave"]
+                .iter()
+                .map(|u| format!("{u}:pw-{u}"))
+                .collect(),
+            clients: vec![
+                format!("rp,{REDIRECT},{SECRET}"),
+                format!("other,{REDIRECT},{OTHER_SECRET}"),
+                format!("public,{REDIRECT}"),
+            ],
+            backchannel: vec![format!("rp={}", receiver.url)],
+            post_logout: vec![format!("rp={BYE}")],
+            tls: Some((tls.cert.clone(), tls.key.clone())),
+            clock_offset_file: Some(offset_file.clone()),
+        };
+        let provider = Provider::start(&policy, dir.path(), &spec);
+        assert!(provider.issuer.starts_with("https://127.0.0.1:"));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).expect("read CA"))
+            .expect("CA certificate");
+        let mut op = Op {
+            provider,
+            receiver,
+            ca,
+            policy,
+            offset_file,
+            jwks: JwkSet { keys: Vec::new() },
+            _dir: dir,
+        };
+        op.jwks = op
+            .browser()
+            .get(format!("{}/jwks", op.provider.issuer))
+            .send()
+            .expect("GET /jwks")
+            .json()
+            .expect("a JWK set");
+        op
+    }
+
+    /// A browser: its own cookie jar, trusting the test CA, not following
+    /// redirects (the test reads each one).
+    fn browser(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(self.ca.clone())
+            .tls_built_in_root_certs(false)
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.provider.issuer)
+    }
+
+    fn curfew(&self, args: &[&str]) {
+        let out = Command::new(curfew_bin())
+            .arg("--policy")
+            .arg(&self.policy)
+            .args(args)
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH")
+            .output()
+            .expect("run curfew");
+        assert!(
+            out.status.success(),
+            "curfew {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Validates an ID or logout token against the published JWKS.
+    fn verify(&self, jwt: &str, aud: &str) -> Value {
+        let header = jsonwebtoken::decode_header(jwt).expect("a JWT header");
+        assert_eq!(header.alg, Algorithm::ES256);
+        let kid = header.kid.expect("a kid");
+        let jwk = self.jwks.find(&kid).expect("the kid is in the JWKS");
+        let key = DecodingKey::from_jwk(jwk).expect("an EC JWK");
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[aud]);
+        v.set_issuer(&[self.provider.issuer.as_str()]);
+        jsonwebtoken::decode::<Value>(jwt, &key, &v)
+            .unwrap_or_else(|e| panic!("the token does not validate: {e}"))
+            .claims
+    }
+
+    /// Waits for a logout token naming `sid` and returns its claims and
+    /// how long after `since` it arrived.
+    fn logout_token_for(&self, sid: &str, since: Instant) -> (Value, Duration) {
+        let found = wait_for(Duration::from_secs(5), || {
+            self.receiver
+                .logout_tokens()
+                .into_iter()
+                .find_map(|(t, at)| {
+                    let c = self.verify(&t, "rp");
+                    (c["sid"] == sid).then_some((c, at))
+                })
+        });
+        let (claims, at) = found.unwrap_or_else(|| {
+            panic!(
+                "no logout token for session {sid}; provider log:\n{}",
+                self.provider.log_text()
+            )
+        });
+        (claims, at.saturating_duration_since(since))
+    }
+}
+
+enum Auth {
+    Code { code: String, verifier: String },
+    LoginPage(String),
+    Error(String),
+}
+
+struct Login {
+    id_token: String,
+    claims: Value,
+    access_token: String,
+}
+
+fn query_of(location: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(location)
+        .expect("a redirect URL")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn get<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// The authorization request of client `rp`, with `nonce` and `prompt`;
+/// signs in with `creds` if the login page comes.
+fn authorize(
+    op: &Op,
+    b: &reqwest::blocking::Client,
+    nonce: &str,
+    prompt: Option<&str>,
+    creds: Option<(&str, &str)>,
+) -> Auth {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let state = format!("st-{nonce}");
+    let mut url = reqwest::Url::parse(&op.url("/authorize")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "rp")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("scope", "openid profile")
+        .append_pair("state", &state)
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", challenge.as_str())
+        .append_pair("code_challenge_method", "S256");
+    if let Some(p) = prompt {
+        url.query_pairs_mut().append_pair("prompt", p);
+    }
+    let mut resp = b.get(url.clone()).send().expect("GET /authorize");
+    if resp.status() == 200 {
+        let page = resp.text().expect("login page");
+        let Some((user, password)) = creds else {
+            return Auth::LoginPage(page);
+        };
+        assert!(page.contains(BANNER), "the login page shows the banner");
+        resp = b
+            .post(url)
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .expect("POST /authorize");
+    }
+    assert_eq!(resp.status(), 302, "{:?}", resp.text());
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let q = query_of(&location);
+    assert_eq!(get(&q, "state"), Some(state.as_str()));
+    match (get(&q, "code"), get(&q, "error")) {
+        (Some(code), _) => Auth::Code {
+            code: code.to_owned(),
+            verifier: verifier.secret().clone(),
+        },
+        (_, Some(e)) => Auth::Error(e.to_owned()),
+        _ => panic!("neither code nor error: {location}"),
+    }
+}
+
+fn exchange(op: &Op, code: &str, verifier: &str) -> Value {
+    let r = op
+        .browser()
+        .post(op.url("/token"))
+        .basic_auth("rp", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .expect("POST /token");
+    assert_eq!(r.status(), 200);
+    r.json().expect("token JSON")
+}
+
+fn login(op: &Op, b: &reqwest::blocking::Client, user: &str, nonce: &str) -> Login {
+    let password = format!("pw-{user}");
+    let Auth::Code { code, verifier, .. } =
+        authorize(op, b, nonce, None, Some((user, password.as_str())))
+    else {
+        panic!("{user} did not get a code");
+    };
+    let tokens = exchange(op, &code, &verifier);
+    let id_token = tokens["id_token"].as_str().expect("an id_token").to_owned();
+    let claims = op.verify(&id_token, "rp");
+    Login {
+        id_token,
+        claims,
+        access_token: tokens["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+    }
+}
+
+fn introspect(
+    op: &Op,
+    token: &str,
+    client: &str,
+    secret: Option<&str>,
+) -> reqwest::blocking::Response {
+    op.browser()
+        .post(op.url("/introspect"))
+        .basic_auth(client, secret)
+        .form(&[("token", token)])
+        .send()
+        .expect("POST /introspect")
+}
+
+#[test]
+fn discovery_id_token_userinfo_sso_prompts_and_introspection() {
+    let op = Op::start();
+    let b = op.browser();
+    let d: Value = b
+        .get(op.url("/.well-known/openid-configuration"))
+        .send()
+        .expect("discovery")
+        .json()
+        .expect("JSON");
+    assert_eq!(d["issuer"], op.provider.issuer.as_str());
+    for (k, path) in [
+        ("authorization_endpoint", "/authorize"),
+        ("token_endpoint", "/token"),
+        ("userinfo_endpoint", "/userinfo"),
+        ("jwks_uri", "/jwks"),
+        ("end_session_endpoint", "/end_session"),
+        ("introspection_endpoint", "/introspect"),
+    ] {
+        assert_eq!(d[k], op.url(path).as_str(), "{k}");
+    }
+    assert_eq!(d["id_token_signing_alg_values_supported"][0], "ES256");
+    assert_eq!(d["backchannel_logout_supported"], true);
+    assert_eq!(d["backchannel_logout_session_supported"], true);
+
+    #[allow(clippy::disallowed_methods)] // the test is an entry point
+    let before = chrono::Utc::now().timestamp();
+    let l = login(&op, &b, "alice", "n-0S6_WzA2Mj");
+    let c = &l.claims;
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["nonce"], "n-0S6_WzA2Mj");
+    let sid = c["sid"].as_str().expect("sid");
+    assert_eq!(sid.len(), 32);
+    let auth_time = c["auth_time"].as_i64().expect("auth_time");
+    assert!(auth_time >= before - 1, "{auth_time} < {before}");
+    assert_eq!(c["curfew_banner"], BANNER);
+    let idle = c["curfew_idle_deadline"].as_i64().expect("idle deadline");
+    assert_eq!(c["curfew_warn_at"].as_i64(), Some(idle - 120));
+
+    // UserInfo with the access token.
+    let u: Value = b
+        .get(op.url("/userinfo"))
+        .bearer_auth(&l.access_token)
+        .send()
+        .expect("userinfo")
+        .json()
+        .expect("JSON");
+    assert_eq!(u["sub"], "alice");
+    assert_eq!(u["sid"], sid);
+    let r = b
+        .get(op.url("/userinfo"))
+        .bearer_auth("nope")
+        .send()
+        .expect("userinfo");
+    assert_eq!(r.status(), 401);
+
+    // The SSO cookie: prompt=none signs in without a page, with the same auth_time.
+    let Auth::Code { code, verifier, .. } = authorize(&op, &b, "n2", Some("none"), None) else {
+        panic!("prompt=none with an SSO session gives a code");
+    };
+    let t2 = exchange(&op, &code, &verifier);
+    let c2 = op.verify(t2["id_token"].as_str().expect("id_token"), "rp");
+    assert_eq!(c2["sub"], "alice");
+    assert_eq!(c2["nonce"], "n2");
+    assert_eq!(c2["auth_time"].as_i64(), Some(auth_time));
+    assert_ne!(
+        c2["sid"], sid,
+        "each client grant is its own curfew session"
+    );
+    // prompt=login shows the form again despite the cookie.
+    assert!(matches!(
+        authorize(&op, &b, "n3", Some("login"), None),
+        Auth::LoginPage(p) if p.contains("<form")
+    ));
+    // A browser without the cookie: prompt=none is login_required.
+    let fresh = op.browser();
+    assert!(matches!(
+        authorize(&op, &fresh, "n4", Some("none"), None),
+        Auth::Error(e) if e == "login_required"
+    ));
+
+    // Introspection: the client's own token, authenticated.
+    let r = introspect(&op, &l.access_token, "rp", Some(SECRET));
+    let v: Value = r.json().expect("JSON");
+    assert_eq!(v["active"], true);
+    assert_eq!(v["sid"], sid);
+    // Another client learns nothing about it (RFC 7662 section 4).
+    let v: Value = introspect(&op, &l.access_token, "other", Some(OTHER_SECRET))
+        .json()
+        .expect("JSON");
+    assert_eq!(v, serde_json::json!({"active": false}));
+    // No or wrong authentication: 401.
+    assert_eq!(
+        introspect(&op, &l.access_token, "rp", Some("wrong")).status(),
+        401
+    );
+    assert_eq!(
+        introspect(&op, &l.access_token, "public", None).status(),
+        401
+    );
+}
+
+#[test]
+fn every_end_of_a_session_reaches_the_client_by_back_channel_logout() {
+    let op = Op::start();
+    let sid_of = |l: &Login| l.claims["sid"].as_str().expect("sid").to_owned();
+
+    // curfew revoke user.
+    let alice = login(&op, &op.browser(), "alice", "na");
+    let t0 = Instant::now();
+    op.curfew(&["revoke", "user", "alice", "--reason", "e2e"]);
+    let (lt, after) = op.logout_token_for(&sid_of(&alice), t0);
+    eprintln!("revoke -> logout token: {after:?}");
+    assert_eq!(lt["sub"], "alice");
+    assert!(lt.get("nonce").is_none(), "a logout token has no nonce");
+    assert!(lt["events"]
+        .get("http://schemas.openid.net/event/backchannel-logout")
+        .is_some());
+    assert!(lt["jti"].as_str().is_some_and(|j| !j.is_empty()));
+
+    // curfew sessions terminate.
+    let bob = login(&op, &op.browser(), "bob", "nb");
+    let t0 = Instant::now();
+    op.curfew(&["sessions", "terminate", &sid_of(&bob), "--yes"]);
+    let (lt, after) = op.logout_token_for(&sid_of(&bob), t0);
+    eprintln!("terminate -> logout token: {after:?}");
+    assert_eq!(lt["sub"], "bob");
+
+    // RP-initiated logout with id_token_hint: back to the registered URI
+    // with the state, the SSO cookie gone, a logout token for the grant.
+    let b = op.browser();
+    let dave = login(&op, &b, "dave", "nd");
+    let mut url = reqwest::Url::parse(&op.url("/end_session")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", &dave.id_token)
+        .append_pair("post_logout_redirect_uri", BYE)
+        .append_pair("state", "bye-state");
+    let t0 = Instant::now();
+    let r = b.get(url).send().expect("GET /end_session");
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with(BYE));
+    assert_eq!(get(&query_of(&location), "state"), Some("bye-state"));
+    let (lt, after) = op.logout_token_for(&sid_of(&dave), t0);
+    eprintln!("logout -> logout token: {after:?}");
+    assert_eq!(lt["sub"], "dave");
+    assert!(matches!(
+        authorize(&op, &b, "nd2", Some("none"), None),
+        Auth::Error(e) if e == "login_required"
+    ));
+    // An unregistered post_logout_redirect_uri is refused.
+    let carol_b = op.browser();
+    let carol = login(&op, &carol_b, "carol", "nc");
+    let r = carol_b
+        .get(op.url("/end_session"))
+        .query(&[
+            ("id_token_hint", carol.id_token.as_str()),
+            ("post_logout_redirect_uri", "https://evil.invalid/"),
+        ])
+        .send()
+        .expect("GET /end_session");
+    assert_eq!(r.status(), 400);
+
+    // Idle: the server's clock moves past carol's inactivity window.
+    let t0 = Instant::now();
+    std::fs::write(&op.offset_file, (11 * 60).to_string()).expect("write offset");
+    let (lt, after) = op.logout_token_for(&sid_of(&carol), t0);
+    eprintln!("idle -> logout token: {after:?}");
+    assert_eq!(lt["sub"], "carol");
+    let log = op.provider.log_text();
+    assert!(log.contains("ended (idle)"), "{log}");
+    assert!(log.contains("ended (revoked)"), "{log}");
+    assert!(log.contains("ended (terminated)"), "{log}");
+}
