@@ -240,6 +240,12 @@ impl Server {
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
                     assert_eq!(*r.error(), BasicErrorResponseType::InvalidGrant, "{r:?}");
+                    // Why, for a failure message of the caller.
+                    eprintln!(
+                        "refresh refused; server log:\n{}",
+                        std::fs::read_to_string(self._dir.path().join("server.err"))
+                            .unwrap_or_default()
+                    );
                     "invalid_grant".to_owned()
                 }
                 e => panic!("the refresh failed otherwise than with invalid_grant: {e:?}"),

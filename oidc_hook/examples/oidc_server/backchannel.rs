@@ -14,9 +14,10 @@
 //!   at (every interval), and all of them every 5 s in case a push was lost.
 //!
 //! The gate ends a denied session in the store with the denial's reason,
-//! so a session the watcher finds ended is ended for good. Ending an SSO
-//! session (the provider's own login) ends every client session signed in
-//! through it, as a logout.
+//! so a session the watcher finds ended is ended for good. An SSO session
+//! (the provider's own login) that is logged out, terminated or revoked
+//! ends every client session signed in through it, as a logout; one that
+//! goes idle or reaches its max duration only stops silent sign-in.
 //!
 //! [`Store::watch`]: curfew_policy::Store::watch
 
@@ -123,7 +124,15 @@ fn sweep(app: &App, full: bool) -> Vec<Ended> {
             started_at: t.started_at,
             last_activity: t.started_at,
         };
-        match app.gate.resume(&sid, &p, &known, Activity::Inspect) {
+        // Under the oxide-auth lock, as the token flows decide: a refresh
+        // cannot record activity between this decision's reading of the
+        // clock and of the session (a test clock jumps minutes at once,
+        // and a last activity "from the future" would not be believed).
+        let decided = {
+            let _serial = app.oauth();
+            app.gate.resume(&sid, &p, &known, Activity::Inspect)
+        };
+        match decided {
             Ok(g) => {
                 if let Some(tr) = lock(&app.tracked).get_mut(&sid) {
                     tr.next_check = g.allow.idle_deadline.min(g.allow.absolute_deadline);
@@ -141,14 +150,21 @@ fn sweep(app: &App, full: bool) -> Vec<Ended> {
             }
         }
     }
-    // SSO sessions take their clients' sessions with them.
+    // An SSO session that was logged out, terminated or revoked takes its
+    // clients' sessions with it. One that merely went idle or reached its
+    // max duration does not: the clients' sessions have their own
+    // activity and deadlines, and only silent sign-in stops.
     let mut cascade = Vec::new();
     for e in &ended {
         if e.t.client_id != sso::ACCOUNT_CLIENT {
             continue;
         }
-        if let Some(cookie) = &e.t.sso {
-            lock(&app.sso).remove(cookie);
+        let Some(cookie) = &e.t.sso else { continue };
+        lock(&app.sso).remove(cookie);
+        if matches!(e.reason, Some(EndReason::Idle | EndReason::MaxDuration)) {
+            continue;
+        }
+        {
             let linked: Vec<(String, Tracked)> = lock(&app.tracked)
                 .iter()
                 .filter(|(s, t)| {

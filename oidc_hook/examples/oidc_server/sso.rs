@@ -68,6 +68,9 @@ fn decide(app: &App, sid: &str, t: &Tracked, activity: Activity) -> Result<Grant
         started_at: t.started_at,
         last_activity: t.started_at,
     };
+    // Under the oxide-auth lock, as every decision of this server (see
+    // `backchannel::sweep`). Never called with that lock held.
+    let _serial = app.oauth();
     app.gate
         .resume(sid, &principal(&t.user, &groups), &known, activity)
 }
