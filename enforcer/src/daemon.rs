@@ -82,7 +82,8 @@ pub fn run(
         PolicySource::new(path.clone()),
         hostname.clone(),
         open_store,
-    );
+    )
+    .with_machine_id(curfew_policy::host::machine_id());
     if !options.once {
         log(&format!(
             "enforcing the PAM sessions of host {hostname} every {} (policy {})",

@@ -337,6 +337,9 @@ pub struct Enforcer<'a, H: Host> {
     store: Option<(StoreConfig, Box<dyn Store>)>,
     open_store: StoreOpener<'a>,
     hostname: String,
+    /// This host's machine id: sessions recorded with another one belong to
+    /// another host that shares the name.
+    machine_id: Option<String>,
     warned: HashMap<String, Warned>,
     unmeasured: HashSet<String>,
     traffic: TrafficMeter,
@@ -389,6 +392,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             store: None,
             open_store,
             hostname,
+            machine_id: None,
             warned: HashMap::new(),
             unmeasured: HashSet::new(),
             traffic: TrafficMeter::default(),
@@ -400,6 +404,25 @@ impl<'a, H: Host> Enforcer<'a, H> {
             unregistered: HashMap::new(),
             last_store_error: None,
             store_generation: 0,
+        }
+    }
+
+    /// Sets this host's machine id (`curfew_policy::host::machine_id`): a
+    /// session recorded under this host's name but another machine id is
+    /// another host's (two hosts sharing a name), and is never touched. A
+    /// record without a machine id (written before curfew recorded one) is
+    /// matched by the host name alone.
+    pub fn with_machine_id(mut self, machine_id: Option<String>) -> Self {
+        self.machine_id = machine_id;
+        self
+    }
+
+    /// Whether `s` was recorded on this very machine (see
+    /// [`Enforcer::with_machine_id`]).
+    fn is_ours(&self, s: &Session) -> bool {
+        match (&s.machine_id, &self.machine_id) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
         }
     }
 
@@ -491,7 +514,10 @@ impl<'a, H: Host> Enforcer<'a, H> {
             None => return pass,
         };
         let sessions = match listed {
-            Ok(s) => s,
+            Ok(s) => s
+                .into_iter()
+                .filter(|s| self.is_ours(s))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 self.store_error(&mut pass.events, e.to_string());
                 return pass;
@@ -598,7 +624,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
                             continue;
                         };
                         let this_boot = boot.is_none_or(|b| s.started_at >= b - PREVIOUS_BOOT);
-                        if s.is_live() || !this_boot || !present.contains(&a) {
+                        if s.is_live() || !this_boot || !present.contains(&a) || !self.is_ours(&s) {
                             continue;
                         }
                         let entry = self.leftovers.entry(a).or_default();
@@ -1983,5 +2009,43 @@ mod tests {
         assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"]);
         f.enforcer.pass(t(3600));
         assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100", "pid 200"]);
+    }
+
+    /// Issue 12, class 7: hosts are told apart by machine id; a host that
+    /// shares this one's name never has its sessions ended here.
+    #[test]
+    fn a_session_of_another_machine_with_the_same_host_name_is_never_touched() {
+        let mut f = fixture();
+        f.enforcer.machine_id = Some("1".repeat(32));
+        let ours = login(&mut f, "alice", 100, "here", t(0), true);
+        let twin = login(&mut f, "alice", 200, "here", t(0), true);
+        let old = login(&mut f, "alice", 300, "here", t(0), true);
+        for (id, m) in [(&ours, "1"), (&twin, "2")] {
+            let mut s = f.store.session(id).unwrap().unwrap();
+            f.store.end_session(id, t(0), EndReason::Logout).unwrap();
+            // Re-create with the machine id (the memory store has no update).
+            s.id = format!("{}m", s.id);
+            s.machine_id = Some(m.repeat(32));
+            f.store.create_session(&s).unwrap();
+        }
+        revoke_user(&f, "r1", "alice", t(5));
+        f.enforcer.pass(t(6));
+        assert_eq!(
+            ended(&f, &format!("{ours}m")).map(|e| e.1),
+            Some(EndReason::Revoked)
+        );
+        assert_eq!(
+            ended(&f, &old).map(|e| e.1),
+            Some(EndReason::Revoked),
+            "a record without a machine id goes by its host name"
+        );
+        assert_eq!(
+            ended(&f, &format!("{twin}m")),
+            None,
+            "the twin's is not ours"
+        );
+        let mut signalled = f.log.lock().unwrap().ended.clone();
+        signalled.sort();
+        assert_eq!(signalled, vec!["pid 100", "pid 300"]);
     }
 }

@@ -534,6 +534,7 @@ impl<'a> Cx<'a> {
             })?;
         session.service = login.service.clone();
         session.host = host.clone();
+        session.machine_id = self.sys.machine_id();
         session.tty = login.tty.clone();
         session.rhost = login.rhost.clone();
         session.pid = Some(self.sys.pid());

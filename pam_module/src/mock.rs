@@ -295,6 +295,10 @@ impl System for FakeSystem {
         Some("host1".into())
     }
 
+    fn machine_id(&self) -> Option<String> {
+        Some("0123456789abcdef0123456789abcdef".into())
+    }
+
     fn pid(&self) -> u32 {
         4242
     }

@@ -28,6 +28,10 @@ pub trait System {
     /// This host's name.
     fn hostname(&self) -> Option<String>;
 
+    /// This host's machine id (`/etc/machine-id`), which the enforcer uses
+    /// to tell hosts apart (see `curfew_policy::host::machine_id`).
+    fn machine_id(&self) -> Option<String>;
+
     /// The process opening the session.
     fn pid(&self) -> u32;
 
@@ -73,6 +77,10 @@ impl System for Host {
 
     fn hostname(&self) -> Option<String> {
         host::hostname()
+    }
+
+    fn machine_id(&self) -> Option<String> {
+        host::machine_id()
     }
 
     fn pid(&self) -> u32 {

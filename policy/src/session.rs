@@ -80,8 +80,17 @@ pub struct Session {
     pub service: Option<String>,
     /// OIDC client id.
     pub client_id: Option<String>,
-    /// The host the session lives on (PAM) or the issuer's host (OIDC).
+    /// The host the session lives on (PAM) or the issuer's host (OIDC): its
+    /// name, for display and for rules.
     pub host: Option<String>,
+    /// The identity of the host a PAM session lives on: its machine id
+    /// (`/etc/machine-id`, see `curfew_policy::host::machine_id`), which two
+    /// hosts do not share by accident, unlike a host name. The enforcer
+    /// only acts on sessions whose machine id is its own (a record without
+    /// one, from before this field, is matched by host name). `None` for
+    /// OIDC sessions and where the host has no machine id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
     /// Remote host (PAM_RHOST).
     pub rhost: Option<String>,
     /// Terminal (PAM_TTY).
@@ -133,6 +142,7 @@ impl Session {
             service: None,
             client_id: None,
             host: None,
+            machine_id: None,
             rhost: None,
             tty: None,
             pid: None,

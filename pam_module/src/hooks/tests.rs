@@ -349,6 +349,11 @@ fn open_session_takes_every_step_and_registers_the_session() {
     assert_eq!(s.tty.as_deref(), Some("/dev/pts/3"));
     assert_eq!(s.rhost.as_deref(), Some("192.0.2.7"));
     assert_eq!(s.host.as_deref(), Some("host1"));
+    assert_eq!(
+        s.machine_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef"),
+        "the host's identity, beside its name"
+    );
     assert_eq!(s.pid, Some(4242));
     assert_eq!(s.audit_session_id, Some(17));
     assert_eq!(s.started_at, t0());

@@ -28,6 +28,7 @@ pub fn session(id: &str, user: &str, started: i64) -> Session {
         service: Some("sshd".into()),
         client_id: None,
         host: Some("host1".into()),
+        machine_id: Some("0123456789abcdef0123456789abcdef".into()),
         rhost: Some("127.0.0.1".into()),
         tty: Some("/dev/pts/3".into()),
         pid: Some(4242),
@@ -81,6 +82,7 @@ fn sessions_round_trip(s: &dyn Store) {
     o.pid = None;
     o.audit_session_id = None;
     o.tty = None;
+    o.machine_id = None;
     s.create_session(&o).unwrap();
     assert_eq!(
         s.session("a1").unwrap().as_ref(),

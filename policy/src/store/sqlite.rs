@@ -17,7 +17,7 @@ use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer waits for another before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
         user TEXT PRIMARY KEY NOT NULL,
         timeout_secs INTEGER NOT NULL
     ) STRICT;",
+    // 1 -> 2: the machine id of a PAM session's host (issue 12).
+    "ALTER TABLE sessions ADD COLUMN machine_id TEXT;",
 ];
 
 /// A store in one SQLite file.
@@ -226,6 +228,7 @@ impl SqliteStore {
             service: r.get("service").map_err(get_err)?,
             client_id: r.get("client_id").map_err(get_err)?,
             host: r.get("host").map_err(get_err)?,
+            machine_id: r.get("machine_id").map_err(get_err)?,
             rhost: r.get("rhost").map_err(get_err)?,
             tty: r.get("tty").map_err(get_err)?,
             pid: r.get("pid").map_err(get_err)?,
@@ -351,8 +354,9 @@ impl Store for SqliteStore {
         let r = self.execute_raw(
             "INSERT INTO sessions (id, kind, user, service, client_id, host, rhost, tty, pid,
                 audit_session_id, started_at, last_seen, timeout_secs, remember_me,
-                terminate_requested_at, ended_at, end_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                terminate_requested_at, ended_at, end_reason, machine_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                ?18)",
             params![
                 s.id,
                 s.kind.as_str(),
@@ -371,6 +375,7 @@ impl Store for SqliteStore {
                 s.terminate_requested_at.map(ms),
                 s.ended_at.map(ms),
                 s.end_reason.map(|r| r.as_str()),
+                s.machine_id,
             ],
         );
         match r {
@@ -543,6 +548,33 @@ mod tests {
         let s = SqliteStore::open(&path).unwrap();
         assert!(s.session("a").unwrap().is_some());
         s.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_gains_the_machine_id_and_keeps_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // A store as the first release wrote it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO sessions (id, kind, user, host, started_at, last_seen, timeout_secs)
+                 VALUES ('old', 'pam', 'alice', 'host1', 0, 0, 300)",
+                [],
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let old = s.session("old").unwrap().unwrap();
+        assert_eq!((old.user.as_str(), old.machine_id), ("alice", None));
+        let mut new = crate::store::conformance::session("new", "bob", 5);
+        new.machine_id = Some("0123456789abcdef0123456789abcdef".into());
+        s.create_session(&new).unwrap();
+        assert_eq!(s.session("new").unwrap().unwrap(), new);
     }
 
     #[test]
