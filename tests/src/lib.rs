@@ -9,6 +9,7 @@
 pub mod common;
 pub mod enforce;
 pub mod fleet;
+pub mod node;
 pub mod oidc;
 pub mod pam;
 pub mod sshd;

@@ -342,7 +342,10 @@ async fn run(args: Args) -> Result<(), String> {
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/jwks", get(oidc::jwks))
         .route("/authorize", get(oauth::authorize).post(oauth::authorize))
-        .route("/token", post(oauth::token))
+        .route(
+            "/token",
+            post(oauth::token).layer(axum::middleware::map_request(oauth::decode_basic)),
+        )
         .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route(
             "/end_session",

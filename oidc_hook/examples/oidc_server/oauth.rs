@@ -515,6 +515,40 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
     .await
 }
 
+/// Rewrites an HTTP Basic `Authorization` header whose id and secret are
+/// form-urlencoded (RFC 6749 2.3.1; openid-client sends `-` as `%2D`) into
+/// their plain form, which is what oxide-auth's token flow compares.
+pub async fn decode_basic(mut req: axum::extract::Request) -> axum::extract::Request {
+    let decoded = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|raw| {
+            let (id, secret) = raw.split_once(':')?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .ok()
+            };
+            Some(format!("{}:{}", decode(id)?, decode(secret)?))
+        });
+    if let Some(plain) = decoded {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+        if let Ok(v) = HeaderValue::from_str(&format!("Basic {b64}")) {
+            req.headers_mut().insert(header::AUTHORIZATION, v);
+        }
+    }
+    req
+}
+
 /// An OAuth error response.
 pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (

@@ -1,0 +1,131 @@
+// A relying party built on openid-client (pinned in package.json), against
+// curfew's example OpenID Provider. Run by tests/tests/oidc_node.rs, which
+// starts the provider over TLS and passes:
+//   ISSUER, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, POST_LOGOUT_URI,
+//   USERNAME, PASSWORD, and NODE_EXTRA_CA_CERTS (the test CA).
+// Prints one JSON line of results on stdout; exits non-zero on any failure.
+//
+// openid-client does: discovery, the authorization URL with PKCE (S256),
+// nonce and state, the code exchange with ID-token validation (signature
+// against the JWKS, iss, aud, exp, nonce), UserInfo, refresh, and the
+// RP-initiated logout URL. The "user" part (the login form) is plain fetch.
+import * as client from 'openid-client';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+
+const issuer = new URL(env('ISSUER'));
+const redirectUri = env('REDIRECT_URI');
+// The token endpoint takes client_secret_basic (oxide-auth's refresh flow
+// reads no credentials from the body), as discovery says.
+const config = await client.discovery(
+  issuer,
+  env('CLIENT_ID'),
+  { id_token_signed_response_alg: 'ES256' },
+  client.ClientSecretBasic(env('CLIENT_SECRET')),
+);
+const meta = config.serverMetadata();
+
+// The authorization request.
+const codeVerifier = client.randomPKCECodeVerifier();
+const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
+const nonce = client.randomNonce();
+const state = client.randomState();
+const authUrl = client.buildAuthorizationUrl(config, {
+  redirect_uri: redirectUri,
+  scope: 'openid profile offline_access',
+  code_challenge: codeChallenge,
+  code_challenge_method: 'S256',
+  nonce,
+  state,
+});
+
+// The user: open the page, submit the form.
+const page = await fetch(authUrl, { redirect: 'manual' });
+const html = await page.text();
+if (page.status !== 200 || !html.includes('<form')) {
+  throw new Error(`no login page: ${page.status} ${html.slice(0, 200)}`);
+}
+const banner = /<div class="banner"[^>]*><pre>([^<]*)<\/pre>/.exec(html)?.[1] ?? '';
+const login = await fetch(authUrl, {
+  method: 'POST',
+  redirect: 'manual',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams({ username: env('USERNAME'), password: env('PASSWORD') }),
+});
+const location = login.headers.get('location');
+if (login.status !== 302 || !location) throw new Error(`login did not redirect: ${login.status}`);
+
+// The code exchange; openid-client validates the ID token and the nonce.
+const tokens = await client.authorizationCodeGrant(config, new URL(location), {
+  pkceCodeVerifier: codeVerifier,
+  expectedNonce: nonce,
+  expectedState: state,
+  idTokenExpected: true,
+});
+const claims = tokens.claims();
+
+// A wrong nonce is refused by the library (same flow, a fresh code).
+let wrongNonceError = 'accepted';
+{
+  const v = client.randomPKCECodeVerifier();
+  const n = client.randomNonce();
+  const s = client.randomState();
+  const u = client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri, scope: 'openid', nonce: n, state: s,
+    code_challenge: await client.calculatePKCECodeChallenge(v), code_challenge_method: 'S256',
+  });
+  const r = await fetch(u, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ username: env('USERNAME'), password: env('PASSWORD') }),
+  });
+  try {
+    await client.authorizationCodeGrant(config, new URL(r.headers.get('location')), {
+      pkceCodeVerifier: v, expectedNonce: 'not-the-nonce', expectedState: s,
+    });
+  } catch (e) {
+    wrongNonceError = `${e?.code ?? ''} ${e?.message ?? e} (${e?.cause?.message ?? ''})`;
+  }
+}
+
+const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+
+// Refresh: new tokens for the same session and user.
+const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+const refreshedClaims = refreshed.claims();
+
+// RP-initiated logout.
+const endUrl = client.buildEndSessionUrl(config, {
+  id_token_hint: refreshed.id_token ?? tokens.id_token,
+  post_logout_redirect_uri: env('POST_LOGOUT_URI'),
+  state: 'bye',
+});
+const out = await fetch(endUrl, { redirect: 'manual' });
+const back = out.headers.get('location') ?? '';
+
+// After the logout the refresh token is dead.
+let refreshAfterLogout = 'succeeded';
+try {
+  await client.refreshTokenGrant(config, refreshed.refresh_token);
+} catch (e) {
+  refreshAfterLogout = e?.error ?? e?.code ?? String(e);
+}
+
+console.log(JSON.stringify({
+  issuer: meta.issuer,
+  alg: meta.id_token_signing_alg_values_supported,
+  end_session_endpoint: meta.end_session_endpoint,
+  banner,
+  claims,
+  wrongNonceError,
+  userinfo,
+  refreshedClaims,
+  refreshedAccessTokenDiffers: refreshed.access_token !== tokens.access_token,
+  logoutStatus: out.status,
+  logoutLocation: back,
+  refreshAfterLogout,
+}));
