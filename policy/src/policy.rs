@@ -177,6 +177,10 @@ pub enum StoreBackend {
         url: String,
         /// Prefix of every key.
         prefix: String,
+        /// With `rediss://`: the PEM file of the CAs to trust instead of
+        /// the system's roots (`store.tls_ca_file`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -831,6 +835,12 @@ impl Validator<'_> {
                         "url is for the redis backend; sqlite takes path",
                     );
                 }
+                if s.tls_ca_file.is_some() {
+                    self.error(
+                        "store.tls_ca_file",
+                        "tls_ca_file is for the redis backend with a rediss:// url",
+                    );
+                }
                 let path = match s.path.as_deref() {
                     Some(p) => self.absolute("store.path", p).unwrap_or_default(),
                     None => PathBuf::from(DEFAULT_STORE_PATH),
@@ -858,12 +868,24 @@ impl Validator<'_> {
                         "redis needs url: redis://, rediss://, redis+unix:// or unix://",
                     );
                 }
+                let tls_ca_file = match s.tls_ca_file.as_deref() {
+                    None => None,
+                    Some(_) if ok && !url.starts_with("rediss://") => {
+                        self.error(
+                            "store.tls_ca_file",
+                            "tls_ca_file is only used with a rediss:// url (TLS)",
+                        );
+                        None
+                    }
+                    Some(p) => self.absolute("store.tls_ca_file", p),
+                };
                 StoreBackend::Redis {
                     url,
                     prefix: s
                         .prefix
                         .clone()
                         .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into()),
+                    tls_ca_file,
                 }
             }
             Some(other) => {

@@ -187,6 +187,14 @@ pub struct RawStore {
     /// Redis: prefix of every key, default `curfew:`.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Redis with a `rediss://` url: an absolute path to a PEM file of the
+    /// CA certificates the server's certificate must chain to. Default: the
+    /// system's trusted roots, read from the distribution's bundle
+    /// (/etc/ssl/certs/ca-certificates.crt ...), never from environment
+    /// variables such as SSL_CERT_FILE.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::schema::absolute_path")]
+    pub tls_ca_file: Option<String>,
     /// `deny` (default) or `allow`: the answer when the store cannot be reached.
     #[serde(default)]
     #[schemars(schema_with = "crate::schema::on_unavailable")]

@@ -5,7 +5,8 @@
 //! durations carry each field's floor and ceiling, duration strings follow
 //! the validator's grammar ([`crate::duration::text_pattern`], fractions
 //! such as `1.5h` included), `backend` and `on_unavailable` are enums, the
-//! store's backend decides which of `path` and `url` may appear, paths are
+//! store's backend decides which of `path`, `url` and `tls_ca_file` may
+//! appear (`tls_ca_file` only with a `rediss://` url), paths are
 //! absolute, `match` and `activity` lists are non-empty (`activity` without
 //! repeats) and names in `match` have no control
 //! characters. What it cannot say is checked by `curfew policy check` only:
@@ -138,7 +139,8 @@ pub(crate) fn on_unavailable(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "enum": ["deny", "allow", null] })
 }
 
-/// The store's backend decides which of `path` and `url` may be given.
+/// The store's backend decides which of `path`, `url` and `tls_ca_file` may
+/// be given; `tls_ca_file` needs a `rediss://` url.
 pub(crate) fn store_backend_rules(schema: &mut Schema) {
     let rules = json_schema!({
         "if": {
@@ -150,10 +152,17 @@ pub(crate) fn store_backend_rules(schema: &mut Schema) {
                 "path": { "type": "null" },
                 "url": { "type": "string", "pattern": "^(redis|rediss|redis\\+unix|unix)://" }
             },
-            "required": ["url"]
+            "required": ["url"],
+            "if": {
+                "properties": { "tls_ca_file": { "type": "string" } },
+                "required": ["tls_ca_file"]
+            },
+            "then": {
+                "properties": { "url": { "type": "string", "pattern": "^rediss://" } }
+            }
         },
         "else": {
-            "properties": { "url": { "type": "null" } }
+            "properties": { "url": { "type": "null" }, "tls_ca_file": { "type": "null" } }
         }
     });
     if let (Some(obj), Some(rules)) = (schema.as_object_mut(), rules.as_object()) {

@@ -66,6 +66,7 @@ fn conformance_on_loopback_tcp_through_store_open() {
             backend: StoreBackend::Redis {
                 url: server.url(),
                 prefix: format!("tcp{i}:"),
+                tls_ca_file: None,
             },
             on_unavailable: OnUnavailable::Deny,
         };

@@ -218,6 +218,42 @@ fn store_section() {
     assert_eq!(p.store.on_unavailable, curfew_policy::OnUnavailable::Allow);
 }
 
+// Issue 12, class 5: the Redis TLS roots come from the policy.
+#[test]
+fn store_tls_ca_file() {
+    let p = Policy::parse(
+        "version: 1\nstore: { backend: redis, url: \"rediss://h:6380/0\", tls_ca_file: /etc/curfew/redis-ca.pem }\n",
+        "p",
+    )
+    .unwrap();
+    match &p.store.backend {
+        curfew_policy::StoreBackend::Redis { tls_ca_file, .. } => assert_eq!(
+            tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/curfew/redis-ca.pem"))
+        ),
+        other => panic!("{other:?}"),
+    }
+    let e = one_error(
+        "version: 1\nstore: { backend: redis, url: \"rediss://h:6380/0\", tls_ca_file: ca.pem }\n",
+    );
+    assert!(
+        e.contains("store.tls_ca_file") && e.contains("absolute path"),
+        "{e}"
+    );
+    let e = one_error(
+        "version: 1\nstore: { backend: redis, url: \"redis://h/0\", tls_ca_file: /etc/ca.pem }\n",
+    );
+    assert!(
+        e.contains("store.tls_ca_file") && e.contains("rediss://"),
+        "{e}"
+    );
+    let e = one_error("version: 1\nstore: { path: /var/lib/c.db, tls_ca_file: /etc/ca.pem }\n");
+    assert!(
+        e.contains("store.tls_ca_file") && e.contains("redis backend"),
+        "{e}"
+    );
+}
+
 #[test]
 fn durations_as_seconds_or_strings() {
     let p = Policy::parse(

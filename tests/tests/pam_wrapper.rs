@@ -296,7 +296,12 @@ fn world_writable_store_is_refused_even_with_on_unavailable_allow() {
     let out = sb.pamtester("curfew-store-perms", "daemon", &["acct_mgmt"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("writable by everyone"), "{stderr}");
+    // The message names the file and the reason (issue 12, class 6).
+    assert!(
+        stderr.contains(&format!("{}: refusing to use it", sb.store.display()))
+            && stderr.contains("by everyone"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -411,4 +416,42 @@ fn every_pam_d_snippet_loads_and_works() {
         assert_eq!(sessions[0]["end_reason"], "logout");
     }
     assert!(seen >= 2, "sshd and login snippets");
+}
+
+#[test]
+fn logins_in_many_processes_keep_the_wal_short_and_lose_nothing() {
+    // Each pamtester keeps its store connection until it exits and never
+    // closes it (Lifetime::UntilExit): nothing is checkpointed at close, so
+    // the WAL must stay bounded by the connection's own checkpoints, and
+    // every login must be registered and ended all the same.
+    let sb = PamSandbox::new(POLICY);
+    sb.standard_service("curfew-many", "");
+    let wal = sb.dir.path().join("state.db-wal");
+    let mut largest = 0;
+    let logins = 60;
+    for _ in 0..logins {
+        let out = sb.pamtester(
+            "curfew-many",
+            "daemon",
+            &["acct_mgmt", "open_session", "close_session"],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    // SHORT_WAL_PAGES frames of one 4 KiB page and a 24-byte header, plus
+    // one login's worth (< 16 pages) written before the checkpoint runs.
+    let bound = u64::from(curfew_policy::store::SHORT_WAL_PAGES + 16) * (4096 + 24) + 32;
+    assert!(largest > 0, "the WAL is kept between processes");
+    assert!(
+        largest <= bound,
+        "the WAL reached {largest} bytes (bound {bound})"
+    );
+    let sessions = sb.sessions();
+    let mine = of_user(&sessions, "daemon");
+    assert_eq!(mine.len(), logins, "every login is registered");
+    assert!(
+        mine.iter().all(|s| s["end_reason"] == "logout"),
+        "every login is ended: {mine:?}"
+    );
 }

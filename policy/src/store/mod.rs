@@ -27,7 +27,23 @@ pub mod testing;
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SHORT_WAL_PAGES};
+
+/// How the opening process uses its connection: this tunes the SQLite
+/// backend's journal (see the `sqlite` backend's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lifetime {
+    /// A daemon or command that closes the store when it is done (the
+    /// enforcer, the hook, the CLI): SQLite's defaults, a checkpoint at
+    /// 1000 pages of WAL and at the last close.
+    #[default]
+    Closed,
+    /// A process that keeps the connection until it exits and never closes
+    /// it (the PAM module): the WAL is checkpointed once it holds
+    /// `SHORT_WAL_PAGES` pages, since the next process to open the file
+    /// alone reads it through.
+    UntilExit,
+}
 
 /// Why a store call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -223,6 +239,74 @@ pub trait Store: Send + Sync {
     fn watch(&self) -> Result<Option<Box<dyn EventStream>>, StoreError> {
         Ok(None)
     }
+
+    /// Checks that a store opened earlier may still be used as it is: for
+    /// SQLite, that its path still names the file that was opened and that
+    /// the file and its directory still pass the checks of opening it. A
+    /// process that keeps a store open across calls (the PAM module) calls
+    /// this before reusing it and opens it afresh on an error.
+    fn revalidate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A shared store is a store: for a process that keeps one open and hands
+/// it to several callers.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        (**self).create_session(session)
+    }
+    fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        (**self).session(id)
+    }
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        (**self).list_sessions(filter)
+    }
+    fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        (**self).touch_session(id, at)
+    }
+    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        (**self).request_termination(id, at)
+    }
+    fn end_session(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        reason: EndReason,
+    ) -> Result<bool, StoreError> {
+        (**self).end_session(id, at, reason)
+    }
+    fn add_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        (**self).add_revocation(revocation)
+    }
+    fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
+        (**self).remove_revocation(id)
+    }
+    fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        (**self).list_revocations()
+    }
+    fn revocations_for(&self, keys: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
+        (**self).revocations_for(keys)
+    }
+    fn set_timeout_preference(
+        &self,
+        user: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        (**self).set_timeout_preference(user, timeout)
+    }
+    fn timeout_preference(&self, user: &str) -> Result<Option<Duration>, StoreError> {
+        (**self).timeout_preference(user)
+    }
+    fn watch(&self) -> Result<Option<Box<dyn EventStream>>, StoreError> {
+        (**self).watch()
+    }
+    fn revalidate(&self) -> Result<(), StoreError> {
+        (**self).revalidate()
+    }
 }
 
 /// A change pushed by a shared store; see [`Store::watch`].
@@ -344,13 +428,29 @@ impl Store for FailedStore {
 /// on its first call, so opening it succeeds while the server is down and
 /// every call reports [`StoreError::Unavailable`] until it is back.
 pub fn open(config: &StoreConfig) -> Result<Box<dyn Store>, StoreError> {
+    open_for(config, Default::default())
+}
+
+/// Like [`open`], for a process that uses its connection as `lifetime`
+/// says (only the SQLite backend tells them apart).
+pub fn open_for(config: &StoreConfig, lifetime: Lifetime) -> Result<Box<dyn Store>, StoreError> {
+    #[cfg(not(feature = "sqlite"))]
+    let _ = lifetime;
     match &config.backend {
         #[cfg(feature = "sqlite")]
-        StoreBackend::Sqlite { path } => Ok(Box::new(SqliteStore::open(path)?)),
+        StoreBackend::Sqlite { path } => Ok(Box::new(SqliteStore::open_for(path, lifetime)?)),
         #[cfg(not(feature = "sqlite"))]
         StoreBackend::Sqlite { .. } => Err(StoreError::NotBuilt("sqlite")),
         #[cfg(feature = "redis")]
-        StoreBackend::Redis { url, prefix } => Ok(Box::new(RedisStore::open(url, prefix)?)),
+        StoreBackend::Redis {
+            url,
+            prefix,
+            tls_ca_file,
+        } => Ok(Box::new(RedisStore::open_with_roots(
+            url,
+            prefix,
+            tls_ca_file.as_deref(),
+        )?)),
         #[cfg(not(feature = "redis"))]
         StoreBackend::Redis { .. } => Err(StoreError::NotBuilt("redis")),
     }

@@ -12,7 +12,11 @@
 //! # URL
 //!
 //! `redis://[USER][:PASSWORD@]HOST[:PORT][/DB]`, `rediss://…` for TLS
-//! (rustls with the system's trusted roots; `SSL_CERT_FILE` adds a CA), and
+//! (rustls; the server's certificate must chain to the CAs of
+//! `store.tls_ca_file`, or else to the system's trusted roots read from the
+//! first of [`SYSTEM_CA_BUNDLES`] that exists: never from environment
+//! variables such as `SSL_CERT_FILE`, which a user running a setuid
+//! program like `su` controls), and
 //! `unix:///PATH` or `redis+unix:///PATH?db=N&user=U&pass=P` for a local
 //! socket. Passwords with reserved characters are percent-encoded. Only a
 //! single endpoint (a primary, possibly behind a failover address) is
@@ -368,6 +372,74 @@ impl Keys {
     }
 }
 
+/// Where the system's trusted roots are read from when the policy names no
+/// `store.tls_ca_file`: the first of these files that exists (Debian and
+/// Ubuntu, Fedora and RHEL, openSUSE, older RHEL, Alpine and the BSDs).
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The largest CA file read: a system bundle is about 200 KiB.
+const CA_FILE_LIMIT: u64 = 4 << 20;
+
+/// Why the TLS roots cannot be used.
+enum RootsError {
+    Insecure(crate::fsperm::InsecureFile),
+    Unusable(String),
+}
+
+/// The PEM text of the CAs to trust: `ca_file`'s, or the system bundle's.
+/// The redis crate is built with its webpki-roots feature only so that it
+/// never reads the environment (its rustls-native-certs path honours
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR`); it always gets these roots, so
+/// webpki-roots' own list is never used.
+fn tls_roots(ca_file: Option<&std::path::Path>) -> Result<Vec<u8>, RootsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::io::Read;
+    let path = match ca_file {
+        Some(p) => {
+            // Whoever can change the CA file can impersonate the store.
+            crate::fsperm::check(p).map_err(RootsError::Insecure)?;
+            p.to_owned()
+        }
+        None => SYSTEM_CA_BUNDLES
+            .iter()
+            .map(std::path::Path::new)
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                RootsError::Unusable(format!(
+                    "no store.tls_ca_file is set and no system CA bundle was found (looked for {})",
+                    SYSTEM_CA_BUNDLES.join(", ")
+                ))
+            })?
+            .to_owned(),
+    };
+    let unusable =
+        |why: String| RootsError::Unusable(format!("the CA file {}: {why}", path.display()));
+    let file = std::fs::File::open(&path).map_err(|e| unusable(format!("cannot read it: {e}")))?;
+    let mut pem = Vec::new();
+    file.take(CA_FILE_LIMIT + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| unusable(format!("cannot read it: {e}")))?;
+    if pem.len() as u64 > CA_FILE_LIMIT {
+        return Err(unusable(format!("it is larger than {CA_FILE_LIMIT} bytes")));
+    }
+    let mut certificates = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| unusable(format!("it is not valid PEM: {e}")))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(unusable("it holds no PEM certificate".into()));
+    }
+    Ok(pem)
+}
+
 /// A store in a Redis server shared by a fleet.
 pub struct RedisStore {
     client: Client,
@@ -378,11 +450,29 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// A store at `url` whose keys start with `prefix`, trusting the
+    /// system's roots for `rediss://`; see [`RedisStore::open_with_roots`].
+    pub fn open(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::open_with_roots(url, prefix, None)
+    }
+
     /// A store at `url` whose keys start with `prefix`. Does not connect:
     /// the first call does, and every call after a failure tries again, so
     /// a store opened while Redis is down starts working when it is back.
-    /// Fails only for a URL that cannot be used.
-    pub fn open(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+    ///
+    /// For `rediss://`, the server's certificate must chain to a CA of the
+    /// PEM file `ca_file` (`store.tls_ca_file`) or, without one, to the
+    /// system's trusted roots (see [`SYSTEM_CA_BUNDLES`]); the file is read
+    /// and parsed here, once.
+    ///
+    /// Fails for a URL that cannot be used, and for a CA file that cannot
+    /// be read, holds no certificate, or can be changed by others
+    /// ([`StoreError::Insecure`]); the error names the file.
+    pub fn open_with_roots(
+        url: &str,
+        prefix: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<RedisStore, StoreError> {
         let (location, mut secrets) = redact(url);
         let ctx = ErrorContext {
             location: location.clone(),
@@ -393,8 +483,22 @@ impl RedisStore {
             // the process already chose one.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = Client::open(url)
-            .map_err(|e| ctx.unavailable(format!("the URL cannot be used: {e}")))?;
+        let client = if url.starts_with("rediss://") {
+            let pem = tls_roots(ca_file).map_err(|e| match e {
+                RootsError::Insecure(e) => StoreError::Insecure(e),
+                RootsError::Unusable(detail) => ctx.unavailable(detail),
+            })?;
+            Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        } else {
+            Client::open(url)
+        }
+        .map_err(|e| ctx.unavailable(format!("the URL cannot be used: {e}")))?;
         if let Some(p) = client.get_connection_info().redis_settings().password() {
             secrets.push(p.to_owned());
         }

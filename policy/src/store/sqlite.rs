@@ -3,6 +3,26 @@
 //! WAL journal so readers never block the writer, a busy timeout so 200
 //! logins at once queue instead of failing with "database is locked", file
 //! mode 0600, and the schema version in `PRAGMA user_version`.
+//!
+//! # The journal and what a write costs
+//!
+//! Session records are committed with `synchronous=NORMAL`: the commit is in
+//! the WAL (the kernel's page cache) when the call returns, so it survives
+//! the process being killed (tested with kill -9); a power cut may lose the
+//! last few, and ends those sessions anyway. Revocations are committed with
+//! `synchronous=FULL` (the WAL is fsynced before the call returns).
+//!
+//! SQLite checkpoints the WAL into the database (two fsyncs) and deletes it
+//! when the last connection to the file closes. A process that opens the
+//! store for a few calls and closes it again (the PAM module did, three
+//! times per login) pays that at every close, plus re-creating the WAL and
+//! fsyncing its directory at the next write: that was most of a login's
+//! cost. [`Lifetime::UntilExit`] is for a process that keeps its
+//! connection until it exits instead (the PAM module caches it for the
+//! life of the process): it never closes it, so nothing is checkpointed at
+//! close; the WAL stays on disk between processes and is checkpointed once
+//! it holds [`SHORT_WAL_PAGES`] pages, because the next process to open the
+//! file alone has to read the WAL through (about 2 µs a page).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -10,9 +30,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use super::{SessionFilter, Store, StoreError};
+use super::{Lifetime, SessionFilter, Store, StoreError};
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
@@ -21,6 +41,12 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer waits for another before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The WAL size (in pages) at which a [`Lifetime::UntilExit`] connection
+/// checkpoints: a login writes 6 to 10 pages, so about one login in eight
+/// pays the checkpoint's fsyncs, and the next process opening the file
+/// reads at most this many pages of WAL.
+pub const SHORT_WAL_PAGES: u32 = 64;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -67,44 +93,93 @@ const MIGRATIONS: &[&str] = &[
 /// A store in one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Device and inode of the file opened, for [`Store::revalidate`].
+    identity: Option<(u64, u64)>,
     conn: Mutex<Connection>,
+}
+
+/// The sidecar files SQLite keeps beside the store.
+const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Runs the checks of [`SqliteStore::open`] on the store's directory, the
+/// store and its sidecars; the store's device and inode if it exists.
+fn check_files(path: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    crate::fsperm::check_private_dir(dir)?;
+    let store = crate::fsperm::check_private_file(path)?;
+    for suffix in SIDECARS {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        crate::fsperm::check_private_file(Path::new(&name))?;
+    }
+    Ok(store.map(|m| (m.dev(), m.ino())))
 }
 
 impl SqliteStore {
     /// Opens (creating, mode 0600) the store at `path` and brings its schema
-    /// up to date. Refuses a file that others can write.
+    /// up to date.
+    ///
+    /// Refuses, with [`StoreError::Insecure`] naming the file and the
+    /// reason: a directory that anyone but its owner (root or the effective
+    /// user) can write, sticky bit or not; a store, `-wal`, `-shm` or
+    /// `-journal` file that is a symlink, not a regular file, owned by
+    /// someone else, or open to group or others in any way. SQLite itself
+    /// opens every one of them with `O_NOFOLLOW`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_for(path, Lifetime::Closed)
+    }
+
+    /// Like [`SqliteStore::open`], tuned for how the connection will be used.
+    pub fn open_for(path: &Path, lifetime: Lifetime) -> Result<SqliteStore, StoreError> {
         let location = path.display().to_string();
         let unavailable = |detail: String| StoreError::Unavailable {
             location: location.clone(),
             detail,
         };
+        check_files(path)?;
+        // Create it ourselves, so that its mode is 0600 from the start;
+        // O_EXCL|O_NOFOLLOW: a symlink planted meanwhile is not followed.
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(StoreError::from_io(&location, "cannot create it", &e)),
         }
-        crate::fsperm::check(path)?;
         // SQLite reports a read-only file or file system only as "unable to
         // open database file"; ask the kernel first so the log names the cause.
-        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+        {
             return Err(StoreError::from_io(
                 &location,
                 "cannot open it for writing",
                 &e,
             ));
         }
-        let conn = Connection::open(path).map_err(|e| unavailable(e.to_string()))?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(|e| unavailable(e.to_string()))?;
+        // Opening may have created the sidecars: check what SQLite made.
+        let identity = check_files(path)?;
         let store = SqliteStore {
             path: path.to_owned(),
+            identity,
             conn: Mutex::new(conn),
         };
-        store.configure()?;
+        store.configure(lifetime)?;
         store.migrate()?;
         Ok(store)
     }
@@ -144,16 +219,21 @@ impl SqliteStore {
         }
     }
 
-    fn configure(&self) -> Result<(), StoreError> {
+    fn configure(&self, lifetime: Lifetime) -> Result<(), StoreError> {
         let c = self.lock();
         c.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        // The journal mode is stored in the file: only its first opener has
+        // to set it (reading it takes no lock).
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         // Changing the journal mode needs a moment alone with the file; the
         // busy handler does not cover it, so retry while another process
         // holds it (only the very first opens race here).
         let mut tries = 0;
-        loop {
-            let mode: Result<String, _> = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
-            match mode {
+        while !mode.eq_ignore_ascii_case("wal") {
+            let set: Result<String, _> = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0));
+            match set {
                 Ok(_) => break,
                 Err(e) if tries < 300 && is_busy(&e) => {
                     tries += 1;
@@ -171,11 +251,27 @@ impl SqliteStore {
             .map_err(|e| self.err(e))?;
         c.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| self.err(e))?;
+        if lifetime == Lifetime::UntilExit {
+            c.pragma_update(None, "wal_autocheckpoint", SHORT_WAL_PAGES)
+                .map_err(|e| self.err(e))?;
+        }
+        // After a checkpoint the WAL is reused from its start; cut what is
+        // beyond this back, so one burst does not leave a large file.
+        c.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
         let mut c = self.lock();
+        // The usual case, the schema is current: a read, no write lock
+        // (200 logins at once would queue for it).
+        let version: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -348,6 +444,18 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn revalidate(&self) -> Result<(), StoreError> {
+        let now = check_files(&self.path)?;
+        if now.is_some() && now == self.identity {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable {
+                location: self.location(),
+                detail: "the file was removed or replaced since it was opened".into(),
+            })
+        }
     }
 
     fn create_session(&self, s: &Session) -> Result<(), StoreError> {
@@ -598,10 +706,130 @@ mod tests {
         let path = dir.path().join("state.db");
         drop(SqliteStore::open(&path).unwrap());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(matches!(
-            SqliteStore::open(&path),
-            Err(StoreError::Insecure(_))
-        ));
+        let msg = refusal(SqliteStore::open(&path), &path);
+        assert!(msg.contains("everyone"), "{msg}");
+    }
+
+    /// The message of an `Insecure` error, which must name `path`.
+    fn refusal(res: Result<SqliteStore, StoreError>, path: &Path) -> String {
+        match res {
+            Err(StoreError::Insecure(e)) => {
+                assert_eq!(e.path, path, "{e}");
+                e.to_string()
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("{} was accepted", path.display()),
+        }
+    }
+
+    // Issue 12, class 6: files that others can reach.
+    #[test]
+    fn store_in_a_directory_others_can_write_is_refused_sticky_or_not() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("shared");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("state.db");
+        for mode in [0o1777, 0o777, 0o1770] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let msg = refusal(SqliteStore::open(&path), &dir);
+            assert!(msg.contains("writable by"), "{mode:o}: {msg}");
+            assert!(!path.exists(), "nothing is created in such a directory");
+        }
+    }
+
+    #[test]
+    fn symlinks_at_the_store_or_a_sidecar_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.db");
+        drop(SqliteStore::open(&elsewhere).unwrap());
+        let path = dir.path().join("state.db");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let msg = refusal(SqliteStore::open(&path), &path);
+        assert!(msg.contains("symbolic link"), "{msg}");
+        std::fs::remove_file(&path).unwrap();
+
+        drop(SqliteStore::open(&path).unwrap());
+        for sidecar in ["state.db-wal", "state.db-shm", "state.db-journal"] {
+            let planted = dir.path().join(sidecar);
+            std::os::unix::fs::symlink(dir.path().join("victim"), &planted).unwrap();
+            let msg = refusal(SqliteStore::open(&path), &planted);
+            assert!(
+                msg.contains(sidecar) && msg.contains("symbolic link"),
+                "{msg}"
+            );
+            std::fs::remove_file(&planted).unwrap();
+            assert!(!dir.path().join("victim").exists());
+        }
+    }
+
+    #[test]
+    fn store_or_sidecar_open_to_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStore::open(&path).unwrap());
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let msg = refusal(SqliteStore::open(&path), &path);
+            assert!(msg.contains("mode 0600"), "{mode:o}: {msg}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let shm = dir.path().join("state.db-shm");
+        std::fs::write(&shm, "").unwrap();
+        std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let msg = refusal(SqliteStore::open(&path), &shm);
+        assert!(msg.contains("everyone"), "{msg}");
+    }
+
+    #[test]
+    fn revalidate_notices_a_replaced_or_loosened_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.revalidate().unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(s.revalidate(), Err(StoreError::Insecure(_))));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let other = dir.path().join("other.db");
+        drop(SqliteStore::open(&other).unwrap());
+        std::fs::rename(&other, &path).unwrap();
+        let e = s.revalidate().unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+    }
+
+    #[test]
+    fn a_connection_kept_until_exit_keeps_the_wal_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = SqliteStore::open_for(&path, Lifetime::UntilExit).unwrap();
+        let wal = dir.path().join("state.db-wal");
+        let mut largest = 0;
+        for i in 0..300 {
+            let id = format!("s{i}");
+            s.create_session(&crate::store::conformance::session(&id, "u", i))
+                .unwrap();
+            s.end_session(
+                &id,
+                Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+                EndReason::Logout,
+            )
+            .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        // A WAL frame is a page plus a 24-byte header; a login adds < 16.
+        let bound = u64::from(SHORT_WAL_PAGES + 16) * (4096 + 24) + 32;
+        assert!(
+            largest <= bound,
+            "the WAL reached {largest} bytes (bound {bound})"
+        );
+        assert_eq!(
+            s.list_sessions(&SessionFilter {
+                include_ended: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+            300
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A writer for the fault tests: registers sessions in a SQLite store as fast
 //! as it can and prints each id on its own line only after the store has
 //! acknowledged it, so a test can kill it (-9) and then check that every
-//! acknowledged session survived.
+//! acknowledged session survived. It opens the store as the PAM module
+//! does ([`Lifetime::UntilExit`]: never closed, the WAL checkpointed every
+//! few dozen writes), so kills land before, during and after checkpoints.
 //!
 //! Usage: store-writer STORE PREFIX
 #![forbid(unsafe_code)]
@@ -9,7 +11,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use curfew_policy::store::SqliteStore;
+use curfew_policy::store::{Lifetime, SqliteStore};
 use curfew_policy::{Session, SessionKind, Store};
 
 #[allow(clippy::disallowed_methods)] // an entry point: stamps records with the real time
@@ -19,7 +21,7 @@ fn main() {
         eprintln!("usage: store-writer STORE PREFIX");
         std::process::exit(2);
     };
-    let store = match SqliteStore::open(std::path::Path::new(&path)) {
+    let store = match SqliteStore::open_for(std::path::Path::new(&path), Lifetime::UntilExit) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("store-writer: {e}");
