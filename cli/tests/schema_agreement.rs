@@ -11,9 +11,11 @@
 //!   (string bounds, cross-field rules, unique names). A case moves to
 //!   `invalid/` when the schema learns to express it.
 //!
-//! Needs node with `npm ci --prefix policy/schema/check` and check-jsonschema
-//! (`$CURFEW_CHECK_JSONSCHEMA`, `target/schema-venv/bin/check-jsonschema` or
-//! PATH); `scripts/setup` installs both. A missing tool is a failure, not a skip.
+//! Needs node and python3; the pinned validators are installed by
+//! `policy/schema/check/install` (scripts/setup runs it, and so does this
+//! test when they are missing, e.g. in a fresh worktree). check-jsonschema
+//! may also come from `$CURFEW_CHECK_JSONSCHEMA`. A missing tool is a
+//! failure, not a skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +25,25 @@ fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
+}
+
+/// Runs `policy/schema/check/install` once per test process.
+fn ensure_validators() {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if !*done {
+        let out = Command::new("bash")
+            .arg(root().join("policy/schema/check/install"))
+            .output()
+            .expect("run policy/schema/check/install");
+        assert!(
+            out.status.success(),
+            "installing the schema validators failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *done = true;
+    }
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
@@ -57,6 +78,7 @@ fn curfew_accepts(file: &Path) -> bool {
 
 /// The verdicts of ajv (strict) on each file, converted from YAML to JSON.
 fn ajv_verdicts(files: &[PathBuf]) -> Vec<(bool, String)> {
+    ensure_validators();
     let check = root().join("policy/schema/check");
     assert!(
         check.join("node_modules/ajv").is_dir(),
@@ -100,6 +122,7 @@ fn ajv_verdicts(files: &[PathBuf]) -> Vec<(bool, String)> {
 }
 
 fn check_jsonschema() -> PathBuf {
+    ensure_validators();
     if let Some(p) = std::env::var_os("CURFEW_CHECK_JSONSCHEMA") {
         return p.into();
     }
