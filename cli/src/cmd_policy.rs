@@ -1,16 +1,17 @@
 //! `curfew policy check | explain | schema`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use curfew_policy::duration::format as fmt_duration;
-use curfew_policy::{ActivitySet, Diagnostic, Policy, PolicyError, Sourced, Subject};
+use curfew_enforce::api::calls::explain_value;
+use curfew_enforce::api::protocol::{ExplainArgs as Explain, Request, ME};
+use curfew_policy::{Diagnostic, Policy, PolicyError, Subject};
 use serde_json::json;
 
 use crate::context::{self, Context};
 use crate::output::{self, out, outln, Format};
+use crate::service::{CallError, Service};
 use crate::Outcome;
 
 #[derive(Subcommand, Debug)]
@@ -32,9 +33,10 @@ pub enum PolicyCommand {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// The user.
+    /// The user [default: you]; another user needs an administrator when
+    /// the answer comes from the curfew daemon.
     #[arg(long)]
-    user: String,
+    user: Option<String>,
     /// A group of the user (repeatable) [default: the user's groups on this system].
     #[arg(long = "group")]
     groups: Vec<String>,
@@ -122,105 +124,87 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
 }
 
 fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
-    let policy = ctx.policy()?;
-    let groups = if a.groups.is_empty() {
-        context::system_groups(&a.user)?
-    } else {
-        a.groups.clone()
-    };
-    let host = a.host.clone().or_else(context::hostname);
-    let subject = Subject {
-        user: &a.user,
-        groups: &groups,
-        service: a.service.as_deref(),
-        client: a.client.as_deref(),
-        host: host.as_deref(),
-    };
-    let eff = policy.effective(&subject);
-    // The value applied to remembered logins (brought into
-    // inactivity..=remember_me.max_duration), from where it was set.
-    let remember_idle = Sourced {
-        value: eff.idle_limit(true),
-        source: eff.remember_me_inactivity.source,
-    };
-    let rows: [(&str, Sourced<'_, Duration>); 8] = [
-        ("timeout.default", eff.timeout_default),
-        ("timeout.min", eff.timeout_min),
-        ("timeout.max", eff.timeout_max),
-        ("max_duration", eff.max_duration),
-        ("inactivity", eff.inactivity),
-        ("warn_before", eff.warn_before),
-        ("remember_me.max_duration", eff.remember_me_max_duration),
-        ("remember_me.inactivity", remember_idle),
-    ];
-    let activity = eff.activity.value;
-    match a.format {
-        Format::Json => {
-            let values: serde_json::Map<String, serde_json::Value> = rows
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        json!({
-                            "value": fmt_duration(v.value),
-                            "seconds": v.value.as_secs(),
-                            "source": v.source,
-                        }),
-                    )
-                })
-                .collect();
-            output::json(&json!({
-                "policy": policy.origin,
-                "subject": {
-                    "user": a.user,
-                    "groups": groups,
-                    "service": a.service,
-                    "client": a.client,
-                    "host": host,
-                },
-                "rule": eff.rule.map(|r| &r.name),
-                "values": values,
-                "activity": {
-                    "value": activity,
-                    "source": eff.activity.source,
-                    "terminal": activity_with_terminal(activity),
-                    "no_terminal": activity_without_terminal(activity),
-                },
-                "banner": { "value": eff.banner.value, "source": eff.banner.source },
-            }))?;
+    let v = if a.groups.is_empty() {
+        let service = Service::open(ctx)?;
+        let request = Request::PolicyExplain(Explain {
+            user: a.user.clone(),
+            service: a.service.clone(),
+            client: a.client.clone(),
+            host: a.host.clone(),
+        });
+        match service.call(ctx, &request) {
+            Ok(v) => v,
+            Err(CallError::Unreachable(why)) => {
+                eprintln!("curfew: note: {why}; your own token lifetime is unknown here, the default is shown");
+                local(ctx, &a)?
+            }
+            Err(e) => return Err(e.into()),
         }
+    } else {
+        // Groups given: a what-if from the policy file alone.
+        local(ctx, &a)?
+    };
+    match a.format {
+        Format::Json => output::json(&v)?,
         Format::Text => {
-            outln!("policy:  {}", output::escape(&policy.origin));
+            let subject = &v["subject"];
+            let groups: Vec<&str> = subject["groups"]
+                .as_array()
+                .map(|g| g.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            outln!(
+                "policy:  {}",
+                output::escape(v["policy"].as_str().unwrap_or_default())
+            );
             outln!(
                 "subject: user {}, groups [{}], {}{}",
-                output::escape(&a.user),
+                output::escape(subject["user"].as_str().unwrap_or_default()),
                 output::escape(&groups.join(", ")),
-                match (&a.service, &a.client) {
+                match (subject["service"].as_str(), subject["client"].as_str()) {
                     (Some(s), _) => format!("service {}", output::escape(s)),
                     (_, Some(c)) => format!("client {}", output::escape(c)),
                     _ => "any service".into(),
                 },
-                host.as_deref()
+                subject["host"]
+                    .as_str()
                     .map(|h| format!(", host {}", output::escape(h)))
                     .unwrap_or_default()
             );
             outln!(
                 "rule:    {}",
-                eff.rule
-                    .map(|r| format!("\"{}\"", output::escape(&r.name)))
+                v["rule"]
+                    .as_str()
+                    .map(|r| format!("\"{}\"", output::escape(r)))
                     .unwrap_or_else(|| "none matched (top-level values apply)".into())
             );
             outln!();
-            let mut table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|(k, v)| vec![(*k).to_owned(), fmt_duration(v.value), v.source.to_string()])
-                .collect();
+            let mut table: Vec<Vec<String>> = Vec::new();
+            for key in [
+                "timeout.default",
+                "timeout.min",
+                "timeout.max",
+                "token_lifetime",
+                "max_duration",
+                "inactivity",
+                "warn_before",
+                "remember_me.max_duration",
+                "remember_me.inactivity",
+            ] {
+                let row = &v["values"][key];
+                table.push(vec![
+                    key.to_owned(),
+                    row["value"].as_str().unwrap_or_default().to_owned(),
+                    output::source_text(&row["source"]),
+                ]);
+            }
+            let activity = &v["activity"];
+            let text = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_owned();
             table.push(vec![
                 "activity".into(),
-                activity.to_string(),
-                eff.activity.source.to_string(),
+                text(&activity["text"]),
+                output::source_text(&activity["source"]),
             ]);
-            let banner = eff.banner.value;
+            let banner = v["banner"]["value"].as_str().unwrap_or_default();
             table.push(vec![
                 "banner".into(),
                 if banner.is_empty() {
@@ -234,52 +218,51 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                     };
                     format!("{first:?}{more}")
                 },
-                eff.banner.source.to_string(),
+                output::source_text(&v["banner"]["source"]),
             ]);
             output::table(&["SETTING", "VALUE", "FROM"], &table);
+            let value = |k: &str| text(&v["values"][k]["value"]);
             outln!();
             outln!(
                 "A PAM session is idle after {} without activity (warned {} ahead):",
-                fmt_duration(eff.inactivity.value),
-                fmt_duration(eff.warn_before.value)
+                value("inactivity"),
+                value("warn_before")
             );
-            outln!("  with a terminal:    {}", activity_with_terminal(activity));
-            outln!(
-                "  without a terminal: {}",
-                activity_without_terminal(activity)
-            );
+            outln!("  with a terminal:    {}", text(&activity["terminal"]));
+            outln!("  without a terminal: {}", text(&activity["no_terminal"]));
             outln!(
                 "An OIDC session is idle after {} without a token refresh ({} for a remembered login).",
-                fmt_duration(eff.inactivity.value),
-                fmt_duration(eff.idle_limit(true))
+                value("inactivity"),
+                value("remember_me.inactivity")
             );
         }
     }
     Ok(Outcome::Success)
 }
 
-/// What keeps a session with a terminal active, in words.
-fn activity_with_terminal(a: ActivitySet) -> String {
-    let mut parts = Vec::new();
-    if a.input {
-        parts.push("a key or line read from the terminal (input)");
-    }
-    if a.output {
-        parts.push("output written to the terminal, e.g. by a running build (output)");
-    }
-    if parts.is_empty() {
-        "nothing but the login: neither input nor output is listed".into()
+/// The explanation from the policy file alone (no store: the token
+/// lifetime shown is the default).
+fn local(ctx: &Context, a: &ExplainArgs) -> Result<serde_json::Value> {
+    let policy = ctx.policy()?;
+    let user = match a.user.as_deref() {
+        None | Some(ME) => context::current_user(),
+        Some(u) => u.to_owned(),
+    };
+    let groups = if a.groups.is_empty() {
+        context::system_groups(&user)?
     } else {
-        parts.join("; ")
-    }
-}
-
-/// What keeps a session without a terminal active, in words.
-fn activity_without_terminal(a: ActivitySet) -> String {
-    if a.traffic {
-        "data moved by its processes: scp, sftp, rsync, `ssh host cmd`, `ssh -N` forwards (traffic)"
-            .into()
-    } else {
-        "nothing but the login: traffic is not listed".into()
-    }
+        a.groups.clone()
+    };
+    let host = a.host.clone().or_else(context::hostname);
+    Ok(explain_value(
+        &policy,
+        &Subject {
+            user: &user,
+            groups: &groups,
+            service: a.service.as_deref(),
+            client: a.client.as_deref(),
+            host: host.as_deref(),
+        },
+        None,
+    ))
 }

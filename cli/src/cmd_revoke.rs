@@ -3,10 +3,14 @@
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use curfew_policy::{AuditEvent, Revocation, SessionFilter, Target};
+use curfew_enforce::api::protocol::{
+    ListArgs, Request, RevokeArgs as RevokeCall, UnrevokeArgs as Unrevoke, ME,
+};
+use curfew_policy::{Revocation, Target};
 
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::output::{self, outln, Format};
+use crate::service::Service;
 use crate::Outcome;
 
 #[derive(Args, Debug)]
@@ -24,6 +28,9 @@ struct RevokeOptions {
     /// (RFC 3339). Sessions it ended stay ended.
     #[arg(long, value_name = "DURATION|RFC3339")]
     expires: Option<String>,
+    /// A session target may be the session this command runs in.
+    #[arg(long)]
+    include_current: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -32,8 +39,10 @@ struct RevokeOptions {
 #[derive(Subcommand, Debug)]
 enum RevokeTarget {
     /// Lock a user out: end every session, refuse every login and token.
+    /// `me`: sign out everywhere (every session of yours ends, this one
+    /// included; no lock: you can log in again).
     User {
-        /// The user name.
+        /// The user name, or `me`.
         name: String,
         #[command(flatten)]
         opts: RevokeOptions,
@@ -112,55 +121,33 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
              and new logins work), so there is nothing to lift later"
         );
     }
-    let policy = ctx.policy()?;
-    let store = ctx.store(&policy)?;
     let now = ctx.now();
-    match &target {
-        Target::Session(id) => {
-            if store.session(id)?.is_none() {
-                bail!("no session {}", output::escape(id));
-            }
-        }
-        Target::User(name) => {
-            // A typo would otherwise lock nobody, silently. An OIDC subject
-            // or a user of another host may have no account here, so this
-            // warns and goes on rather than refusing.
-            let has_account = matches!(nix::unistd::User::from_name(name), Ok(Some(_)));
-            let has_session = !has_account
-                && !store
-                    .list_sessions(&SessionFilter {
-                        user: Some(name.clone()),
-                        include_ended: true,
-                        ..Default::default()
-                    })?
-                    .is_empty();
-            if !has_account && !has_session {
-                eprintln!(
-                    "curfew: warning: no account on this host and no session in the store is \
-                     named {}; revoking anyway (check the spelling)",
-                    output::escape(name)
-                );
-            }
-        }
-        Target::Client(_) | Target::All => {}
+    let service = Service::open(ctx)?;
+    if let Target::User(name) = &target {
+        warn_if_unknown(ctx, &service, name);
     }
-    let revocation = Revocation {
-        id: curfew_policy::session::new_id()?,
-        target,
-        not_before: now,
-        expires_at: opts
-            .expires
-            .as_deref()
-            .map(|e| parse_expires(e, now))
-            .transpose()?,
-        reason: opts.reason,
-        actor: context::actor(),
-        created_at: now,
-    };
-    store.add_revocation(&revocation)?;
-    ctx.audit(&policy, now, &AuditEvent::revoke(&revocation));
+    let v = service.call(
+        ctx,
+        &Request::Revoke(RevokeCall {
+            target,
+            reason: opts.reason,
+            expires_at: opts
+                .expires
+                .as_deref()
+                .map(|e| parse_expires(e, now))
+                .transpose()?,
+            include_current: opts.include_current,
+        }),
+    )?;
+    let revocation: Revocation = serde_json::from_value(v["revocation"].clone())?;
+    let sign_out = v["sign_out"].as_bool().unwrap_or(false);
     match opts.format {
         Format::Json => output::json(&revocation)?,
+        Format::Text if sign_out => outln!(
+            "signed out everywhere: every session of {} that started until now ends; new logins work (revocation {})",
+            output::escape(revocation.target.value()),
+            revocation.id
+        ),
         Format::Text => {
             outln!(
                 "revoked {} (revocation {}){}",
@@ -176,12 +163,39 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// A typo would otherwise lock nobody, silently. An OIDC subject or a user
+/// of another host may have no account here, so this warns and goes on
+/// rather than refusing.
+fn warn_if_unknown(ctx: &Context, service: &Service, name: &str) {
+    if name == ME || matches!(nix::unistd::User::from_name(name), Ok(Some(_))) {
+        return;
+    }
+    let known = service
+        .call(
+            ctx,
+            &Request::SessionsList(ListArgs {
+                user: Some(name.to_owned()),
+                all: true,
+            }),
+        )
+        .map(|v| v["sessions"].as_array().is_some_and(|s| !s.is_empty()))
+        // An ordinary user may not look; the revoke itself says why.
+        .unwrap_or(true);
+    if !known {
+        eprintln!(
+            "curfew: warning: no account on this host and no session in the store is \
+             named {}; revoking anyway (check the spelling)",
+            output::escape(name)
+        );
+    }
+}
+
 pub fn list(ctx: &Context, cmd: RevocationsCommand) -> Result<Outcome> {
     let RevocationsCommand::List { format } = cmd;
-    let policy = ctx.policy()?;
-    let store = ctx.store(&policy)?;
     let now = ctx.now();
-    let revs = store.list_revocations()?;
+    let service = Service::open(ctx)?;
+    let v = service.call(ctx, &Request::RevocationsList)?;
+    let revs: Vec<Revocation> = serde_json::from_value(v["revocations"].clone())?;
     match format {
         Format::Json => output::json(&revs)?,
         Format::Text => {
@@ -223,22 +237,13 @@ pub fn list(ctx: &Context, cmd: RevocationsCommand) -> Result<Outcome> {
 }
 
 pub fn unrevoke(ctx: &Context, a: UnrevokeArgs) -> Result<Outcome> {
-    let policy = ctx.policy()?;
-    let store = ctx.store(&policy)?;
-    match store.remove_revocation(&a.id)? {
-        Some(r) => {
-            ctx.audit(
-                &policy,
-                ctx.now(),
-                &AuditEvent::unrevoke(&r, &context::actor()),
-            );
-            outln!(
-                "removed revocation {} ({})",
-                r.id,
-                output::escape(&r.target.to_string())
-            );
-            Ok(Outcome::Success)
-        }
-        None => bail!("no revocation {}", output::escape(&a.id)),
-    }
+    let service = Service::open(ctx)?;
+    let v = service.call(ctx, &Request::Unrevoke(Unrevoke { id: a.id }))?;
+    let r: Revocation = serde_json::from_value(v["revocation"].clone())?;
+    outln!(
+        "removed revocation {} ({})",
+        r.id,
+        output::escape(&r.target.to_string())
+    );
+    Ok(Outcome::Success)
 }

@@ -4,17 +4,20 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use curfew_policy::{AuditEvent, Session, SessionFilter};
+use curfew_enforce::api::protocol::{ListArgs, Request, TerminateArgs as Terminate};
+use curfew_policy::Session;
 
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::output::{self, outln, Format};
+use crate::service::Service;
 use crate::Outcome;
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
-    /// List live sessions (with --all, ended ones too).
+    /// List live sessions (with --all, ended ones too). An ordinary user
+    /// sees their own.
     List {
-        /// Only this user's sessions.
+        /// Only this user's sessions (`me`: yours).
         #[arg(long)]
         user: Option<String>,
         /// Include ended sessions.
@@ -35,12 +38,17 @@ pub struct TerminateArgs {
     /// Session ids.
     #[arg(required_unless_present = "user", conflicts_with = "user")]
     ids: Vec<String>,
-    /// Every live session of this user.
+    /// Every live session of this user (`me`: yours; the session this
+    /// command runs in is kept unless --include-current).
     #[arg(long)]
     user: Option<String>,
     /// With --user: keep this session.
     #[arg(long, requires = "user")]
     except: Vec<String>,
+    /// Also end the session this command runs in (refused otherwise, for
+    /// root too).
+    #[arg(long)]
+    include_current: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
@@ -63,13 +71,10 @@ fn state(s: &Session) -> String {
 }
 
 fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Result<Outcome> {
-    let policy = ctx.policy()?;
-    let store = ctx.store(&policy)?;
-    let sessions = store.list_sessions(&SessionFilter {
-        user,
-        include_ended: all,
-        ..Default::default()
-    })?;
+    let service = Service::open(ctx)?;
+    let v = service.call(ctx, &Request::SessionsList(ListArgs { user, all }))?;
+    let sessions: Vec<Session> = serde_json::from_value(v["sessions"].clone())?;
+    let current = v["current"].as_str();
     match format {
         Format::Json => output::json(&sessions)?,
         Format::Text => {
@@ -89,7 +94,11 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
                         output::opt(&s.rhost),
                         output::time(s.started_at),
                         output::time(s.last_seen),
-                        state(s),
+                        if current == Some(s.id.as_str()) {
+                            format!("{} (current)", state(s))
+                        } else {
+                            state(s)
+                        },
                     ]
                 })
                 .collect();
@@ -113,86 +122,48 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
     Ok(Outcome::Success)
 }
 
-/// The audit session id of the caller's own login, if the kernel keeps one.
-fn own_audit_session() -> Option<u32> {
-    curfew_policy::host::audit_session_id(None)
-}
-
 fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
-    let policy = ctx.policy()?;
-    let store = ctx.store(&policy)?;
-    let mut targets: Vec<Session> = Vec::new();
-    if let Some(user) = &a.user {
-        let mine = own_audit_session();
-        let here = context::hostname();
-        for s in store.list_sessions(&SessionFilter {
-            user: Some(user.clone()),
-            ..Default::default()
-        })? {
-            if a.except.contains(&s.id) {
-                continue;
-            }
-            // Never end the session this command is typed in.
-            if mine.is_some() && s.audit_session_id == mine && s.host == here {
-                eprintln!(
-                    "curfew: keeping {} (the session this command runs in)",
-                    s.id
-                );
-                continue;
-            }
-            targets.push(s);
+    let service = Service::open(ctx)?;
+    let mut args = Terminate {
+        ids: a.ids,
+        user: a.user,
+        except: a.except,
+        include_current: a.include_current,
+        dry_run: true,
+    };
+    if !a.yes {
+        let preview = service.call(ctx, &Request::SessionsTerminate(args.clone()))?;
+        let targets = preview["sessions"].as_array().cloned().unwrap_or_default();
+        if targets.is_empty() {
+            keeping(&preview);
+            outln!("no live sessions to terminate");
+            return Ok(Outcome::Success);
         }
-        for e in &a.except {
-            if store.session(e)?.is_none() {
-                bail!("--except {}: no such session", output::escape(e));
-            }
-        }
-    } else {
-        for id in &a.ids {
-            match store.session(id)? {
-                Some(s) if s.is_live() => targets.push(s),
-                Some(_) => bail!("session {} has already ended", output::escape(id)),
-                None => bail!("no session {}", output::escape(id)),
-            }
+        if !confirm(&targets)? {
+            eprintln!("curfew: nothing terminated");
+            return Ok(Outcome::Failure);
         }
     }
-    if targets.is_empty() {
+    args.dry_run = false;
+    let done = service.call(ctx, &Request::SessionsTerminate(args))?;
+    keeping(&done);
+    let ended = done["terminated"].as_array().cloned().unwrap_or_default();
+    if ended.is_empty() {
         outln!("no live sessions to terminate");
         return Ok(Outcome::Success);
     }
-    if !a.yes && !confirm(&targets)? {
-        eprintln!("curfew: nothing terminated");
-        return Ok(Outcome::Failure);
+    for s in &ended {
+        outln!(
+            "terminating {} ({}{})",
+            output::escape(s["id"].as_str().unwrap_or_default()),
+            output::escape(s["user"].as_str().unwrap_or_default()),
+            s["tty"]
+                .as_str()
+                .map(|t| format!(" on {}", output::escape(t)))
+                .unwrap_or_default()
+        );
     }
-    let now = ctx.now();
-    let actor = context::actor();
-    let mut n = 0;
-    for s in &targets {
-        if store.request_termination(&s.id, now)? {
-            n += 1;
-            ctx.audit(
-                &policy,
-                now,
-                &AuditEvent::Terminate {
-                    actor: actor.clone(),
-                    user: s.user.clone(),
-                    session: s.id.clone(),
-                    service: s.service.clone(),
-                    client: s.client_id.clone(),
-                    session_host: s.host.clone(),
-                },
-            );
-            outln!(
-                "terminating {} ({}{})",
-                s.id,
-                output::escape(&s.user),
-                s.tty
-                    .as_deref()
-                    .map(|t| format!(" on {}", output::escape(t)))
-                    .unwrap_or_default()
-            );
-        }
-    }
+    let n = ended.len();
     eprintln!(
         "curfew: {n} session{} marked for termination; the enforcer of each host ends them",
         if n == 1 { "" } else { "s" }
@@ -200,7 +171,17 @@ fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn confirm(targets: &[Session]) -> Result<bool> {
+/// Says which session was kept because the command runs in it.
+fn keeping(answer: &serde_json::Value) {
+    if let Some(id) = answer["kept_current"].as_str() {
+        eprintln!(
+            "curfew: keeping {} (the session this command runs in; --include-current ends it too)",
+            output::escape(id)
+        );
+    }
+}
+
+fn confirm(targets: &[serde_json::Value]) -> Result<bool> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to terminate without confirmation: standard input is not a terminal; pass --yes");
@@ -210,15 +191,15 @@ fn confirm(targets: &[Session]) -> Result<bool> {
         writeln!(
             err,
             "  {}  {}  {}  started {}",
-            s.id,
-            output::escape(&s.user),
+            output::escape(s["id"].as_str().unwrap_or_default()),
+            output::escape(s["user"].as_str().unwrap_or_default()),
             output::escape(
-                &s.service
-                    .clone()
-                    .or_else(|| s.client_id.clone())
+                s["service"]
+                    .as_str()
+                    .or_else(|| s["client_id"].as_str())
                     .unwrap_or_default()
             ),
-            output::time(s.started_at)
+            output::escape(s["started_at"].as_str().unwrap_or_default())
         )?;
     }
     write!(

@@ -46,6 +46,11 @@ impl Context {
         }
     }
 
+    /// `--store-path`, if given.
+    pub fn store_path_override(&self) -> Option<PathBuf> {
+        self.store_path.clone()
+    }
+
     /// Opens the store the policy names (or `--store-path`).
     pub fn store(&self, policy: &Policy) -> Result<Box<dyn Store>> {
         let store = curfew_policy::store::open(&self.store_config(policy))

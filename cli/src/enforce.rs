@@ -27,6 +27,7 @@ pub fn run(ctx: &Context, args: EnforceArgs) -> Result<Outcome> {
         once: args.once,
         interval: args.interval,
         policy_path: ctx.policy_path(),
+        store_path: ctx.store_path_override(),
     };
     let finished = daemon::run(
         &options,

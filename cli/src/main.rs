@@ -14,6 +14,7 @@ mod enforce;
 mod generate;
 mod hook;
 mod output;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

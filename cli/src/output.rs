@@ -138,6 +138,22 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where an effective value came from, from its JSON (`{"kind": "rule",
+/// "index": 0, "name": "admins"}`), as `curfew_policy::Source` prints it.
+pub fn source_text(v: &serde_json::Value) -> String {
+    match v["kind"].as_str() {
+        Some("builtin") => "built-in default".into(),
+        Some("policy") => "policy".into(),
+        Some("user") => "user's choice".into(),
+        Some("rule") => format!(
+            "rule {:?} (rules[{}])",
+            v["name"].as_str().unwrap_or_default(),
+            v["index"].as_u64().unwrap_or_default()
+        ),
+        _ => v.to_string(),
+    }
+}
+
 /// An optional cell.
 pub fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())

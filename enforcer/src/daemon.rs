@@ -4,6 +4,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +32,9 @@ pub struct Options {
     pub interval: Duration,
     /// The policy file; `None`: the built-in policy.
     pub policy_path: Option<PathBuf>,
+    /// A SQLite file that replaces the policy's store (`--store-path`), for
+    /// the local API's store as for the loop's.
+    pub store_path: Option<PathBuf>,
 }
 
 /// How a run ended (only `once` runs end).
@@ -93,6 +98,27 @@ pub fn run(
                 .unwrap_or_else(|| "built-in".into())
         ));
     }
+    // The local API wakes the loop at once after a revocation or a
+    // termination made through it (or announced by the CLI with `wake`).
+    let (wake_tx, wake_rx) = mpsc::channel();
+    let _api = if options.once {
+        None
+    } else {
+        let store_path = options.store_path.clone();
+        crate::api::start_for_daemon(
+            path.clone(),
+            hostname.clone(),
+            Arc::new(move |policy: &curfew_policy::Policy| {
+                let mut config = policy.store.clone();
+                if let Some(p) = &store_path {
+                    config.backend = curfew_policy::StoreBackend::Sqlite { path: p.clone() };
+                }
+                curfew_policy::store::open(&config)
+            }),
+            wake_tx,
+            Arc::new(log) as crate::api::Log,
+        )
+    };
     // A store that pushes its changes (Redis) wakes the loop at once on a
     // revocation or a termination request; others are polled every interval.
     let mut watch: Option<(u64, Box<dyn EventStream>)> = None;
@@ -155,6 +181,7 @@ pub fn run(
         }
         wait(
             watch.as_mut().map(|(_, s)| s),
+            &wake_rx,
             started + systemd.cap(options.interval),
             &mut feed_down,
         );
@@ -201,20 +228,46 @@ impl Systemd {
     }
 }
 
+/// How long a wait on the store's feed lasts before the local API's wake
+/// channel is looked at again.
+const FEED_SLICE: Duration = Duration::from_millis(50);
+
 /// Waits until `until`, or until the store pushes a change that may end a
-/// session now. A failure of the feed is logged once, and its return (the
-/// stream's Resync after it reconnected) once.
-fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant, feed_down: &mut bool) {
+/// session now, or the local API says one may. A failure of the feed is
+/// logged once, and its return (the stream's Resync after it reconnected)
+/// once.
+fn wait(
+    stream: Option<&mut Box<dyn EventStream>>,
+    wake: &Receiver<()>,
+    until: Instant,
+    feed_down: &mut bool,
+) {
+    let woken = || {
+        let mut any = false;
+        while wake.try_recv().is_ok() {
+            any = true;
+        }
+        any
+    };
     let Some(stream) = stream else {
-        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        let left = until.saturating_duration_since(Instant::now());
+        if wake.recv_timeout(left).is_ok() {
+            woken();
+        } else if wake.try_recv().is_err() {
+            // Disconnected (no API): sleep out the interval.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
         return;
     };
     loop {
+        if woken() {
+            return;
+        }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
-        match stream.next(left) {
+        match stream.next(left.min(FEED_SLICE)) {
             Ok(Some(StoreEvent::Resync)) => {
                 if std::mem::take(feed_down) {
                     log(
@@ -226,8 +279,7 @@ fn wait(stream: Option<&mut Box<dyn EventStream>>, until: Instant, feed_down: &m
             Ok(Some(
                 StoreEvent::RevocationAdded { .. } | StoreEvent::TerminationRequested { .. },
             )) => return,
-            Ok(Some(_)) => {}
-            Ok(None) => return,
+            Ok(Some(_)) | Ok(None) => {}
             Err(e) => {
                 if !std::mem::replace(feed_down, true) {
                     log(&format!(

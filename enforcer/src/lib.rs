@@ -12,6 +12,7 @@
 //!
 //! The modules, from the loop down to the machine:
 //!
+//! - [`api`]: the local API socket (self-service, delegated administration)
 //! - [`daemon`]: the loop of `curfew enforce` (passes, the store's change
 //!   feed, log lines); the `curfew` binary only parses its options
 //! - [`enforcer`]: one pass over the sessions, against a [`enforcer::Host`]
@@ -49,6 +50,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod api;
 pub mod daemon;
 pub mod enforcer;
 pub mod error;

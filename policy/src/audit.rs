@@ -436,6 +436,59 @@ pub enum AuditEvent {
         /// The failure.
         detail: String,
     },
+    /// A call to the enforcer's local API was answered (docs/api.md). A
+    /// call that changed something is also written as its own event
+    /// (`revoke`, `terminate`, `timeout_set`, `unrevoke`) with the same
+    /// actor.
+    ApiCall {
+        /// The person: the login user (`/proc/PID/loginuid`), with the
+        /// effective user when they differ (`alice (as root)`).
+        actor: String,
+        /// Who called, as the kernel says.
+        caller: ApiCaller,
+        /// The call, e.g. `sessions.terminate`.
+        call: String,
+    },
+    /// A request to the local API was refused: not allowed, malformed,
+    /// oversized, rate-limited, too many connections, or the store failed.
+    ApiRefused {
+        /// The person, as for `api_call`.
+        actor: String,
+        /// Who called.
+        caller: ApiCaller,
+        /// The call, when the request got far enough to name one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+        /// The stable refusal code (`forbidden`, `bad_request`, ...).
+        code: String,
+        /// What the caller was told.
+        message: String,
+    },
+}
+
+/// The caller of the local API, as the kernel and /proc say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiCaller {
+    /// The effective uid at connect time (SO_PEERCRED).
+    pub uid: u32,
+    /// The account of `uid` (`uid N` when it has none).
+    pub user: String,
+    /// The calling process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `/proc/PID/loginuid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    /// The account of `login_uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_user: Option<String>,
+    /// `/proc/PID/sessionid`: the login the caller types in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_session: Option<u32>,
+    /// Root or named by the policy's `admin` section (absent when the
+    /// request was refused before that was decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
 }
 
 impl AuditEvent {
@@ -456,6 +509,8 @@ impl AuditEvent {
             AuditEvent::PolicyReloaded { .. } => "policy_reloaded",
             AuditEvent::PolicyReloadFailed { .. } => "policy_reload_failed",
             AuditEvent::StoreUnavailable { .. } => "store_unavailable",
+            AuditEvent::ApiCall { .. } => "api_call",
+            AuditEvent::ApiRefused { .. } => "api_refused",
         }
     }
 
@@ -477,13 +532,15 @@ impl AuditEvent {
             AuditEvent::Revoke { .. }
             | AuditEvent::Unrevoke { .. }
             | AuditEvent::Terminate { .. }
-            | AuditEvent::EnforcerEnd { .. } => Priority::Notice,
+            | AuditEvent::EnforcerEnd { .. }
+            | AuditEvent::ApiRefused { .. } => Priority::Notice,
             AuditEvent::Login { .. }
             | AuditEvent::Logout { .. }
             | AuditEvent::TokenIssued { .. }
             | AuditEvent::TimeoutSet { .. }
             | AuditEvent::EnforcerWarning { .. }
-            | AuditEvent::PolicyReloaded { .. } => Priority::Info,
+            | AuditEvent::PolicyReloaded { .. }
+            | AuditEvent::ApiCall { .. } => Priority::Info,
         }
     }
 
@@ -974,6 +1031,18 @@ mod tests {
     }
 
     /// One event of every kind, with the priority each must have.
+    fn api_caller() -> ApiCaller {
+        ApiCaller {
+            uid: 1000,
+            user: "alice".into(),
+            pid: Some(4242),
+            login_uid: Some(1000),
+            login_user: Some("alice".into()),
+            audit_session: Some(7),
+            admin: Some(false),
+        }
+    }
+
     fn every_kind() -> Vec<AuditEvent> {
         let r = revocation();
         vec![
@@ -1067,6 +1136,18 @@ mod tests {
                 client: Some("sshd".into()),
                 detail: "locked".into(),
             },
+            AuditEvent::ApiCall {
+                actor: "alice".into(),
+                caller: api_caller(),
+                call: "sessions.list".into(),
+            },
+            AuditEvent::ApiRefused {
+                actor: "alice".into(),
+                caller: api_caller(),
+                call: Some("sessions.terminate".into()),
+                code: "forbidden".into(),
+                message: "only your own sessions".into(),
+            },
         ]
     }
 
@@ -1087,6 +1168,8 @@ mod tests {
             ("policy_reloaded", Priority::Info),
             ("policy_reload_failed", Priority::Err),
             ("store_unavailable", Priority::Err),
+            ("api_call", Priority::Info),
+            ("api_refused", Priority::Notice),
         ];
         let events = every_kind();
         assert_eq!(events.len(), want.len());

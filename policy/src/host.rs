@@ -129,6 +129,14 @@ pub fn parse_audit_session_id(text: &str) -> Option<u32> {
     }
 }
 
+/// The login uid of `pid` (`/proc/PID/loginuid`, set by pam_loginuid at
+/// login and kept across su and sudo): the person behind a process, for the
+/// audit trail. `None` when unset (`4294967295`: a daemon, a container
+/// without audit) or unreadable.
+pub fn login_uid(pid: u32) -> Option<u32> {
+    parse_audit_session_id(&std::fs::read_to_string(format!("/proc/{pid}/loginuid")).ok()?)
+}
+
 /// This host's name, for display and for rules that match `hosts`.
 pub fn hostname() -> Option<String> {
     nix::unistd::gethostname().ok()?.into_string().ok()

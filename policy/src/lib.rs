@@ -63,14 +63,14 @@ pub mod time;
 
 pub use activity::{ActivityKind, ActivitySet};
 pub use admission::{admit, Admission, Caller, GroupsLookup, StoreAnswer, Which, Who};
-pub use audit::{AuditEvent, AuditSink};
+pub use audit::{ApiCaller, AuditEvent, AuditSink};
 pub use decision::{decide, Allow, Decision, Deny, NextEnd, SessionState};
 pub use effective::{Effective, Source, Sourced, Subject};
 pub use error::{Diagnostic, PolicyError};
 pub use file_stamp::FileStamp;
 pub use policy::{
-    AuditConfig, Limits, LimitsOverride, Match, OnUnavailable, Policy, Rule, StoreBackend,
-    StoreConfig,
+    Admin, ApiConfig, AuditConfig, Limits, LimitsOverride, Match, OnUnavailable, Policy, Rule,
+    StoreBackend, StoreConfig,
 };
 pub use revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 pub use session::{EndReason, Session, SessionKind};

@@ -36,6 +36,8 @@ pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_POLICY_PATH: &str = "/etc/curfew/policy.yaml";
 /// Default location of the SQLite store.
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/curfew/state.db";
+/// Default location of the enforcer's local API socket.
+pub const DEFAULT_API_SOCKET: &str = "/run/curfew/curfew.sock";
 /// Default key prefix in Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "curfew:";
 
@@ -203,6 +205,43 @@ pub struct AuditConfig {
     pub file: Option<PathBuf>,
 }
 
+/// The validated `admin` section: who may do through the local API what
+/// root can do through the CLI. Root (uid 0) always may.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Admin {
+    /// User names.
+    pub users: Vec<String>,
+    /// Group names; a member of any of them is an administrator.
+    pub groups: Vec<String>,
+}
+
+impl Admin {
+    /// Whether `user`, a member of `groups`, is named by the section.
+    /// Callers pass the groups from the system (`crate::host::groups`); a
+    /// failed group lookup is "no groups", so it can only take power away.
+    pub fn admits(&self, user: &str, groups: &[String]) -> bool {
+        self.users.iter().any(|u| u == user) || groups.iter().any(|g| self.groups.contains(g))
+    }
+}
+
+/// The validated `api` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiConfig {
+    /// Whether the enforcer serves the API.
+    pub enabled: bool,
+    /// The unix socket it listens on, and the CLI connects to.
+    pub socket: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            socket: DEFAULT_API_SOCKET.into(),
+        }
+    }
+}
+
 /// A validated policy. Build one with [`Policy::parse`], [`Policy::load`] or
 /// [`Policy::builtin`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -225,6 +264,10 @@ pub struct Policy {
     pub store: StoreConfig,
     /// Audit logging.
     pub audit: AuditConfig,
+    /// Administrators of the local API besides root.
+    pub admin: Admin,
+    /// The local API.
+    pub api: ApiConfig,
 }
 
 /// Candidate rules by user and by group, so that finding the first matching
@@ -297,6 +340,8 @@ impl Policy {
                 syslog: true,
                 file: None,
             },
+            admin: Admin::default(),
+            api: ApiConfig::default(),
         }
     }
 
@@ -533,6 +578,56 @@ impl Validator<'_> {
                     .and_then(|a| a.file.as_deref())
                     .and_then(|f| self.absolute("audit.file", f)),
             },
+            admin: self.admin(raw),
+            api: self.api(raw),
+        }
+    }
+
+    fn admin(&mut self, raw: &RawPolicy) -> Admin {
+        let Some(a) = &raw.admin else {
+            return Admin::default();
+        };
+        let mut names = |field: &str, list: &Option<Vec<String>>| -> Vec<String> {
+            let list = list.clone().unwrap_or_default();
+            for (i, name) in list.iter().enumerate() {
+                if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    self.error(
+                        &format!("admin.{field}[{i}]"),
+                        "a name may not be empty or contain spaces or control characters",
+                    );
+                }
+            }
+            list
+        };
+        Admin {
+            users: names("users", &a.users),
+            groups: names("groups", &a.groups),
+        }
+    }
+
+    fn api(&mut self, raw: &RawPolicy) -> ApiConfig {
+        let Some(a) = &raw.api else {
+            return ApiConfig::default();
+        };
+        let socket = match a.socket.as_deref() {
+            None => PathBuf::from(DEFAULT_API_SOCKET),
+            Some(p) => {
+                // sun_path holds 108 bytes, the terminating NUL included.
+                if p.len() > 107 {
+                    self.error(
+                        "api.socket",
+                        format!(
+                            "the path is {} bytes; a unix socket path holds at most 107",
+                            p.len()
+                        ),
+                    );
+                }
+                self.absolute("api.socket", p).unwrap_or_default()
+            }
+        };
+        ApiConfig {
+            enabled: a.enabled.unwrap_or(true),
+            socket,
         }
     }
 

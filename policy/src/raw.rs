@@ -31,6 +31,37 @@ pub struct RawPolicy {
     /// Where decisions and admin actions are logged.
     #[serde(default)]
     pub audit: Option<RawAudit>,
+    /// Who may administer curfew through the enforcer's local API, as root
+    /// can (root always may).
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    /// The enforcer's local API (a unix socket for self-service).
+    #[serde(default)]
+    pub api: Option<RawApi>,
+}
+
+/// Administrators of the local API besides root.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// User names (canonical account names).
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    /// Group names (system groups, getgrouplist).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+}
+
+/// The enforcer's local API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// Serve the API (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The unix socket, an absolute path (default /run/curfew/curfew.sock).
+    #[serde(default)]
+    pub socket: Option<String>,
 }
 
 /// Session lifetimes; every field may be omitted.

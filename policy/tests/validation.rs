@@ -445,4 +445,34 @@ fn crlf_line_ends_read_like_lf() {
         e.starts_with("policy.yaml:3:15: session.inactivity:"),
         "{e}"
     );
+fn admin_and_api_sections_are_validated_with_their_positions() {
+    let p = Policy::parse(
+        "version: 1\nadmin:\n  users: [alice]\n  groups: [curfew-admins]\napi: { socket: /run/x/api.sock }\n",
+        "policy.yaml",
+    )
+    .unwrap();
+    assert!(p.admin.admits("alice", &[]));
+    assert!(p.admin.admits("bob", &["curfew-admins".to_string()]));
+    assert!(!p.admin.admits("bob", &["wheel".to_string()]));
+    assert_eq!(p.api.socket, std::path::Path::new("/run/x/api.sock"));
+    assert!(p.api.enabled);
+    // The defaults: nobody but root, the socket under /run/curfew.
+    let d = Policy::parse("version: 1\n", "policy.yaml").unwrap();
+    assert!(!d.admin.admits("root", &["root".to_string()]));
+    assert_eq!(
+        d.api.socket,
+        std::path::Path::new(curfew_policy::policy::DEFAULT_API_SOCKET)
+    );
+
+    assert_eq!(
+        one_error("version: 1\nadmin:\n  users: [alice, \"bad name\"]\n"),
+        "policy.yaml:3:18: admin.users[1]: a name may not be empty or contain spaces or control characters"
+    );
+    assert_eq!(
+        one_error("version: 1\napi:\n  socket: run/curfew.sock\n"),
+        "policy.yaml:3:11: api.socket: \"run/curfew.sock\" must be an absolute path"
+    );
+    let long = format!("version: 1\napi:\n  socket: /{}\n", "s".repeat(120));
+    assert!(one_error(&long).starts_with("policy.yaml:3:11: api.socket: the path is 121 bytes"));
+    assert!(one_error("version: 1\nadmin:\n  roles: [x]\n").contains("unknown field `roles`"));
 }

@@ -61,8 +61,19 @@ pub struct EnforceFixture {
 impl EnforceFixture {
     /// Starts sshd for a new user whose sessions get `session` (a flow
     /// mapping such as `{ inactivity: 30s, warn_before: 10s }`), and the
-    /// enforcer with its default interval.
+    /// enforcer with its default interval, serving its local API on a
+    /// socket in the sandbox (so the CLI wakes it after a revoke).
     pub fn start(session: &str) -> EnforceFixture {
+        Self::start_with(session, true)
+    }
+
+    /// Like [`EnforceFixture::start`], with the enforcer's local API off
+    /// (`api: { enabled: false }`): revocations wait for its next pass.
+    pub fn start_without_api(session: &str) -> EnforceFixture {
+        Self::start_with(session, false)
+    }
+
+    fn start_with(session: &str, api: bool) -> EnforceFixture {
         assert!(is_root(), "run as root (scripts/test does when uid is 0)");
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
@@ -70,15 +81,26 @@ impl EnforceFixture {
         let user_name = format!("curfew-enf-{pid}-{n}");
         let service = format!("curfew-enf-sshd-{pid}-{n}");
         let password = format!("Ef-{pid}-{n}-x9");
-        let sandbox = PamSandbox::new(&format!(
-            "version: 1\n\
-             session: {{ max_duration: 12h, inactivity: 30m, warn_before: 2m }}\n\
-             rules:\n  \
-               - name: e2e-enforce\n    \
-                 match: {{ users: [{user_name}], services: [{service}] }}\n    \
-                 session: {session}\n\
-             audit: {{ syslog: false }}\n"
-        ));
+        let body = |api_line: &str| {
+            format!(
+                "version: 1\n\
+                 session: {{ max_duration: 12h, inactivity: 30m, warn_before: 2m }}\n\
+                 rules:\n  \
+                   - name: e2e-enforce\n    \
+                     match: {{ users: [{user_name}], services: [{service}] }}\n    \
+                     session: {session}\n\
+                 audit: {{ syslog: false }}\n\
+                 {api_line}\n"
+            )
+        };
+        let sandbox = PamSandbox::new(&body("api: { enabled: false }"));
+        if api {
+            let socket = sandbox.dir.path().join("run").join("curfew.sock");
+            sandbox.write_policy(
+                &body(&format!("api: {{ socket: {} }}", socket.display())),
+                "",
+            );
+        }
         let dir = sandbox.dir.path().to_owned();
         let setup = SshdSetup::prepare(&dir, &sandbox.policy, &user_name, &service, &password);
         let sshd_log = dir.join("sshd.log");

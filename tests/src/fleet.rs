@@ -53,13 +53,15 @@ pub enum Identity {
 /// The policy of a fleet member: `body` (no `store` section) plus a Redis
 /// `store` section at `url`, and `store_lines` (such as
 /// `on_unavailable: allow`). The audit trail goes nowhere: a test writes
-/// nothing to the machine's syslog.
+/// nothing to the machine's syslog; the hosts serve no local API (they
+/// share one machine, and /run/curfew is not the test's to create).
 pub fn fleet_policy(url: &str, store_lines: &str) -> String {
     let mut text = format!(
         "version: 1\n\
          session: {{ max_duration: 12h, inactivity: 30m, warn_before: 2m }}\n\
          banner: {{ text: \"Fleet host: authorized use only.\" }}\n\
          audit: {{ syslog: false }}\n\
+         api: {{ enabled: false }}\n\
          store:\n  backend: redis\n  url: \"{url}\"\n"
     );
     for line in store_lines.lines().filter(|l| !l.trim().is_empty()) {

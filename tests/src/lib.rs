@@ -6,6 +6,7 @@
 //! `scripts/test` builds the workspace before running them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod common;
 pub mod enforce;
 pub mod fleet;

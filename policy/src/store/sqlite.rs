@@ -156,15 +156,25 @@ impl SqliteStore {
         }
         // SQLite reports a read-only file or file system only as "unable to
         // open database file"; ask the kernel first so the log names the cause.
-        if let Err(e) = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)
-        {
+        // faccessat, never open(2)+close(2): closing any descriptor of the
+        // file drops every POSIX lock this process holds on it, so a second
+        // store opened in a process that already has one (the enforcer's
+        // loop and its local API) would lose the first one's shared lock;
+        // another process closing its connection would then think itself
+        // the last, checkpoint and delete the WAL under our feet, and our
+        // writes would go to an unlinked file. AT_EACCESS: the effective
+        // ids decide, as they do for the open SQLite makes; a symlink is
+        // not followed (and is refused by the file checks above).
+        if let Err(e) = nix::unistd::faccessat(
+            None,
+            path,
+            nix::unistd::AccessFlags::W_OK,
+            nix::fcntl::AtFlags::AT_EACCESS | nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             return Err(StoreError::from_io(
                 &location,
                 "cannot open it for writing",
-                &e,
+                &std::io::Error::from(e),
             ));
         }
         let conn = Connection::open_with_flags(

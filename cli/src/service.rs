@@ -1,0 +1,157 @@
+//! Where a command's call runs: on the store itself when this process can
+//! open it (root), else through the enforcer's local API, so the same
+//! commands work for everyone. Both paths run the same handlers
+//! (`curfew_enforce::api::calls`): the rules about other users' sessions and
+//! the current session are the same.
+//!
+//! On the local path, whoever can open the store could change it directly,
+//! so the caller is treated as an administrator; changes are audited with
+//! the user behind sudo, and the enforcer is woken at once through the
+//! socket (`wake`), so a revoke or terminate takes effect without waiting
+//! for its next pass.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use curfew_enforce::api::calls::{self, Caller, Env};
+use curfew_enforce::api::client::{self, ClientError};
+use curfew_enforce::api::protocol::{ApiError, Request};
+use curfew_policy::{host, Policy, Store};
+use serde_json::Value;
+
+use crate::context::{self, Context};
+
+/// How long the CLI waits for the daemon at each step.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the CLI waits for the daemon to take a wake-up.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a call was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The handler or the daemon refused: the message says what and why.
+    #[error("{0}")]
+    Refused(ApiError),
+    /// Neither the store nor the daemon could be reached.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Where calls run.
+pub enum Service {
+    /// On the store, with this policy, as this caller.
+    Local {
+        /// The policy.
+        policy: Box<Policy>,
+        /// The store.
+        store: Box<dyn Store>,
+        /// This process.
+        caller: Caller,
+    },
+    /// Through the daemon's socket.
+    Remote {
+        /// The socket.
+        socket: PathBuf,
+        /// Why the store itself could not be used.
+        local_error: String,
+    },
+}
+
+impl Service {
+    /// The store when this process can open it; the daemon when an
+    /// ordinary user cannot (root gets the store's error as it is).
+    pub fn open(ctx: &Context) -> Result<Service> {
+        let is_root = nix::unistd::geteuid().is_root();
+        let policy = match ctx.policy() {
+            Ok(p) => p,
+            Err(e) if !is_root => {
+                return Ok(Service::Remote {
+                    socket: curfew_policy::policy::DEFAULT_API_SOCKET.into(),
+                    local_error: format!("{e:#}"),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        match ctx.store(&policy) {
+            Ok(store) => Ok(Service::Local {
+                caller: local_caller(),
+                policy: Box::new(policy),
+                store,
+            }),
+            Err(e) if !is_root => Ok(Service::Remote {
+                socket: policy.api.socket.clone(),
+                local_error: format!("{e:#}"),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `request`.
+    pub fn call(&self, ctx: &Context, request: &Request) -> Result<Value, CallError> {
+        match self {
+            Service::Local {
+                policy,
+                store,
+                caller,
+            } => {
+                let here = context::hostname();
+                let groups = |u: &str| -> Result<Vec<String>, String> {
+                    context::system_groups(u).map_err(|e| format!("{e:#}"))
+                };
+                let env = Env {
+                    store: store.as_ref(),
+                    policy,
+                    host: here.as_deref(),
+                    groups: &groups,
+                    now: ctx.now(),
+                };
+                let handled = calls::handle(&env, caller, request);
+                for event in &handled.notes {
+                    ctx.audit(policy, env.now, event);
+                }
+                if handled.wake && policy.api.enabled {
+                    // Best effort: no daemon (or no API) means the
+                    // enforcer's next pass acts instead.
+                    let _ = client::call(&policy.api.socket, &Request::Wake, WAKE_TIMEOUT);
+                }
+                handled.result.map_err(CallError::Refused)
+            }
+            Service::Remote {
+                socket,
+                local_error,
+            } => match client::call(socket, request, API_TIMEOUT) {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(CallError::Refused(e)),
+                Err(e @ ClientError::Connect { .. }) => Err(CallError::Unreachable(format!(
+                    "you cannot use the store yourself ({local_error}), and {e}; \
+                     the curfew enforcer serves ordinary users: ask an administrator to run it"
+                ))),
+                Err(e) => Err(CallError::Unreachable(e.to_string())),
+            },
+        }
+    }
+}
+
+/// This process as a caller of the local handlers: an administrator (it
+/// can open the store), in its own audit session; the person is the user
+/// behind sudo, else the login user.
+fn local_caller() -> Caller {
+    let uid = nix::unistd::getuid().as_raw();
+    let pid = std::process::id();
+    let login_uid = host::login_uid(pid);
+    let sudo_user = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty());
+    Caller {
+        uid,
+        user: context::current_user(),
+        pid: Some(pid),
+        login_uid,
+        login_user: sudo_user.or_else(|| {
+            login_uid
+                .and_then(|u| host::account_of_uid(u).ok())
+                .map(|a| a.name)
+        }),
+        audit_session: host::audit_session_id(None),
+        admin: true,
+    }
+}

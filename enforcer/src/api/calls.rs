@@ -1,0 +1,889 @@
+//! What each call does, for one authenticated caller: authorization first
+//! (nothing to another user unless the caller is an administrator), then
+//! the store. No I/O here but the store and the group lookup it is handed,
+//! and `now` is an argument, so every rule is unit-tested with a memory
+//! store. The CLI runs the same handlers when it can open the store itself
+//! (as root), so the rules (the current session, sign-out without a lock)
+//! are the same on both paths.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use curfew_policy::duration::format as fmt_duration;
+use curfew_policy::{
+    ActivitySet, ApiCaller, AuditEvent, Policy, Revocation, Session, SessionFilter, SessionKind,
+    Sourced, Store, StoreError, Subject, Target,
+};
+use serde_json::{json, Value};
+
+use super::protocol::{
+    ApiError, Choice, Code, ExplainArgs, ListArgs, Request, RevokeArgs, TerminateArgs,
+    TimeoutSetArgs, ME,
+};
+
+/// Who is calling, as the kernel and the user database say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The effective uid at connect time (SO_PEERCRED).
+    pub uid: u32,
+    /// The account name of `uid`: the user the caller acts as.
+    pub user: String,
+    /// The calling process, when known.
+    pub pid: Option<u32>,
+    /// The login uid of the process (`/proc/PID/loginuid`): the person
+    /// behind it even after su or sudo.
+    pub login_uid: Option<u32>,
+    /// The account name of `login_uid`.
+    pub login_user: Option<String>,
+    /// The kernel audit session of the process: which login it is typed in.
+    pub audit_session: Option<u32>,
+    /// Root, or named by the policy's `admin` section.
+    pub admin: bool,
+}
+
+impl Caller {
+    /// The name the audit trail records: the person (login user) if known,
+    /// else the effective user.
+    pub fn actor(&self) -> String {
+        match &self.login_user {
+            Some(l) if *l != self.user => format!("{l} (as {})", self.user),
+            _ => self.user.clone(),
+        }
+    }
+
+    /// The caller for the audit trail.
+    pub fn audit(&self) -> ApiCaller {
+        ApiCaller {
+            uid: self.uid,
+            user: self.user.clone(),
+            pid: self.pid,
+            login_uid: self.login_uid,
+            login_user: self.login_user.clone(),
+            audit_session: self.audit_session,
+            admin: Some(self.admin),
+        }
+    }
+
+    /// The caller as JSON, for `whoami`.
+    pub fn describe(&self) -> Value {
+        json!({
+            "user": self.user,
+            "uid": self.uid,
+            "pid": self.pid,
+            "login_user": self.login_user,
+            "login_uid": self.login_uid,
+            "audit_session": self.audit_session,
+            "admin": self.admin,
+        })
+    }
+}
+
+/// What a handler works with.
+pub struct Env<'a> {
+    /// The store.
+    pub store: &'a dyn Store,
+    /// The policy in force.
+    pub policy: &'a Policy,
+    /// This host's name (PAM sessions are recorded under it).
+    pub host: Option<&'a str>,
+    /// A user's groups from the system: empty for a name no local account
+    /// has (an OIDC subject); an error when the user or group database
+    /// fails (never guessed as "no groups").
+    pub groups: &'a dyn Fn(&str) -> Result<Vec<String>, String>,
+    /// The time of the call.
+    pub now: DateTime<Utc>,
+}
+
+/// A handler's outcome.
+#[derive(Debug)]
+pub struct Handled {
+    /// The answer.
+    pub result: Result<Value, ApiError>,
+    /// What changed, one audit event each (the actor is the caller).
+    pub notes: Vec<AuditEvent>,
+    /// Whether the enforcer should run a pass now (something may have to end).
+    pub wake: bool,
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    ApiError::new(Code::Unavailable, format!("{e}"))
+}
+
+fn forbidden(what: &str) -> ApiError {
+    ApiError::new(
+        Code::Forbidden,
+        format!("{what}: only your own sessions and settings; ask an administrator"),
+    )
+}
+
+/// Resolves a user argument: `None` and `me` are the caller. A name other
+/// than the caller's needs an administrator.
+fn whose(caller: &Caller, user: Option<&str>, what: &str) -> Result<String, ApiError> {
+    match user {
+        None | Some(ME) => Ok(caller.user.clone()),
+        Some(u) if u == caller.user || caller.admin => Ok(u.to_owned()),
+        Some(u) => Err(forbidden(&format!("{what} of user {u:?} refused"))),
+    }
+}
+
+fn admin_only(caller: &Caller, call: &str) -> Result<(), ApiError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::Forbidden,
+            format!("{call} is for administrators (root or the policy's admin section); ask an administrator"),
+        ))
+    }
+}
+
+/// The live PAM session on this host that the caller is typing in: the one
+/// whose audit session id is the caller's.
+pub fn current_session(env: &Env<'_>, caller: &Caller) -> Result<Option<Session>, ApiError> {
+    let Some(audit) = caller.audit_session else {
+        return Ok(None);
+    };
+    let sessions = env
+        .store
+        .list_sessions(&SessionFilter {
+            kind: Some(SessionKind::Pam),
+            host: env.host.map(str::to_owned),
+            ..Default::default()
+        })
+        .map_err(store_err)?;
+    Ok(sessions
+        .into_iter()
+        .find(|s| s.audit_session_id == Some(audit)))
+}
+
+/// Runs one call.
+pub fn handle(env: &Env<'_>, caller: &Caller, request: &Request) -> Handled {
+    let mut notes = Vec::new();
+    let mut wake = false;
+    let result = match request {
+        Request::Whoami => whoami(env, caller),
+        Request::SessionsList(a) => list(env, caller, a),
+        Request::SessionsTerminate(a) => terminate(env, caller, a, &mut notes, &mut wake),
+        Request::Revoke(a) => revoke(env, caller, a, &mut notes, &mut wake),
+        Request::RevocationsList => admin_only(caller, "revocations.list").and_then(|_| {
+            let revs = env.store.list_revocations().map_err(store_err)?;
+            Ok(json!({ "revocations": revs }))
+        }),
+        Request::Unrevoke(a) => admin_only(caller, "unrevoke").and_then(|_| {
+            match env.store.remove_revocation(&a.id).map_err(store_err)? {
+                Some(r) => {
+                    notes.push(AuditEvent::unrevoke(&r, &caller.actor()));
+                    Ok(json!({ "revocation": r }))
+                }
+                None => Err(ApiError::new(
+                    Code::NotFound,
+                    format!("no revocation {:?}", a.id),
+                )),
+            }
+        }),
+        Request::TimeoutShow(a) => whose(caller, a.user.as_deref(), "the token lifetime")
+            .and_then(|u| timeout_show(env, &u)),
+        Request::TimeoutSet(a) => timeout_set(env, caller, a, &mut notes),
+        Request::PolicyExplain(a) => explain(env, caller, a),
+        Request::Wake => admin_only(caller, "wake").map(|_| {
+            wake = true;
+            json!({})
+        }),
+    };
+    if result.is_err() {
+        notes.clear();
+        wake = false;
+    }
+    Handled {
+        result,
+        notes,
+        wake,
+    }
+}
+
+fn whoami(env: &Env<'_>, caller: &Caller) -> Result<Value, ApiError> {
+    let current = current_session(env, caller)?;
+    let mut v = caller.describe();
+    v["current_session"] = json!(current.map(|s| s.id));
+    Ok(v)
+}
+
+fn list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Value, ApiError> {
+    let user = match (&a.user, caller.admin) {
+        (None, true) => None,
+        (u, _) => Some(whose(caller, u.as_deref(), "listing the sessions")?),
+    };
+    let sessions = env
+        .store
+        .list_sessions(&SessionFilter {
+            user,
+            include_ended: a.all,
+            ..Default::default()
+        })
+        .map_err(store_err)?;
+    let current = current_session(env, caller)?.map(|s| s.id);
+    Ok(json!({ "sessions": sessions, "current": current }))
+}
+
+/// A session the caller may act on: theirs, or anyone's for an administrator.
+/// Others' sessions and unknown ids get the same answer.
+fn own_session(env: &Env<'_>, caller: &Caller, id: &str) -> Result<Session, ApiError> {
+    match env.store.session(id).map_err(store_err)? {
+        Some(s) if caller.admin || s.user == caller.user => Ok(s),
+        Some(_) => Err(forbidden(&format!(
+            "session {id} is not one of your sessions"
+        ))),
+        None if caller.admin => Err(ApiError::new(Code::NotFound, format!("no session {id}"))),
+        None => Err(forbidden(&format!(
+            "session {id} is not one of your sessions"
+        ))),
+    }
+}
+
+fn current_refusal(id: &str) -> ApiError {
+    ApiError::new(
+        Code::CurrentSession,
+        format!("session {id} is the session you are using; to end it too, pass --include-current"),
+    )
+}
+
+fn summary(s: &Session) -> Value {
+    json!({
+        "id": s.id,
+        "user": s.user,
+        "kind": s.kind,
+        "service": s.service,
+        "client_id": s.client_id,
+        "host": s.host,
+        "tty": s.tty,
+        "started_at": s.started_at,
+    })
+}
+
+fn terminate(
+    env: &Env<'_>,
+    caller: &Caller,
+    a: &TerminateArgs,
+    notes: &mut Vec<AuditEvent>,
+    wake: &mut bool,
+) -> Result<Value, ApiError> {
+    let current = current_session(env, caller)?.map(|s| s.id);
+    let mut targets: Vec<Session> = Vec::new();
+    let mut kept_current = None;
+    if let Some(user) = &a.user {
+        let user = whose(caller, Some(user), "ending the sessions")?;
+        for e in &a.except {
+            own_session(env, caller, e).map_err(|err| match err.code {
+                Code::NotFound => {
+                    ApiError::new(Code::NotFound, format!("except {e}: no such session"))
+                }
+                _ => err,
+            })?;
+        }
+        let live = env
+            .store
+            .list_sessions(&SessionFilter {
+                user: Some(user),
+                ..Default::default()
+            })
+            .map_err(store_err)?;
+        for s in live {
+            if a.except.contains(&s.id) {
+                continue;
+            }
+            if current.as_deref() == Some(s.id.as_str()) && !a.include_current {
+                kept_current = Some(s.id.clone());
+                continue;
+            }
+            targets.push(s);
+        }
+    } else {
+        // Every id is checked before anything changes.
+        for id in &a.ids {
+            let s = own_session(env, caller, id)?;
+            if !s.is_live() {
+                return Err(ApiError::new(
+                    Code::Ended,
+                    format!("session {id} has already ended"),
+                ));
+            }
+            if current.as_deref() == Some(id.as_str()) && !a.include_current {
+                return Err(current_refusal(id));
+            }
+            if !targets.iter().any(|t| t.id == s.id) {
+                targets.push(s);
+            }
+        }
+    }
+    if a.dry_run {
+        return Ok(json!({
+            "sessions": targets.iter().map(summary).collect::<Vec<_>>(),
+            "kept_current": kept_current,
+        }));
+    }
+    let mut done = Vec::new();
+    for s in &targets {
+        if env
+            .store
+            .request_termination(&s.id, env.now)
+            .map_err(store_err)?
+        {
+            notes.push(AuditEvent::Terminate {
+                actor: caller.actor(),
+                user: s.user.clone(),
+                session: s.id.clone(),
+                service: s.service.clone(),
+                client: s.client_id.clone(),
+                session_host: s.host.clone(),
+            });
+            done.push(summary(s));
+        }
+    }
+    *wake = !done.is_empty();
+    Ok(json!({ "terminated": done, "kept_current": kept_current }))
+}
+
+fn revoke(
+    env: &Env<'_>,
+    caller: &Caller,
+    a: &RevokeArgs,
+    notes: &mut Vec<AuditEvent>,
+    wake: &mut bool,
+) -> Result<Value, ApiError> {
+    let now = env.now;
+    // "Sign me out everywhere": the caller's own sessions end, and nothing
+    // is locked (the lock lifts the moment it is made). `me` always means
+    // that; an ordinary user naming themselves gets the same.
+    let (target, sign_out) = match &a.target {
+        Target::User(u) if u == ME => (Target::User(caller.user.clone()), true),
+        Target::User(u) if *u == caller.user && !caller.admin => (Target::User(u.clone()), true),
+        Target::User(u) if caller.admin => (Target::User(u.clone()), false),
+        Target::User(u) => {
+            return Err(forbidden(&format!("revoking user {u:?} refused")));
+        }
+        Target::Session(id) => {
+            let s = own_session(env, caller, id)?;
+            if !a.include_current && current_session(env, caller)?.is_some_and(|c| c.id == s.id) {
+                return Err(current_refusal(id));
+            }
+            (Target::Session(id.clone()), false)
+        }
+        t @ (Target::Client(_) | Target::All) => {
+            admin_only(caller, &format!("revoke {}", t.kind()))?;
+            (t.clone(), false)
+        }
+    };
+    if sign_out && a.expires_at.is_some() {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "signing out everywhere locks nothing, so it takes no expiry",
+        ));
+    }
+    if let Some(e) = a.expires_at {
+        if e <= now {
+            return Err(ApiError::new(
+                Code::OutOfBounds,
+                format!("the expiry {} has passed", e.to_rfc3339()),
+            ));
+        }
+    }
+    if !caller.admin && matches!(target, Target::Session(_)) && a.expires_at.is_some() {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "ending one of your sessions takes no expiry",
+        ));
+    }
+    let revocation = Revocation {
+        id: curfew_policy::session::new_id().map_err(|e| store_err(StoreError::from(e)))?,
+        target,
+        not_before: now,
+        expires_at: if sign_out { Some(now) } else { a.expires_at },
+        reason: a.reason.clone(),
+        actor: caller.actor(),
+        created_at: now,
+    };
+    env.store.add_revocation(&revocation).map_err(store_err)?;
+    notes.push(AuditEvent::revoke(&revocation));
+    *wake = true;
+    Ok(json!({ "revocation": revocation, "sign_out": sign_out }))
+}
+
+fn subject_groups(env: &Env<'_>, user: &str) -> Result<Vec<String>, ApiError> {
+    (env.groups)(user).map_err(|e| {
+        ApiError::new(
+            Code::Unavailable,
+            format!("cannot find the groups of {user:?} ({e}); ask an administrator"),
+        )
+    })
+}
+
+/// The token lifetime of `user` and its bounds (the shape of
+/// `curfew timeout show --format json`).
+fn timeout_show(env: &Env<'_>, user: &str) -> Result<Value, ApiError> {
+    let groups = subject_groups(env, user)?;
+    let eff = env.policy.effective(&Subject {
+        user,
+        groups: &groups,
+        host: env.host,
+        ..Default::default()
+    });
+    let pref = env.store.timeout_preference(user).map_err(store_err)?;
+    let lifetime = eff.token_lifetime(pref);
+    Ok(json!({
+        "user": user,
+        "timeout": lifetime.value.as_secs(),
+        "source": lifetime.source,
+        "chosen": pref.map(|p| p.as_secs()),
+        "default": eff.timeout_default.value.as_secs(),
+        "min": eff.timeout_min.value.as_secs(),
+        "max": eff.timeout_max.value.as_secs(),
+    }))
+}
+
+fn timeout_set(
+    env: &Env<'_>,
+    caller: &Caller,
+    a: &TimeoutSetArgs,
+    notes: &mut Vec<AuditEvent>,
+) -> Result<Value, ApiError> {
+    let user = whose(caller, a.user.as_deref(), "setting the token lifetime")?;
+    let groups = subject_groups(env, &user)?;
+    let eff = env.policy.effective(&Subject {
+        user: &user,
+        groups: &groups,
+        host: env.host,
+        ..Default::default()
+    });
+    let chosen = match a.timeout {
+        Choice::Default => None,
+        Choice::Seconds(s) => {
+            let d = Duration::from_secs(s);
+            eff.check_preference(d)
+                .map_err(|e| ApiError::new(Code::OutOfBounds, format!("{user}: {e}")))?;
+            Some(d)
+        }
+    };
+    env.store
+        .set_timeout_preference(&user, chosen)
+        .map_err(store_err)?;
+    notes.push(AuditEvent::TimeoutSet {
+        actor: caller.actor(),
+        user: user.clone(),
+        timeout: chosen.map(|d| d.as_secs()),
+    });
+    timeout_show(env, &user)
+}
+
+/// The effective values for a subject (the shape of `curfew policy explain
+/// --format json`), with the user's own token lifetime.
+pub fn explain_value(
+    policy: &Policy,
+    subject: &Subject<'_>,
+    preference: Option<Duration>,
+) -> Value {
+    let eff = policy.effective(subject);
+    let lifetime = eff.token_lifetime(preference);
+    // The value applied to remembered logins (brought into
+    // inactivity..=remember_me.max_duration), from where it was set.
+    let remember_idle = Sourced {
+        value: eff.idle_limit(true),
+        source: eff.remember_me_inactivity.source,
+    };
+    let activity = eff.activity.value;
+    let rows: [(&str, Sourced<'_, Duration>); 9] = [
+        ("timeout.default", eff.timeout_default),
+        ("timeout.min", eff.timeout_min),
+        ("timeout.max", eff.timeout_max),
+        ("token_lifetime", lifetime),
+        ("max_duration", eff.max_duration),
+        ("inactivity", eff.inactivity),
+        ("warn_before", eff.warn_before),
+        ("remember_me.max_duration", eff.remember_me_max_duration),
+        ("remember_me.inactivity", remember_idle),
+    ];
+    let values: serde_json::Map<String, Value> = rows
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                json!({
+                    "value": fmt_duration(v.value),
+                    "seconds": v.value.as_secs(),
+                    "source": v.source,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "policy": policy.origin,
+        "subject": {
+            "user": subject.user,
+            "groups": subject.groups,
+            "service": subject.service,
+            "client": subject.client,
+            "host": subject.host,
+        },
+        "rule": eff.rule.map(|r| &r.name),
+        "values": values,
+        "activity": {
+            "value": activity,
+            "text": activity.to_string(),
+            "source": eff.activity.source,
+            "terminal": activity_with_terminal(activity),
+            "no_terminal": activity_without_terminal(activity),
+        },
+        "banner": { "value": eff.banner.value, "source": eff.banner.source },
+    })
+}
+
+/// What keeps a session with a terminal active, in words.
+pub fn activity_with_terminal(a: ActivitySet) -> String {
+    let mut parts = Vec::new();
+    if a.input {
+        parts.push("a key or line read from the terminal (input)");
+    }
+    if a.output {
+        parts.push("output written to the terminal, e.g. by a running build (output)");
+    }
+    if parts.is_empty() {
+        "nothing but the login: neither input nor output is listed".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// What keeps a session without a terminal active, in words.
+pub fn activity_without_terminal(a: ActivitySet) -> String {
+    if a.traffic {
+        "data moved by its processes: scp, sftp, rsync, `ssh host cmd`, `ssh -N` forwards (traffic)"
+            .into()
+    } else {
+        "nothing but the login: traffic is not listed".into()
+    }
+}
+
+fn explain(env: &Env<'_>, caller: &Caller, a: &ExplainArgs) -> Result<Value, ApiError> {
+    let user = whose(caller, a.user.as_deref(), "explaining the policy")?;
+    let groups = subject_groups(env, &user)?;
+    let host = a.host.as_deref().or(env.host);
+    let pref = env.store.timeout_preference(&user).map_err(store_err)?;
+    Ok(explain_value(
+        env.policy,
+        &Subject {
+            user: &user,
+            groups: &groups,
+            service: a.service.as_deref(),
+            client: a.client.as_deref(),
+            host,
+        },
+        pref,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use curfew_policy::store::MemoryStore;
+    use curfew_policy::EndReason;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn caller(user: &str, audit: Option<u32>, admin: bool) -> Caller {
+        Caller {
+            uid: 1000,
+            user: user.into(),
+            pid: Some(42),
+            login_uid: Some(1000),
+            login_user: Some(user.into()),
+            audit_session: audit,
+            admin,
+        }
+    }
+
+    fn login(store: &MemoryStore, user: &str, audit: u32) -> String {
+        let mut s = Session::start(SessionKind::Pam, user, t(0), Duration::from_secs(300)).unwrap();
+        s.host = Some("here".into());
+        s.audit_session_id = Some(audit);
+        store.create_session(&s).unwrap();
+        s.id
+    }
+
+    fn no_groups(_: &str) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+
+    struct World {
+        store: MemoryStore,
+        policy: Policy,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                store: MemoryStore::new(),
+                policy: Policy::parse(
+                    "version: 1\nsession: { timeout: { min: 1m, max: 1h } }\nadmin: { users: [carol] }\n",
+                    "p.yaml",
+                )
+                .unwrap(),
+            }
+        }
+        fn call(&self, c: &Caller, r: Request) -> Handled {
+            let env = Env {
+                store: &self.store,
+                policy: &self.policy,
+                host: Some("here"),
+                groups: &no_groups,
+                now: t(10),
+            };
+            handle(&env, c, &r)
+        }
+        fn live(&self, id: &str) -> bool {
+            self.store
+                .session(id)
+                .unwrap()
+                .unwrap()
+                .terminate_requested_at
+                .is_none()
+        }
+    }
+
+    fn code(h: &Handled) -> Code {
+        h.result.as_ref().unwrap_err().code
+    }
+
+    #[test]
+    fn a_user_sees_and_ends_only_their_own_sessions_and_never_the_current_one() {
+        let w = World::new();
+        let a1 = login(&w.store, "alice", 1);
+        let a2 = login(&w.store, "alice", 2);
+        let b1 = login(&w.store, "bob", 3);
+        let alice = caller("alice", Some(1), false);
+
+        let h = w.call(&alice, Request::SessionsList(ListArgs::default()));
+        let v = h.result.unwrap();
+        let ids: Vec<&str> = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [a1.as_str(), a2.as_str()]);
+        assert_eq!(v["current"], a1.as_str());
+
+        let h = w.call(
+            &alice,
+            Request::SessionsList(ListArgs {
+                user: Some("bob".into()),
+                all: false,
+            }),
+        );
+        assert_eq!(code(&h), Code::Forbidden);
+        assert!(h
+            .result
+            .unwrap_err()
+            .message
+            .contains("ask an administrator"));
+
+        // Bob's session, by id: refused, nothing changes, nothing audited.
+        let h = w.call(
+            &alice,
+            Request::SessionsTerminate(TerminateArgs {
+                ids: vec![a2.clone(), b1.clone()],
+                ..Default::default()
+            }),
+        );
+        assert_eq!(code(&h), Code::Forbidden);
+        assert!(h.notes.is_empty() && !h.wake);
+        assert!(w.live(&a2) && w.live(&b1));
+        // An unknown id reads the same as another user's.
+        let h = w.call(
+            &alice,
+            Request::SessionsTerminate(TerminateArgs {
+                ids: vec!["nope".into()],
+                ..Default::default()
+            }),
+        );
+        assert_eq!(code(&h), Code::Forbidden);
+
+        // The current session by id needs include_current.
+        let h = w.call(
+            &alice,
+            Request::SessionsTerminate(TerminateArgs {
+                ids: vec![a1.clone()],
+                ..Default::default()
+            }),
+        );
+        assert_eq!(code(&h), Code::CurrentSession);
+        assert!(w.live(&a1));
+
+        // "End my other sessions": a2 ends, a1 (current) is kept.
+        let h = w.call(
+            &alice,
+            Request::SessionsTerminate(TerminateArgs {
+                user: Some("me".into()),
+                ..Default::default()
+            }),
+        );
+        let v = h.result.unwrap();
+        assert_eq!(v["kept_current"], a1.as_str());
+        assert_eq!(v["terminated"][0]["id"], a2.as_str());
+        assert_eq!(h.notes.len(), 1);
+        assert!(h.wake);
+        assert!(w.live(&a1) && !w.live(&a2) && w.live(&b1));
+
+        // Another user's sessions by name: refused.
+        let h = w.call(
+            &alice,
+            Request::SessionsTerminate(TerminateArgs {
+                user: Some("bob".into()),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(code(&h), Code::Forbidden);
+        assert!(w.live(&b1));
+    }
+
+    #[test]
+    fn an_administrator_acts_on_others_and_a_user_may_not() {
+        let w = World::new();
+        let b1 = login(&w.store, "bob", 3);
+        let alice = caller("alice", None, false);
+        let carol = caller("carol", None, true);
+        for r in [
+            Request::RevocationsList,
+            Request::Wake,
+            Request::Unrevoke(super::super::protocol::UnrevokeArgs { id: "x".into() }),
+            Request::Revoke(RevokeArgs {
+                target: Target::User("bob".into()),
+                reason: None,
+                expires_at: None,
+                include_current: false,
+            }),
+            Request::Revoke(RevokeArgs {
+                target: Target::All,
+                reason: None,
+                expires_at: None,
+                include_current: false,
+            }),
+            Request::Revoke(RevokeArgs {
+                target: Target::Session(b1.clone()),
+                reason: None,
+                expires_at: None,
+                include_current: false,
+            }),
+            Request::TimeoutSet(TimeoutSetArgs {
+                user: Some("bob".into()),
+                timeout: Choice::Seconds(120),
+            }),
+            Request::TimeoutShow(super::super::protocol::UserArgs {
+                user: Some("bob".into()),
+            }),
+            Request::PolicyExplain(ExplainArgs {
+                user: Some("bob".into()),
+                ..Default::default()
+            }),
+        ] {
+            let h = w.call(&alice, r.clone());
+            assert_eq!(code(&h), Code::Forbidden, "{r:?}");
+            assert!(h.notes.is_empty() && !h.wake);
+        }
+        assert!(w.store.list_revocations().unwrap().is_empty());
+        assert_eq!(w.store.timeout_preference("bob").unwrap(), None);
+
+        let h = w.call(
+            &carol,
+            Request::SessionsTerminate(TerminateArgs {
+                ids: vec![b1.clone()],
+                ..Default::default()
+            }),
+        );
+        assert!(h.result.is_ok(), "{:?}", h.result);
+        assert!(!w.live(&b1));
+        let h = w.call(
+            &carol,
+            Request::Revoke(RevokeArgs {
+                target: Target::User("bob".into()),
+                reason: Some("offboarding".into()),
+                expires_at: None,
+                include_current: false,
+            }),
+        );
+        let v = h.result.unwrap();
+        assert_eq!(v["sign_out"], false);
+        assert_eq!(v["revocation"]["expires_at"], Value::Null, "a lock");
+        assert_eq!(v["revocation"]["actor"], "carol");
+    }
+
+    #[test]
+    fn signing_out_everywhere_ends_every_session_and_locks_nothing() {
+        let w = World::new();
+        let a1 = login(&w.store, "alice", 1);
+        let alice = caller("alice", Some(1), false);
+        let h = w.call(
+            &alice,
+            Request::Revoke(RevokeArgs {
+                target: Target::User("me".into()),
+                reason: None,
+                expires_at: None,
+                include_current: false,
+            }),
+        );
+        let v = h.result.unwrap();
+        assert_eq!(v["sign_out"], true);
+        let revs = w.store.list_revocations().unwrap();
+        assert_eq!(revs.len(), 1);
+        let r = &revs[0];
+        assert_eq!(r.target, Target::User("alice".into()));
+        // Sessions started before it are dead (the current one included) ...
+        let s = w.store.session(&a1).unwrap().unwrap();
+        assert!(r.applies(s.started_at, t(11)));
+        // ... and a login after it is not refused.
+        assert!(!r.applies(t(11), t(11)));
+        assert!(!r.in_force(t(10)));
+        w.store.end_session(&a1, t(11), EndReason::Revoked).unwrap();
+    }
+
+    #[test]
+    fn token_lifetimes_stay_within_bounds() {
+        let w = World::new();
+        let alice = caller("alice", None, false);
+        let set = |secs| {
+            w.call(
+                &alice,
+                Request::TimeoutSet(TimeoutSetArgs {
+                    user: None,
+                    timeout: Choice::Seconds(secs),
+                }),
+            )
+        };
+        assert_eq!(code(&set(30)), Code::OutOfBounds);
+        assert_eq!(code(&set(7200)), Code::OutOfBounds);
+        let v = set(600).result.unwrap();
+        assert_eq!(v["timeout"], 600);
+        assert_eq!(v["source"]["kind"], "user");
+        assert_eq!(
+            w.store.timeout_preference("alice").unwrap(),
+            Some(Duration::from_secs(600))
+        );
+        let h = w.call(&alice, Request::PolicyExplain(ExplainArgs::default()));
+        let v = h.result.unwrap();
+        assert_eq!(v["values"]["token_lifetime"]["seconds"], 600);
+        assert_eq!(v["subject"]["user"], "alice");
+        let v = w
+            .call(
+                &alice,
+                Request::TimeoutSet(TimeoutSetArgs {
+                    user: Some("me".into()),
+                    timeout: Choice::Default,
+                }),
+            )
+            .result
+            .unwrap();
+        assert_eq!(v["chosen"], Value::Null);
+        assert_eq!(w.store.timeout_preference("alice").unwrap(), None);
+    }
+}

@@ -1,0 +1,803 @@
+//! The local API: self-service and delegated administration on this host,
+//! served by the enforcer on a unix socket (default
+//! `/run/curfew/curfew.sock`, the policy's `api.socket`).
+//!
+//! Each connection is authenticated by the kernel (SO_PEERCRED: uid and
+//! pid, see [`peer`]) and by the caller's login session (the audit session
+//! id of the pid), and each call is authorized in [`calls`]: an ordinary
+//! user acts on their own sessions and token lifetime only; root and the
+//! policy's `admin` section may do what root can through the CLI.
+//!
+//! The wire format ([`protocol`]) is JSON lines, version 1, documented in
+//! `docs/api.md`. The server runs on its own threads (one accepting, one
+//! per connection, at most [`Limits::max_connections`]), so the
+//! enforcement loop never waits on a client; a call that may end a session
+//! wakes the loop through a channel at once. Requests are bounded in size,
+//! callers in rate and in connections, every read and write in time. Every
+//! call, refusal and malformed request is written to the audit trail with
+//! the real caller (login uid and name, effective uid, pid).
+
+pub mod calls;
+pub mod client;
+pub mod peer;
+pub mod protocol;
+pub mod socket;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use curfew_policy::host;
+use curfew_policy::policy_source::PolicySource;
+use curfew_policy::{ApiCaller, AuditEvent, AuditSink, Policy, Store, StoreConfig, StoreError};
+
+use self::calls::{Caller, Env, Handled};
+use self::peer::PeerCred;
+use self::protocol::{ApiError, Code, Request, Response, MAX_REQUEST_BYTES};
+use self::socket::BoundSocket;
+
+/// The bounds that keep the daemon working whatever its clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once, all callers together.
+    pub max_connections: usize,
+    /// Connections served at once for one uid.
+    pub max_connections_per_uid: usize,
+    /// Requests on one connection before it is closed.
+    pub max_requests_per_connection: usize,
+    /// How long a read or a write may take (an idle connection is closed
+    /// after this).
+    pub io_timeout: Duration,
+    /// Requests a uid may make at once (the bucket's size).
+    pub burst: u32,
+    /// Requests a uid may make per second, on average.
+    pub per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 32,
+            max_connections_per_uid: 4,
+            max_requests_per_connection: 32,
+            io_timeout: Duration::from_secs(5),
+            burst: 20,
+            per_second: 10,
+        }
+    }
+}
+
+/// Opens the store a policy names, from any thread.
+pub type SharedStoreOpener =
+    Arc<dyn Fn(&Policy) -> Result<Box<dyn Store>, StoreError> + Send + Sync>;
+
+/// Writes one log line (stderr, journald under systemd).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the server needs.
+pub struct Config {
+    /// The policy file (`None`: the built-in policy).
+    pub policy_path: Option<PathBuf>,
+    /// This host's name, as PAM sessions are recorded under it.
+    pub hostname: String,
+    /// Opens the store.
+    pub open_store: SharedStoreOpener,
+    /// The bounds.
+    pub limits: Limits,
+    /// Where log lines go.
+    pub log: Log,
+}
+
+/// A token bucket per uid.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    refusal_audited: Option<Instant>,
+}
+
+struct Shared {
+    config: Config,
+    policy: Mutex<PolicySource>,
+    store: Mutex<Option<(StoreConfig, Arc<dyn Store>)>>,
+    buckets: Mutex<HashMap<u32, Bucket>>,
+    connections: Mutex<HashMap<u32, usize>>,
+    wake: Mutex<Sender<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The running server; the socket is removed when it is dropped.
+pub struct Server {
+    socket: Arc<BoundSocket>,
+}
+
+impl Server {
+    /// The socket's path.
+    pub fn path(&self) -> &std::path::Path {
+        self.socket.path()
+    }
+}
+
+/// The clock of the API threads (an entry point: each call reads it once).
+#[allow(clippy::disallowed_methods)]
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Binds the socket and starts serving on a thread of its own. `wake` gets
+/// a message whenever a call may have to end a session now.
+///
+/// # Errors
+///
+/// When the socket cannot be made safely (see [`socket::SocketError`]).
+pub fn start(
+    path: &std::path::Path,
+    config: Config,
+    wake: Sender<()>,
+) -> Result<Server, socket::SocketError> {
+    let bound = Arc::new(socket::bind(path)?);
+    let shared = Arc::new(Shared {
+        policy: Mutex::new(PolicySource::new(config.policy_path.clone())),
+        config,
+        store: Mutex::new(None),
+        buckets: Mutex::new(HashMap::new()),
+        connections: Mutex::new(HashMap::new()),
+        wake: Mutex::new(wake),
+    });
+    let listener = bound
+        .listener
+        .try_clone()
+        .map_err(|source| socket::SocketError::Io {
+            path: path.to_owned(),
+            what: "cannot share the listener",
+            source,
+        })?;
+    std::thread::Builder::new()
+        .name("curfew-api".into())
+        .spawn(move || accept_loop(&shared, &listener))
+        .map_err(|source| socket::SocketError::Io {
+            path: path.to_owned(),
+            what: "cannot start the API thread",
+            source,
+        })?;
+    Ok(Server { socket: bound })
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &std::os::unix::net::UnixListener) {
+    let mut last_error: Option<String> = None;
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: say it once, back off, go on.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    (shared.config.log)(&format!("local API: cannot accept a connection: {e}"));
+                    last_error = Some(text);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        last_error = None;
+        let limits = shared.config.limits;
+        let _ = stream.set_read_timeout(Some(limits.io_timeout));
+        let _ = stream.set_write_timeout(Some(limits.io_timeout));
+        let cred = match peer::peer_cred(&stream) {
+            Ok(c) => c,
+            Err(e) => {
+                (shared.config.log)(&format!("local API: no peer credentials: {e}"));
+                continue;
+            }
+        };
+        // Admission: a slot overall and for this uid.
+        let admitted = {
+            let mut conns = lock(&shared.connections);
+            let total: usize = conns.values().sum();
+            let mine = conns.get(&cred.uid).copied().unwrap_or(0);
+            if total >= limits.max_connections || mine >= limits.max_connections_per_uid {
+                false
+            } else {
+                *conns.entry(cred.uid).or_insert(0) += 1;
+                true
+            }
+        };
+        if !admitted {
+            let e = ApiError::new(
+                Code::Busy,
+                "too many connections at once; try again in a moment",
+            );
+            refuse_and_close(shared, &stream, cred, None, &e);
+            continue;
+        }
+        let worker = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("curfew-api-conn".into())
+            .spawn(move || {
+                serve(&worker, &stream, cred);
+                let mut conns = lock(&worker.connections);
+                if let Some(n) = conns.get_mut(&cred.uid) {
+                    *n -= 1;
+                    if *n == 0 {
+                        conns.remove(&cred.uid);
+                    }
+                }
+            });
+        if spawned.is_err() {
+            let mut conns = lock(&shared.connections);
+            if let Some(n) = conns.get_mut(&cred.uid) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Takes a token from the uid's bucket. `Err(audit)` when empty; `audit`
+/// says whether this refusal is the first in a second (the rest are not
+/// written, so a flood cannot flood the trail).
+fn take_token(shared: &Shared, uid: u32) -> Result<(), bool> {
+    let limits = shared.config.limits;
+    let now = Instant::now();
+    let mut buckets = lock(&shared.buckets);
+    if buckets.len() > 4096 {
+        buckets.retain(|_, b| now.duration_since(b.at) < Duration::from_secs(60));
+    }
+    let b = buckets.entry(uid).or_insert(Bucket {
+        tokens: f64::from(limits.burst),
+        at: now,
+        refusal_audited: None,
+    });
+    let elapsed = now.duration_since(b.at).as_secs_f64();
+    b.tokens = (b.tokens + elapsed * f64::from(limits.per_second)).min(f64::from(limits.burst));
+    b.at = now;
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        return Ok(());
+    }
+    let audit = b
+        .refusal_audited
+        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+    if audit {
+        b.refusal_audited = Some(now);
+    }
+    Err(audit)
+}
+
+/// The caller of a connection, as of this call's policy.
+fn identify(cred: PeerCred, policy: &Policy) -> Result<Caller, ApiError> {
+    let facts = peer::proc_facts(cred);
+    let account = host::account_of_uid(cred.uid).map_err(|e| {
+        ApiError::new(
+            Code::Forbidden,
+            format!(
+                "your uid {} has no account here ({e}); ask an administrator",
+                cred.uid
+            ),
+        )
+    })?;
+    let groups = host::groups(&account).unwrap_or_default();
+    let admin = cred.uid == 0 || policy.admin.admits(&account.name, &groups);
+    let login_user = facts
+        .login_uid
+        .and_then(|u| host::account_of_uid(u).ok())
+        .map(|a| a.name);
+    Ok(Caller {
+        uid: cred.uid,
+        user: account.name,
+        pid: (cred.pid != 0).then_some(cred.pid),
+        login_uid: facts.login_uid,
+        login_user,
+        audit_session: facts.audit_session,
+        admin,
+    })
+}
+
+fn user_groups(user: &str) -> Result<Vec<String>, String> {
+    match host::account(user) {
+        Ok(a) => host::groups(&a).map_err(|e| e.to_string()),
+        Err(host::HostError::UnknownUser(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The policy in force (reloaded if its file changed) and the store.
+fn resources(shared: &Shared, at: DateTime<Utc>) -> Result<(Policy, Arc<dyn Store>), ApiError> {
+    let policy = {
+        let mut source = lock(&shared.policy);
+        if let Some(e) = source.refresh(at) {
+            (shared.config.log)(&format!("local API: {e}"));
+        }
+        source.current().cloned()
+    };
+    let policy = policy.ok_or_else(|| {
+        ApiError::new(
+            Code::Unavailable,
+            "the daemon has no usable policy; ask an administrator",
+        )
+    })?;
+    let mut cached = lock(&shared.store);
+    if let Some((c, s)) = cached.as_ref() {
+        if *c == policy.store {
+            return Ok((policy, Arc::clone(s)));
+        }
+    }
+    let store: Arc<dyn Store> = Arc::from((shared.config.open_store)(&policy).map_err(|e| {
+        ApiError::new(
+            Code::Unavailable,
+            format!("the store cannot be opened ({e}); ask an administrator"),
+        )
+    })?);
+    *cached = Some((policy.store.clone(), Arc::clone(&store)));
+    Ok((policy, store))
+}
+
+fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred) {
+    let limits = shared.config.limits;
+    let mut reader = BufReader::new(stream);
+    for _ in 0..limits.max_requests_per_connection {
+        let mut line = Vec::new();
+        match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 2)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let complete = line.last() == Some(&b'\n');
+        if complete {
+            line.pop();
+        }
+        if line.len() > MAX_REQUEST_BYTES {
+            let e = ApiError::new(
+                Code::TooLarge,
+                format!("the request is longer than {MAX_REQUEST_BYTES} bytes"),
+            );
+            refuse_and_close(shared, stream, cred, None, &e);
+            return;
+        }
+        let at = now();
+        match take_token(shared, cred.uid) {
+            Ok(()) => {}
+            Err(audit) => {
+                let e = ApiError::new(
+                    Code::RateLimited,
+                    "too many requests; try again in a second",
+                );
+                if audit {
+                    audit_refusal(shared, cred, None, None, &e, at);
+                }
+                let _ = (&*stream).write_all(Response::of(Err(e)).to_line().as_bytes());
+                continue;
+            }
+        }
+        let request = match protocol::parse(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse_and_close(shared, stream, cred, None, &e);
+                return;
+            }
+        };
+        let (answer, wake) = answer(shared, cred, &request, at);
+        let written = (&*stream).write_all(answer.to_line().as_bytes());
+        // The answer first: a sign-out may end the very session the
+        // client runs in, and it should read its answer before.
+        if wake {
+            let _ = lock(&shared.wake).send(());
+        }
+        if written.is_err() || !complete {
+            return;
+        }
+    }
+}
+
+/// Runs one parsed request and writes its audit lines; says whether the
+/// enforcement loop should be woken.
+fn answer(
+    shared: &Shared,
+    cred: PeerCred,
+    request: &Request,
+    at: DateTime<Utc>,
+) -> (Response, bool) {
+    let (policy, store) = match resources(shared, at) {
+        Ok(r) => r,
+        Err(e) => {
+            audit_refusal(shared, cred, None, Some(request.call()), &e, at);
+            return (Response::of(Err(e)), false);
+        }
+    };
+    let caller = match identify(cred, &policy) {
+        Ok(c) => c,
+        Err(e) => {
+            audit_refusal(shared, cred, Some(&policy), Some(request.call()), &e, at);
+            return (Response::of(Err(e)), false);
+        }
+    };
+    let env = Env {
+        store: store.as_ref(),
+        policy: &policy,
+        host: Some(&shared.config.hostname),
+        groups: &user_groups,
+        now: at,
+    };
+    let handled: Handled = calls::handle(&env, &caller, request);
+    let actor = caller.actor();
+    match &handled.result {
+        Err(e) => record(
+            shared,
+            &policy,
+            &AuditEvent::ApiRefused {
+                actor,
+                caller: caller.audit(),
+                call: Some(request.call().to_owned()),
+                code: e.code.as_str().to_owned(),
+                message: e.message.clone(),
+            },
+            at,
+        ),
+        Ok(_) => {
+            record(
+                shared,
+                &policy,
+                &AuditEvent::ApiCall {
+                    actor,
+                    caller: caller.audit(),
+                    call: request.call().to_owned(),
+                },
+                at,
+            );
+            for event in &handled.notes {
+                record(shared, &policy, event, at);
+            }
+        }
+    }
+    (Response::of(handled.result), handled.wake)
+}
+
+/// Writes a refusal, then closes the connection after a short drain (so
+/// the client reads the answer rather than a reset).
+fn refuse_and_close(
+    shared: &Shared,
+    stream: &UnixStream,
+    cred: PeerCred,
+    call: Option<&str>,
+    e: &ApiError,
+) {
+    audit_refusal(shared, cred, None, call, e, now());
+    let _ = (&*stream).write_all(Response::of(Err(e.clone())).to_line().as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = std::io::copy(&mut stream.take(1024 * 1024), &mut std::io::sink());
+}
+
+/// Audits a refusal that happened before the caller could be fully
+/// identified (malformed, oversized, rate-limited, busy).
+fn audit_refusal(
+    shared: &Shared,
+    cred: PeerCred,
+    policy: Option<&Policy>,
+    call: Option<&str>,
+    e: &ApiError,
+    at: DateTime<Utc>,
+) {
+    let facts = peer::proc_facts(cred);
+    let user = host::account_of_uid(cred.uid)
+        .map(|a| a.name)
+        .unwrap_or_else(|_| format!("uid {}", cred.uid));
+    let login_user = facts
+        .login_uid
+        .and_then(|u| host::account_of_uid(u).ok())
+        .map(|a| a.name);
+    let actor = match &login_user {
+        Some(l) if *l != user => format!("{l} (as {user})"),
+        _ => user.clone(),
+    };
+    let event = AuditEvent::ApiRefused {
+        actor: actor.clone(),
+        caller: ApiCaller {
+            uid: cred.uid,
+            user,
+            pid: (cred.pid != 0).then_some(cred.pid),
+            login_uid: facts.login_uid,
+            login_user,
+            audit_session: facts.audit_session,
+            admin: None,
+        },
+        call: call.map(str::to_owned),
+        code: e.code.as_str().to_owned(),
+        message: e.message.clone(),
+    };
+    let fallback;
+    let policy = match policy {
+        Some(p) => p,
+        None => {
+            fallback = {
+                let mut source = lock(&shared.policy);
+                if let Some(e) = source.refresh(at) {
+                    (shared.config.log)(&format!("local API: {e}"));
+                }
+                source.current().cloned()
+            };
+            match &fallback {
+                Some(p) => p,
+                None => {
+                    (shared.config.log)(&format!("local API: refused {actor}: {}", e.message));
+                    return;
+                }
+            }
+        }
+    };
+    record(shared, policy, &event, at);
+}
+
+fn record(shared: &Shared, policy: &Policy, event: &AuditEvent, at: DateTime<Utc>) {
+    let sink = AuditSink::new(
+        &policy.audit,
+        "curfew-enforce",
+        Some(shared.config.hostname.clone()),
+    );
+    if let Err(e) = sink.record(at, event) {
+        (shared.config.log)(&format!(
+            "local API: the {} is not in the audit trail: {e}",
+            event.name()
+        ));
+    }
+}
+
+/// Starts the API for `curfew enforce`, as the policy's `api` section says;
+/// logs and returns `None` when it is disabled or cannot be served (the
+/// enforcer goes on without it).
+pub fn start_for_daemon(
+    policy_path: Option<PathBuf>,
+    hostname: String,
+    open_store: SharedStoreOpener,
+    wake: Sender<()>,
+    log: Log,
+) -> Option<Server> {
+    let api = match &policy_path {
+        Some(p) => match Policy::load_secure(p) {
+            Ok(policy) => policy.api,
+            Err(e) => {
+                log(&format!(
+                    "local API: cannot read the policy ({e}); serving on the default socket"
+                ));
+                curfew_policy::ApiConfig::default()
+            }
+        },
+        None => curfew_policy::ApiConfig::default(),
+    };
+    if !api.enabled {
+        log("local API disabled by the policy (api.enabled: false)");
+        return None;
+    }
+    let config = Config {
+        policy_path,
+        hostname,
+        open_store,
+        limits: Limits::default(),
+        log: Arc::clone(&log),
+    };
+    match start(&api.socket, config, wake) {
+        Ok(s) => {
+            log(&format!(
+                "serving the local API on {} (self-service; admins per the policy's admin section)",
+                s.path().display()
+            ));
+            Some(s)
+        }
+        Err(e) => {
+            log(&format!(
+                "cannot serve the local API: {e}; enforcement goes on without it"
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curfew_policy::store::MemoryStore;
+    use std::os::unix::fs::PermissionsExt;
+    use serde_json::Value;
+    use std::sync::mpsc;
+
+    struct Running {
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        _server: Server,
+        wake: mpsc::Receiver<()>,
+    }
+
+    fn running(limits: Limits) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            format!(
+                "version: 1\naudit: {{ syslog: false, file: {:?} }}\n",
+                dir.path().join("audit.jsonl")
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let socket = dir.path().join("api.sock");
+        let (tx, rx) = mpsc::channel();
+        let store = Arc::new(MemoryStore::new());
+        let server = start(
+            &socket,
+            Config {
+                policy_path: Some(policy),
+                hostname: "here".into(),
+                open_store: Arc::new(move |_| {
+                    Ok(Box::new(SharedMemory(Arc::clone(&store))) as Box<dyn Store>)
+                }),
+                limits,
+                log: Arc::new(|_| {}),
+            },
+            tx,
+        )
+        .unwrap();
+        Running {
+            dir,
+            socket,
+            _server: server,
+            wake: rx,
+        }
+    }
+
+    /// One memory store behind every open.
+    struct SharedMemory(Arc<MemoryStore>);
+    macro_rules! forward {
+        ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
+            $(fn $name(&self, $($a: $t),*) -> $r { self.0.$name($($a),*) })*
+        };
+    }
+    impl Store for SharedMemory {
+        forward! {
+            location() -> String;
+            create_session(s: &curfew_policy::Session) -> Result<(), StoreError>;
+            session(id: &str) -> Result<Option<curfew_policy::Session>, StoreError>;
+            list_sessions(f: &curfew_policy::SessionFilter) -> Result<Vec<curfew_policy::Session>, StoreError>;
+            touch_session(id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+            request_termination(id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+            end_session(id: &str, at: DateTime<Utc>, r: curfew_policy::EndReason) -> Result<bool, StoreError>;
+            add_revocation(r: &curfew_policy::Revocation) -> Result<(), StoreError>;
+            remove_revocation(id: &str) -> Result<Option<curfew_policy::Revocation>, StoreError>;
+            list_revocations() -> Result<Vec<curfew_policy::Revocation>, StoreError>;
+            revocations_for(k: &curfew_policy::RevocationKeys<'_>) -> Result<curfew_policy::RevocationSet, StoreError>;
+            set_timeout_preference(u: &str, t: Option<Duration>) -> Result<(), StoreError>;
+            timeout_preference(u: &str) -> Result<Option<Duration>, StoreError>;
+        }
+    }
+
+    /// Sends raw bytes, returns every answer line until the server closes.
+    fn exchange(socket: &std::path::Path, bytes: &[u8]) -> Vec<Response> {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = (&stream).write_all(bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        BufReader::new(&stream)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect()
+    }
+
+    fn audit_lines(r: &Running) -> Vec<Value> {
+        std::fs::read_to_string(r.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn code(r: &Response) -> Option<Code> {
+        r.error.as_ref().map(|e| e.code)
+    }
+
+    #[test]
+    fn malformed_and_oversized_requests_are_refused_audited_and_the_server_goes_on() {
+        let r = running(Limits::default());
+        let me = rustix::process::geteuid().as_raw();
+
+        let answers = exchange(&r.socket, b"not json\n{\"v\":1,\"call\":\"whoami\"}\n");
+        assert_eq!(answers.len(), 1, "the connection closes after garbage");
+        assert_eq!(code(&answers[0]), Some(Code::BadRequest));
+
+        let mut big = vec![b'x'; MAX_REQUEST_BYTES + 100];
+        big.push(b'\n');
+        let answers = exchange(&r.socket, &big);
+        assert_eq!(code(&answers[0]), Some(Code::TooLarge));
+
+        let answers = exchange(&r.socket, b"{\"v\":9,\"call\":\"whoami\"}\n");
+        assert_eq!(code(&answers[0]), Some(Code::UnsupportedVersion));
+
+        // Still serving, and it knows who we are.
+        let answers = exchange(&r.socket, b"{\"v\":1,\"call\":\"whoami\"}\n");
+        let who = answers[0].result.clone().unwrap();
+        assert_eq!(who["uid"], me);
+        assert_eq!(who["pid"], std::process::id());
+
+        let audit = audit_lines(&r);
+        let refused: Vec<&Value> = audit
+            .iter()
+            .filter(|l| l["event"] == "api_refused")
+            .collect();
+        let codes: Vec<&str> = refused
+            .iter()
+            .map(|l| l["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["bad_request", "too_large", "unsupported_version"]);
+        for l in &refused {
+            assert_eq!(l["caller"]["uid"], me);
+            assert_eq!(l["caller"]["pid"], std::process::id());
+            assert_eq!(l["source"], "curfew-enforce");
+        }
+        assert!(audit
+            .iter()
+            .any(|l| l["event"] == "api_call" && l["call"] == "whoami"));
+    }
+
+    #[test]
+    fn a_flood_is_rate_limited_and_a_wake_reaches_the_loop() {
+        let r = running(Limits {
+            burst: 3,
+            per_second: 1,
+            ..Limits::default()
+        });
+        let line = Request::Whoami.to_line().repeat(6);
+        let answers = exchange(&r.socket, line.as_bytes());
+        assert_eq!(answers.len(), 6);
+        assert!(answers[..3].iter().all(|a| a.ok));
+        assert!(answers[3..]
+            .iter()
+            .all(|a| code(a) == Some(Code::RateLimited)));
+        let limited = audit_lines(&r)
+            .iter()
+            .filter(|l| l["code"] == "rate_limited")
+            .count();
+        assert_eq!(limited, 1, "one audit line per second of refusals");
+
+        std::thread::sleep(Duration::from_millis(1100));
+        let answers = exchange(&r.socket, Request::Wake.to_line().as_bytes());
+        if rustix::process::geteuid().is_root() {
+            assert!(answers[0].ok, "{answers:?}");
+            assert!(r.wake.recv_timeout(Duration::from_secs(5)).is_ok());
+        } else {
+            assert_eq!(code(&answers[0]), Some(Code::Forbidden));
+            assert!(r.wake.try_recv().is_err());
+        }
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_turned_away() {
+        let r = running(Limits {
+            max_connections_per_uid: 1,
+            ..Limits::default()
+        });
+        // One idle connection holds the uid's only slot.
+        let held = UnixStream::connect(&r.socket).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let answers = exchange(&r.socket, Request::Whoami.to_line().as_bytes());
+        assert_eq!(code(&answers[0]), Some(Code::Busy));
+        drop(held);
+        let ok = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            exchange(&r.socket, Request::Whoami.to_line().as_bytes())
+                .first()
+                .is_some_and(|a| a.ok)
+        });
+        assert!(ok, "the slot is free again once the connection closes");
+    }
+}
