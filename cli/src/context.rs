@@ -88,18 +88,6 @@ impl Context {
     }
 }
 
-/// Who is running the command, for the audit trail: the user behind sudo if
-/// any, else the real user.
-pub fn actor() -> String {
-    if let Ok(u) = std::env::var("SUDO_USER") {
-        if !u.is_empty() {
-            return u;
-        }
-    }
-    let uid = nix::unistd::getuid();
-    name_of(uid).unwrap_or_else(|| format!("uid {uid}"))
-}
-
 /// The name of the user running the command.
 pub fn current_user() -> String {
     let uid = nix::unistd::getuid();

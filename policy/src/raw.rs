@@ -46,9 +46,11 @@ pub struct RawPolicy {
 pub struct RawAdmin {
     /// User names (canonical account names).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::account_names")]
     pub users: Option<Vec<String>>,
     /// Group names (system groups, getgrouplist).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::account_names")]
     pub groups: Option<Vec<String>>,
 }
 
@@ -59,8 +61,10 @@ pub struct RawApi {
     /// Serve the API (default true).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// The unix socket, an absolute path (default /run/curfew/curfew.sock).
+    /// The unix socket, an absolute path of at most 107 bytes (default
+    /// /run/curfew/curfew.sock).
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::socket_path")]
     pub socket: Option<String>,
 }
 

@@ -131,6 +131,27 @@ pub(crate) fn absolute_path(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": ["string", "null"], "pattern": "^/" })
 }
 
+/// Names in `admin`: no whitespace, no control characters (an empty list
+/// is allowed: nobody but root).
+pub(crate) fn account_names(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [
+            {
+                "type": "array",
+                "items": { "type": "string", "pattern": "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$" }
+            },
+            { "type": "null" }
+        ]
+    })
+}
+
+/// `api.socket`: absolute; `sun_path` holds 107 bytes and a NUL (the schema
+/// counts characters, so a path of multi-byte characters is checked by the
+/// validator only).
+pub(crate) fn socket_path(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": ["string", "null"], "pattern": "^/", "maxLength": 107 })
+}
+
 pub(crate) fn backend(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "enum": ["sqlite", "redis", null] })
 }

@@ -445,6 +445,9 @@ fn crlf_line_ends_read_like_lf() {
         e.starts_with("policy.yaml:3:15: session.inactivity:"),
         "{e}"
     );
+}
+
+#[test]
 fn admin_and_api_sections_are_validated_with_their_positions() {
     let p = Policy::parse(
         "version: 1\nadmin:\n  users: [alice]\n  groups: [curfew-admins]\napi: { socket: /run/x/api.sock }\n",

@@ -605,8 +605,8 @@ pub fn start_for_daemon(
 mod tests {
     use super::*;
     use curfew_policy::store::MemoryStore;
-    use std::os::unix::fs::PermissionsExt;
     use serde_json::Value;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::mpsc;
 
     struct Running {
