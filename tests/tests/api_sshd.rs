@@ -6,7 +6,18 @@
 use std::time::Duration;
 
 use curfew_e2e::api::ApiFixture;
+use curfew_e2e::common::wait_for;
 use curfew_policy::{Policy, Subject};
+
+/// Waits for the session's end to be recorded with `reason` (the enforcer
+/// records it once the last process is gone; a logout seen first gives way).
+fn assert_ended(f: &ApiFixture, id: &str, reason: &str) {
+    let got = wait_for(Duration::from_secs(10), || {
+        let r = f.record(id);
+        (r["end_reason"] == reason).then_some(())
+    });
+    assert!(got.is_some(), "{} {}\n{}", reason, f.record(id), f.logs());
+}
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -86,7 +97,7 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         "a2 ended: {}",
         f.logs()
     );
-    assert_eq!(f.record(&a2.id)["end_reason"], "terminated", "{}", f.logs());
+    assert_ended(&f, &a2.id, "terminated");
     assert!(a1.alive() && a1.answers(Duration::from_secs(10)));
     let terminated = f.audit_lines().into_iter().any(|l| {
         l["event"] == "terminate" && l["session"] == a2.id.as_str() && l["actor"] == a.as_str()
@@ -136,7 +147,7 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         "b1 ended: {}",
         f.logs()
     );
-    assert_eq!(f.record(&b1.id)["end_reason"], "terminated");
+    assert_ended(&f, &b1.id, "terminated");
     assert!(m1.alive());
 
     // A signs out everywhere: every session of A ends, no lock.
@@ -153,8 +164,8 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         "a3 ended: {}",
         f.logs()
     );
-    assert_eq!(f.record(&a1.id)["end_reason"], "revoked");
-    assert_eq!(f.record(&a3.id)["end_reason"], "revoked");
+    assert_ended(&f, &a1.id, "revoked");
+    assert_ended(&f, &a3.id, "revoked");
     assert!(m1.alive(), "nobody else's session ended");
     let mut a4 = f.login(&a);
     assert!(a4.answers(Duration::from_secs(10)), "A can log in again");
