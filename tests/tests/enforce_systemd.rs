@@ -140,3 +140,53 @@ fn enforcer_is_ready_only_after_notifying_and_restarted_by_the_watchdog() {
     assert!(restarted.is_some(), "not restarted: {journal}");
     assert!(journal.contains("Watchdog timeout"), "{journal}");
 }
+
+/// `curfew hook serve` in a unit shaped like the shipped
+/// `curfew-hook.service`: active once it listens (READY=1), and its
+/// watchdog pings keep it running past several watchdog periods.
+#[test]
+#[ignore = "needs root: boots systemd in private namespaces"]
+fn hook_service_is_ready_once_listening_and_keeps_its_watchdog_fed() {
+    let shared = shared_dir();
+    let dir = shared.path();
+    let store = dir.join("state");
+    std::fs::create_dir(&store).expect("mkdir store dir");
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod store dir");
+    let policy = write_file(
+        dir,
+        "policy.yaml",
+        &format!(
+            "version: 1\nstore: {{ backend: sqlite, path: {}/state.db }}\n",
+            store.display()
+        ),
+    );
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/systemd/curfew-hook.service"
+    ))
+    .expect("read the shipped hook unit");
+    assert!(shipped.lines().any(|l| l == "Type=notify"), "{shipped}");
+    let unit_text = format!(
+        "[Service]\nType=notify\nNotifyAccess=main\nWatchdogSec=2s\nRestart=always\n\
+         ExecStart={} hook serve --policy {} --listen 127.0.0.1:18787\n",
+        curfew_bin().display(),
+        policy.display()
+    );
+    let ns = SystemdNs::boot(dir, &[("curfew-hook-test.service", &unit_text)]);
+    let unit = "curfew-hook-test.service";
+    let start = ns.run(&format!("systemctl start {unit}"));
+    assert!(start.status.success(), "start: {}", all_text(&start));
+    assert_eq!(show(&ns, unit, "ActiveState"), "active");
+    // Listening when systemd says it is ready (the namespace's own loopback).
+    let health = ns.run(
+        "curl -fsS http://127.0.0.1:18787/healthz || wget -qO- http://127.0.0.1:18787/healthz",
+    );
+    assert!(health.status.success(), "healthz: {}", all_text(&health));
+    let pid = show(&ns, unit, "MainPID");
+    // Three watchdog periods later: still the same process, never restarted.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(show(&ns, unit, "ActiveState"), "active");
+    assert_eq!(show(&ns, unit, "NRestarts"), "0");
+    assert_eq!(show(&ns, unit, "MainPID"), pid);
+}
