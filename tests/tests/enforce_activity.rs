@@ -29,6 +29,17 @@ fn end_reason(f: &EnforceFixture, s: &Interactive) -> Option<String> {
     f.record(&s.id())["end_reason"].as_str().map(str::to_owned)
 }
 
+/// The end reason once it is `want`, waiting up to 5 s: the enforcer records
+/// its end once the session's last process is gone, and sshd's
+/// close_session may record the `logout` its signals caused a moment
+/// before (the enforcer's reason then replaces it).
+fn settled_end_reason(f: &EnforceFixture, s: &Interactive, want: &str) -> Option<String> {
+    wait_for(Duration::from_secs(5), || {
+        (end_reason(f, s).as_deref() == Some(want)).then_some(())
+    });
+    end_reason(f, s)
+}
+
 #[test]
 #[ignore = "needs root: real sshd, a throwaway user and the enforcer; run by scripts/test as root"]
 fn transfers_running_jobs_and_idle_prompts_under_a_20s_inactivity_rule() {
@@ -113,7 +124,11 @@ fn transfers_running_jobs_and_idle_prompts_under_a_20s_inactivity_rule() {
             && stalled_end <= Duration::from_secs(8 + 20 + 10),
         "ended at {stalled_end:?}\n{logs}"
     );
-    assert_eq!(end_reason(&f, &stalled).as_deref(), Some("idle"), "{logs}");
+    assert_eq!(
+        settled_end_reason(&f, &stalled, "idle").as_deref(),
+        Some("idle"),
+        "{logs}"
+    );
 
     // The printing job's session lived through it (checked above).
     let job_done =
@@ -138,7 +153,11 @@ fn transfers_running_jobs_and_idle_prompts_under_a_20s_inactivity_rule() {
         "{}",
         idle.output()
     );
-    assert_eq!(end_reason(&f, &idle).as_deref(), Some("idle"), "{logs}");
+    assert_eq!(
+        settled_end_reason(&f, &idle, "idle").as_deref(),
+        Some("idle"),
+        "{logs}"
+    );
 
     // The line typed after the warning kept that session past the deadline
     // it was warned of (10 s after the warning).
