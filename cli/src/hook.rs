@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use curfew_oidc::hook::hydra_admin::HydraAdminConfig;
 use curfew_oidc::hook::{HookConfig, HookOptions, HydraOptions, RememberMe, ServiceLimits};
 use curfew_oidc::{Gate, PolicyCell, SystemClock};
 use curfew_policy::policy::DEFAULT_POLICY_PATH;
@@ -53,6 +54,21 @@ pub enum HookCommand {
         /// Serve at most this many connections at once (further ones wait).
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// How often the sessions this hook allowed are decided at now, to
+        /// end and report the ones revoked, terminated, idle or too old
+        /// (0: only at their next token request).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        sweep_interval: Duration,
+        /// Ory Hydra's admin API (e.g. http://127.0.0.1:4445): told of every
+        /// end (login session ended, consent and tokens revoked).
+        #[arg(long, value_name = "URL")]
+        hydra_admin_url: Option<String>,
+        /// A bearer token for Hydra's admin API, read from this file (mode 0600).
+        #[arg(long, value_name = "FILE", requires = "hydra_admin_url")]
+        hydra_admin_token_file: Option<PathBuf>,
+        /// Attempts per Hydra admin call (retried on errors, 429 and 5xx).
+        #[arg(long, default_value_t = 3, requires = "hydra_admin_url")]
+        hydra_admin_attempts: u32,
     },
 }
 
@@ -72,7 +88,26 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         header_timeout,
         body_timeout,
         max_connections,
+        sweep_interval,
+        hydra_admin_url,
+        hydra_admin_token_file,
+        hydra_admin_attempts,
     } = cmd;
+    let hydra_admin = match hydra_admin_url {
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--hydra-admin-url {url}: not an http:// or https:// URL");
+            }
+            let mut c = HydraAdminConfig::new(url);
+            c.token = hydra_admin_token_file
+                .as_deref()
+                .map(curfew_oidc::hook::read_token_file)
+                .transpose()?;
+            c.attempts = hydra_admin_attempts.max(1);
+            Some(c)
+        }
+        None => None,
+    };
     // An enforcement point: refuse a policy others can change.
     let policy_path = ctx.policy_path();
     let policy = match &policy_path {
@@ -105,6 +140,8 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
             body_timeout,
             max_connections,
         },
+        sweep_interval,
+        hydra_admin,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

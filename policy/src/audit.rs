@@ -420,6 +420,37 @@ pub enum AuditEvent {
         /// Why.
         error: String,
     },
+    /// The token hook told an OIDC server (Hydra's admin API, an
+    /// oidc-provider adapter) that a session ended: one event per call,
+    /// after its retries.
+    OidcServerCall {
+        /// The server kind: `hydra`.
+        server: String,
+        /// The server API's name of the operation, e.g.
+        /// `revokeOAuth2LoginSessions`.
+        operation: String,
+        /// HTTP method and path with query, e.g.
+        /// `DELETE /admin/oauth2/auth/sessions/login?sid=…`.
+        request: String,
+        /// The user (the server's subject).
+        user: String,
+        /// The curfew session that ended.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        /// Why the session ended, stable: `revoked`, `terminated`,
+        /// `max_duration`, `idle`, `logout`.
+        reason: String,
+        /// The last HTTP status, if an answer came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// How many attempts were made.
+        attempts: u32,
+        /// Whether the server took it.
+        ok: bool,
+        /// The last failure, if it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The store could not be used.
     StoreUnavailable {
         /// The store (a file or a Redis URL without credentials).
@@ -511,6 +542,7 @@ impl AuditEvent {
             AuditEvent::StoreUnavailable { .. } => "store_unavailable",
             AuditEvent::ApiCall { .. } => "api_call",
             AuditEvent::ApiRefused { .. } => "api_refused",
+            AuditEvent::OidcServerCall { .. } => "oidc_server_call",
         }
     }
 
@@ -528,6 +560,13 @@ impl AuditEvent {
             }
             AuditEvent::PolicyReloadFailed { .. } | AuditEvent::StoreUnavailable { .. } => {
                 Priority::Err
+            }
+            AuditEvent::OidcServerCall { ok, .. } => {
+                if *ok {
+                    Priority::Notice
+                } else {
+                    Priority::Err
+                }
             }
             AuditEvent::Revoke { .. }
             | AuditEvent::Unrevoke { .. }

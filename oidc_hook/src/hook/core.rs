@@ -209,6 +209,10 @@ pub enum Outcome {
         reason: Reason,
         /// The curfew session concerned, if any.
         session_id: Option<String>,
+        /// How the session is recorded as ended now, if it is.
+        ended: Option<EndReason>,
+        /// The revocation's target, for a revocation (`user alice`).
+        revoked: Option<String>,
         /// For the log and the answer (never internal detail).
         message: String,
     },
@@ -303,11 +307,26 @@ fn refusal(e: Refusal, session_id: Option<String>) -> Outcome {
             eprintln!("curfew hook: error: {e}");
             Outcome::Unavailable
         }
-        e => Outcome::Deny {
-            reason: Reason::of(&e),
-            session_id,
-            message: e.to_string(),
-        },
+        e => {
+            let (ended, revoked) = match &e {
+                Refusal::Denied(d) => (
+                    Some(d.end_reason()),
+                    match d {
+                        curfew_policy::Deny::Revoked { target, .. } => Some(target.clone()),
+                        _ => None,
+                    },
+                ),
+                Refusal::Ended { reason, .. } => (Some(reason.unwrap_or(EndReason::Logout)), None),
+                _ => (None, None),
+            };
+            Outcome::Deny {
+                reason: Reason::of(&e),
+                session_id,
+                ended,
+                revoked,
+                message: e.to_string(),
+            }
+        }
     }
 }
 
@@ -348,6 +367,8 @@ pub fn decide(gate: &Gate, req: &TokenRequest) -> Outcome {
         return Outcome::Deny {
             reason: Reason::Mismatch,
             session_id: None,
+            ended: None,
+            revoked: None,
             message: "a login's tokens need a subject".into(),
         };
     };

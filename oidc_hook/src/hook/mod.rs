@@ -22,7 +22,9 @@
 //! [`PolicyIssuer`]: crate::PolicyIssuer
 
 pub mod core;
+pub mod ends;
 pub mod hydra;
+pub mod hydra_admin;
 pub mod metrics;
 pub mod neutral;
 
@@ -48,6 +50,7 @@ use crate::gate::Gate;
 use crate::policy_file::{PolicyFile, Reload};
 pub use core::{session_id_for, FieldError, GrantKind, Outcome, Reason, TokenRequest, MAX_SKEW};
 use curfew_policy::audit::AuditEvent;
+use ends::{Ends, Seen};
 use hydra::TokenHookRequest;
 pub use hydra::{HydraOptions, RememberMe};
 use metrics::{Metrics, Outcome as MetricOutcome};
@@ -135,6 +138,11 @@ pub struct HookConfig {
     pub options: HookOptions,
     /// Timeouts and the connection limit.
     pub limits: ServiceLimits,
+    /// How often known sessions are decided at `now`, to find and tell
+    /// ends nobody asked about (revoke, terminate, idle, max_duration).
+    pub sweep_interval: Duration,
+    /// Hydra's admin API, told of every end; none: not told.
+    pub hydra_admin: Option<hydra_admin::HydraAdminConfig>,
 }
 
 /// The bearer tokens the hook requires.
@@ -157,6 +165,7 @@ struct Inner {
     hook_token: Option<String>,
     admin_token: Option<String>,
     body_timeout: Duration,
+    ends: Arc<Ends>,
 }
 
 /// The hook's shared state. Cloning shares it.
@@ -212,6 +221,7 @@ impl HookState {
                 hook_token: auth.hook,
                 admin_token: auth.admin,
                 body_timeout: ServiceLimits::default().body_timeout,
+                ends: Arc::new(Ends::default()),
             }),
         }
     }
@@ -234,9 +244,52 @@ impl HookState {
         }
     }
 
-    /// Decides one neutral request. Blocks on the store.
+    /// Decides one neutral request, and keeps track of the session (see
+    /// [`ends`]): an allowed one is remembered, a refused one's end is told
+    /// to the OIDC servers. Blocks on the store.
     pub fn decide(&self, req: &TokenRequest) -> Outcome {
-        core::decide(&self.inner.gate, req)
+        let gate = &self.inner.gate;
+        let outcome = core::decide(gate, req);
+        let seen = || Seen {
+            subject: req.subject.clone().unwrap_or_default(),
+            client_id: req.client_id.clone(),
+            login_session: req.login_session.clone(),
+            groups: req.groups.clone(),
+            remember_me: req.remember_me,
+            started_at: req.auth_time.unwrap_or_else(|| gate.now()).min(gate.now()),
+        };
+        match &outcome {
+            Outcome::Allow { granted, .. } if granted.recorded => {
+                self.inner.ends.seen(
+                    &granted.session_id,
+                    Seen {
+                        started_at: granted.started_at,
+                        ..seen()
+                    },
+                );
+            }
+            Outcome::Deny {
+                session_id: Some(sid),
+                ended: Some(reason),
+                revoked,
+                ..
+            } if req.subject.is_some() => {
+                // Told even if this hook never saw the session allowed (it
+                // started before the hook did): the server's login session
+                // must end, or the user loops through silent re-logins.
+                self.inner.ends.seen(sid, seen());
+                self.inner
+                    .ends
+                    .ended(sid, *reason, revoked.clone(), gate.now());
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    /// The known sessions and the ends log.
+    pub fn ends(&self) -> &Arc<Ends> {
+        &self.inner.ends
     }
 
     /// Reloads the policy if its file changed. Blocks on the file system.
@@ -497,6 +550,38 @@ async fn neutral_decide(State(state): State<HookState>, req: Request) -> Respons
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct EndsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait: u64,
+}
+
+/// `GET /v1/ends?after=N&wait=S`: the ends after position `N`, waiting up
+/// to `S` seconds (at most 30) for one if there is none yet. Needs the
+/// hook token, like `/token-hook`.
+async fn ends_feed(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<EndsQuery>,
+) -> Response {
+    if let Some(token) = &state.inner.hook_token {
+        if !bearer_matches(&headers, token) {
+            return unauthorized();
+        }
+    }
+    let ends = &state.inner.ends;
+    let mut watch = ends.watch();
+    let wait = Duration::from_secs(q.wait.min(30));
+    let (mut last, mut list) = ends.since(q.after);
+    if list.is_empty() && !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, watch.wait_for(|seq| *seq > q.after)).await;
+        (last, list) = ends.since(q.after);
+    }
+    Json(json!({"last": last, "ends": list})).into_response()
+}
+
 async fn healthz(State(state): State<HookState>) -> Response {
     let policy = state.inner.gate.policy().status();
     Json(json!({
@@ -552,6 +637,7 @@ pub fn router(state: HookState) -> Router {
     Router::new()
         .route("/token-hook", post(token_hook))
         .route("/v1/decide", post(neutral_decide))
+        .route("/v1/ends", get(ends_feed))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/admin/reload", post(admin_reload))
@@ -659,6 +745,26 @@ pub async fn serve(
                 }
             });
         }
+    }
+
+    if !config.sweep_interval.is_zero() {
+        let st = state.clone();
+        let interval = config.sweep_interval.max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = st.clone();
+                let _ = tokio::task::spawn_blocking(move || s.ends().sweep(s.gate())).await;
+            }
+        });
+    }
+    if let Some(admin) = config.hydra_admin {
+        let client = hydra_admin::HydraAdmin::new(admin)
+            .map_err(|e| HookError::Serve(std::io::Error::other(e)))?;
+        let rx = state.ends().subscribe();
+        tokio::spawn(client.run(rx, state.gate().clone()));
     }
 
     let mut out = std::io::stdout();

@@ -121,6 +121,7 @@ pub fn answer(outcome: &Outcome) -> (u16, Value) {
             reason,
             session_id,
             message,
+            ..
         } => (
             403,
             json!({"decision": "deny", "reason": reason.as_str(), "rp_action": reason.rp_action(),
