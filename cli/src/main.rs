@@ -102,7 +102,13 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("curfew: {}", output::escape(&format!("{e:#}")));
+            // Under systemd (the enforcer, the hook) the journal files this
+            // at err; on a terminal the line is plain.
+            eprintln!(
+                "{}curfew: {}",
+                curfew_policy::journal::prefix(curfew_policy::audit::Priority::Err),
+                output::escape(&format!("{e:#}"))
+            );
             ExitCode::from(1)
         }
     }

@@ -593,3 +593,38 @@ fn a_closed_pipe_ends_output_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// Issue 18: under systemd (stderr is the stream `$JOURNAL_STREAM` names)
+/// an error line carries the `<3>` prefix journald files at `err`; on
+/// anything else the line is plain.
+#[test]
+fn an_error_is_filed_at_err_by_the_journal_and_plain_elsewhere() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let run = |journal: bool| {
+        let path = dir.path().join(format!("stderr-{journal}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_curfew"));
+        cmd.arg("--policy")
+            .arg(&missing)
+            .args(["revocations", "list"])
+            .env_remove("CURFEW_POLICY")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file);
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        let status = cmd.status().unwrap();
+        assert_eq!(status.code(), Some(1));
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let filed = run(true);
+    assert!(filed.starts_with("<3>curfew: "), "{filed:?}");
+    let plain = run(false);
+    assert!(plain.starts_with("curfew: "), "{plain:?}");
+    assert_eq!(filed.strip_prefix("<3>"), Some(plain.as_str()));
+}

@@ -22,8 +22,9 @@ use crate::claims::SessionClaims;
 use crate::clock::Clock;
 use crate::policy_file::PolicyCell;
 use curfew_policy::audit::{
-    revocation_of, AuditEvent, AuditSink, Grant, RefusalReason, StoreOutcome,
+    revocation_of, AuditEvent, AuditSink, Grant, Priority, RefusalReason, StoreOutcome,
 };
+use curfew_policy::journal;
 
 /// The scope by which a client asks for a persistent login, unless
 /// `PolicyIssuer::with_remember_me` (feature `issuer`) or the hook's
@@ -362,7 +363,11 @@ impl Gate {
         let policy = self.inner.policy.current();
         let sink = AuditSink::new(&policy.audit, "curfew-oidc", self.inner.host.clone());
         if let Err(e) = sink.record(self.now(), event) {
-            eprintln!("curfew-oidc: error: {} not audited: {e}", event.name());
+            eprintln!(
+                "{}curfew-oidc: error: {} not audited: {e}",
+                journal::prefix(Priority::Err),
+                event.name()
+            );
         }
     }
 
@@ -381,8 +386,9 @@ impl Gate {
         match store_failure_verdict(&e, policy.store.on_unavailable, Caller::default()) {
             FailureVerdict::Degrade => {
                 eprintln!(
-                    "curfew-oidc: warning: {what}: {e}; going on WITHOUT the store because \
-                     store.on_unavailable is allow (revocations are not checked)"
+                    "{}curfew-oidc: warning: {what}: {e}; going on WITHOUT the store because \
+                     store.on_unavailable is allow (revocations are not checked)",
+                    journal::prefix(Priority::Err)
                 );
                 self.audit(&AuditEvent::StoreUnavailable {
                     store: Some(self.store().location()),
@@ -394,7 +400,10 @@ impl Gate {
                 Ok(())
             }
             FailureVerdict::Deny(why) => {
-                eprintln!("curfew-oidc: error: {what}: {e} ({why})");
+                eprintln!(
+                    "{}curfew-oidc: error: {what}: {e} ({why})",
+                    journal::prefix(Priority::Err)
+                );
                 Err(Refusal::Store(e))
             }
         }
@@ -566,7 +575,10 @@ impl Gate {
             Err(Refusal::Denied(d)) => {
                 if !reads.degraded {
                     if let Err(e) = store.end_session(id, now, d.end_reason()) {
-                        eprintln!("curfew-oidc: error: ending session {id}: {e}");
+                        eprintln!(
+                            "{}curfew-oidc: error: ending session {id}: {e}",
+                            journal::prefix(Priority::Err)
+                        );
                     }
                 }
                 return Err(Refusal::Denied(d));

@@ -27,7 +27,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use curfew_policy::audit::Grant as AuditGrant;
+use curfew_policy::audit::{Grant as AuditGrant, Priority};
+use curfew_policy::journal;
 use curfew_policy::{EndReason, StoreError};
 use oxide_auth::primitives::grant::{Grant, Value};
 use oxide_auth::primitives::issuer::{IssuedToken, Issuer, RefreshedToken};
@@ -224,9 +225,16 @@ impl<I: Issuer> PolicyIssuer<I> {
 }
 
 fn log_refusal(what: &str, grant: &Grant, e: &Refusal) {
+    let priority = if e.reason().is_failure() {
+        Priority::Err
+    } else {
+        Priority::Notice
+    };
     eprintln!(
-        "curfew-oidc: refused a {what} of user {:?}, client {:?}: {e}",
-        grant.owner_id, grant.client_id
+        "{}curfew-oidc: refused a {what} of user {:?}, client {:?}: {e}",
+        journal::prefix(priority),
+        grant.owner_id,
+        grant.client_id
     );
 }
 

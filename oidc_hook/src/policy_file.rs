@@ -4,6 +4,8 @@
 //! in [`PolicyStatus::last_error`] and in the hook's `/healthz`): an invalid
 //! edit never opens the gate and never shuts it.
 
+use curfew_policy::audit::Priority;
+use curfew_policy::journal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -140,12 +142,20 @@ impl PolicyFile {
                 };
                 self.cell.replace(policy);
                 // The same line as the enforcer's (curfew_policy::policy_source).
-                eprintln!("curfew-oidc: {event}");
+                eprintln!(
+                    "{}curfew-oidc: {event}",
+                    journal::prefix(if store_changed {
+                        Priority::Notice
+                    } else {
+                        Priority::Info
+                    })
+                );
                 Reload::Loaded { store_changed }
             }
             Err(e) => {
                 eprintln!(
-                    "curfew-oidc: error: the policy {} is invalid; keeping the last good policy: {e}",
+                    "{}curfew-oidc: error: the policy {} is invalid; keeping the last good policy: {e}",
+                    journal::prefix(Priority::Err),
                     self.path.display()
                 );
                 self.cell.reject(e.to_string());

@@ -50,6 +50,7 @@ pub mod file_stamp;
 pub mod fsperm;
 pub mod fuzzing;
 pub mod host;
+pub mod journal;
 pub mod locate;
 pub mod policy;
 pub mod policy_source;
