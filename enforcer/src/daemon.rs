@@ -2,6 +2,8 @@
 //! store pushes a revocation or a termination request; one log line per
 //! event on stderr (journald under systemd).
 
+use curfew_policy::audit::Priority;
+use curfew_policy::journal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
@@ -47,8 +49,14 @@ pub enum Finished {
     Incomplete,
 }
 
-fn log(line: &str) {
-    eprintln!("curfew enforce: {}", escape(line));
+/// One log line at `priority`: under systemd the journal files it so
+/// (`curfew_policy::journal`); elsewhere it is plain.
+fn log(priority: Priority, line: &str) {
+    eprintln!(
+        "{}curfew enforce: {}",
+        journal::prefix(priority),
+        escape(line)
+    );
 }
 
 /// Runs the enforcer on this host: forever, or one pass with
@@ -90,13 +98,16 @@ pub fn run(
     )
     .with_machine_id(curfew_policy::host::machine_id());
     if !options.once {
-        log(&format!(
-            "enforcing the PAM sessions of host {hostname} every {} (policy {})",
-            humantime::format_duration(options.interval),
-            path.as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "built-in".into())
-        ));
+        log(
+            Priority::Info,
+            &format!(
+                "enforcing the PAM sessions of host {hostname} every {} (policy {})",
+                humantime::format_duration(options.interval),
+                path.as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "built-in".into())
+            ),
+        );
     }
     // The local API wakes the loop at once after a revocation or a
     // termination made through it (or announced by the CLI with `wake`).
@@ -137,16 +148,17 @@ pub fn run(
                 // not; the next pass starts afresh.
                 let text = crate::enforcer::panic_text(panic.as_ref());
                 if last_pass_panic.as_deref() != Some(text.as_str()) {
-                    log(&format!(
-                        "internal error in a pass: {text}; trying again at the next pass"
-                    ));
+                    log(
+                        Priority::Err,
+                        &format!("internal error in a pass: {text}; trying again at the next pass"),
+                    );
                     last_pass_panic = Some(text);
                 }
                 Pass::default()
             }
         };
         for e in &pass.events {
-            log(&e.to_string());
+            log(e.priority(), &e.to_string());
         }
         if options.once {
             return Ok(if pass.complete {
@@ -166,16 +178,19 @@ pub fn run(
             if let Some(store) = enforcer.store() {
                 match store.watch() {
                     Ok(Some(stream)) => {
-                        log(&format!(
+                        log(
+                            Priority::Info,
+                            &format!(
                             "the store {} pushes its changes: revocations and terminations act at once",
                             store.location()
                         ));
                         watch = Some((generation, stream));
                     }
                     Ok(None) => {}
-                    Err(e) => log(&format!(
-                        "cannot subscribe to the store's changes: {e}; polling"
-                    )),
+                    Err(e) => log(
+                        Priority::Warning,
+                        &format!("cannot subscribe to the store's changes: {e}; polling"),
+                    ),
                 }
             }
         }
@@ -271,6 +286,7 @@ fn wait(
             Ok(Some(StoreEvent::Resync)) => {
                 if std::mem::take(feed_down) {
                     log(
+                        Priority::Info,
                         "the store's change feed is back: revocations and terminations act at once",
                     );
                 }
@@ -282,9 +298,10 @@ fn wait(
             Ok(Some(_)) | Ok(None) => {}
             Err(e) => {
                 if !std::mem::replace(feed_down, true) {
-                    log(&format!(
-                        "the store's change feed is down: {e}; polling until it is back"
-                    ));
+                    log(
+                        Priority::Warning,
+                        &format!("the store's change feed is down: {e}; polling until it is back"),
+                    );
                 }
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 return;

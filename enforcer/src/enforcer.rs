@@ -25,6 +25,8 @@ use curfew_policy::{
     Store, StoreConfig, StoreError,
 };
 
+use curfew_policy::audit::Priority;
+
 use crate::activity::{Io, TrafficMeter};
 
 use crate::error::ProcError;
@@ -217,6 +219,26 @@ pub enum Event {
         /// The session.
         session: String,
     },
+}
+
+impl Event {
+    /// The syslog priority of the event's log line (the journal files it so,
+    /// see `curfew_policy::journal`): what is broken is `err`, what could
+    /// not be measured `warning`, a forced end `notice`, the routine `info`.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Event::Policy(PolicyEvent::Loaded { .. }) => Priority::Info,
+            Event::Policy(_)
+            | Event::Store(_)
+            | Event::Host(_)
+            | Event::Audit(_)
+            | Event::GroupsUnknown { .. }
+            | Event::Fault { .. } => Priority::Err,
+            Event::IdleUnmeasured { .. } => Priority::Warning,
+            Event::Ended { .. } => Priority::Notice,
+            Event::Warned { .. } | Event::AlreadyEnded { .. } => Priority::Info,
+        }
+    }
 }
 
 impl std::fmt::Display for Event {

@@ -7,9 +7,11 @@
 //! policy: `libpam_curfew.so` through real libpam (pam_wrapper + pamtester,
 //! no root, nothing under /etc), the `curfew` CLI for the admin's actions,
 //! `curfew enforce --once` for the enforcer, and `curfew hook serve` over
-//! HTTP on 127.0.0.1 for the OIDC side. Users are system accounts every
-//! Debian host has (`daemon`, `man`, `sys`, `bin`), so no account is
-//! created; every process started here is stopped by PID.
+//! HTTP on 127.0.0.1 for the OIDC side. The two logins the enforcer ends
+//! are the test's own user's (the enforcer signals only processes of a
+//! session's own uid, and pamtester runs as the test); the others are system
+//! accounts every Debian host has (`sys`, `bin`), so no account is created.
+//! Every process started here is stopped by PID.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,10 +27,11 @@ use curfew_policy::Target;
 use serde_json::{json, Value};
 
 const SERVICE: &str = "curfew-day";
+const SERVICE_SHIFT: &str = "curfew-day-shift";
 const SERVICE_DOWN: &str = "curfew-day-down";
 const RHOST: &str = "192.0.2.10";
 
-/// The policy of the day: `man` works a short shift whose idle end is
+/// The policy of the day: logins through the shift service have an idle end
 /// announced from the first second on (so the enforcer's first pass warns).
 fn policy_body(audit: &Path) -> String {
     format!(
@@ -36,11 +39,20 @@ fn policy_body(audit: &Path) -> String {
          session: {{ max_duration: 12h, inactivity: 30m, warn_before: 2m }}\n\
          rules:\n  \
            - name: short-shift\n    \
-             match: {{ users: [man] }}\n    \
+             match: {{ services: [{SERVICE_SHIFT}] }}\n    \
              session: {{ inactivity: 10m, warn_before: 9m59s }}\n\
          audit: {{ syslog: false, file: {} }}\n",
         audit.display()
     )
+}
+
+/// The name of the user running the test.
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the test's user has a name")
 }
 
 fn now() -> DateTime<Utc> {
@@ -66,19 +78,24 @@ impl Host {
         let passdb = write_file(
             sb.dir.path(),
             "passdb",
-            &format!("daemon:gate:{SERVICE}\nman:gate:{SERVICE}\n"),
+            &format!(
+                "{me}:gate:{SERVICE}\n{me}:gate:{SERVICE_SHIFT}\n",
+                me = me()
+            ),
         );
         // pam_matrix's password prompt (after open_session) holds pamtester
         // in a live session for as long as the test wants.
-        sb.service(
-            SERVICE,
-            &[
-                format!("auth required {PAM_MATRIX} passdb={}", passdb.display()),
-                sb.module_line("account", ""),
-                format!("session required {PAM_SET_ITEMS}"),
-                sb.module_line("session", ""),
-            ],
-        );
+        for service in [SERVICE, SERVICE_SHIFT] {
+            sb.service(
+                service,
+                &[
+                    format!("auth required {PAM_MATRIX} passdb={}", passdb.display()),
+                    sb.module_line("account", ""),
+                    format!("session required {PAM_SET_ITEMS}"),
+                    sb.module_line("session", ""),
+                ],
+            );
+        }
         // The same host, through a policy whose store cannot be reached and
         // that lets logins through then (on_unavailable: allow).
         let down = write_file(
@@ -140,10 +157,10 @@ impl Host {
 
     /// A login that stays open: pamtester waits at the password prompt
     /// after open_session. Returns it and the session it registered.
-    fn hold_login(&self, user: &str) -> (ChildGuard, String) {
+    fn hold_login(&self, service: &str, user: &str) -> (ChildGuard, String) {
         let before: BTreeSet<String> = self.session_ids();
         let mut cmd = self.sb.pamtester_cmd(
-            SERVICE,
+            service,
             user,
             &["acct_mgmt", "open_session", "authenticate", "close_session"],
         );
@@ -157,7 +174,11 @@ impl Host {
             self.sb
                 .sessions()
                 .into_iter()
-                .find(|s| s["user"] == user && !before.contains(s["id"].as_str().unwrap_or("")))
+                .find(|s| {
+                    s["user"] == user
+                        && s["service"] == service
+                        && !before.contains(s["id"].as_str().unwrap_or(""))
+                })
                 .and_then(|s| s["id"].as_str().map(str::to_owned))
         })
         .unwrap_or_else(|| panic!("the login of {user} was not registered"));
@@ -197,6 +218,25 @@ impl Host {
             "curfew enforce --once: {:?}",
             text(&out)
         );
+    }
+
+    /// `curfew enforce --once` as systemd would run it: stderr is a stream
+    /// that `$JOURNAL_STREAM` names (here a file). Returns what it wrote.
+    fn enforce_once_under_journal(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.sb.dir.path().join("enforce.journal");
+        let file = std::fs::File::create(&path).expect("create the stream");
+        let meta = file.metadata().expect("stat the stream");
+        let status = self
+            .curfew_cmd(&["enforce", "--once"])
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .status()
+            .expect("run curfew enforce --once");
+        let written = std::fs::read_to_string(&path).expect("read the stream");
+        assert!(status.success(), "curfew enforce --once: {written}");
+        written
     }
 
     fn start_hook(&mut self) {
@@ -290,17 +330,14 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
         .expect("hostname")
         .to_string_lossy()
         .into_owned();
-    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .expect("the test's user has a name");
+    let me = me();
     host.start_hook();
 
-    // Morning: two logins that stay, one that comes and goes.
-    let (mut daemon_pam, daemon_sid) = host.hold_login("daemon");
-    let man_login = now();
-    let (mut man_pam, man_sid) = host.hold_login("man");
+    // Morning: two logins that stay (at the office, and on a shift), one
+    // that comes and goes.
+    let (mut office_pam, office_sid) = host.hold_login(SERVICE, &me);
+    let shift_login = now();
+    let (mut shift_pam, shift_sid) = host.hold_login(SERVICE_SHIFT, &me);
     host.login_logout(SERVICE, "bin");
 
     // sys is locked out, and tries anyway.
@@ -329,25 +366,50 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
     let (status, v) = host.token("carol", "web", auth_time, "refresh_token");
     assert_eq!(status, 403, "{v}");
 
-    // daemon is revoked; the enforcer ends its session and warns man (whose
-    // warning is due one second after the login: policy times are whole
-    // seconds).
-    let daemon_rev = host.revoke_user("daemon", "left the company");
-    let warn_due = man_login + chrono::Duration::milliseconds(1500);
+    // The office session is revoked; the enforcer ends it and warns the
+    // shift (whose warning is due one second after the login: policy times
+    // are whole seconds).
+    let out = host.curfew(&[
+        "revoke",
+        "session",
+        &office_sid,
+        "--reason",
+        "left the desk unlocked",
+        "--format",
+        "json",
+    ]);
+    let office_rev = serde_json::from_slice::<Value>(&out.stdout).expect("revoke JSON")["id"]
+        .as_str()
+        .expect("revocation id")
+        .to_owned();
+    let warn_due = shift_login + chrono::Duration::milliseconds(1500);
     if let Ok(wait) = (warn_due - now()).to_std() {
         std::thread::sleep(wait);
     }
-    host.enforce_once();
-    wait_exit(&mut daemon_pam, "daemon's login");
+    let journal = host.enforce_once_under_journal();
+    wait_exit(&mut office_pam, "the office login");
+    // Issue 18: under systemd each line carries the priority of its event.
+    for (prefix, what) in [
+        ("<5>curfew enforce: ended session ", office_sid.as_str()),
+        ("<6>curfew enforce: warned session ", shift_sid.as_str()),
+        ("<6>curfew enforce: policy loaded", ""),
+    ] {
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.starts_with(prefix) && l.contains(what)),
+            "no {prefix:?} line for {what:?} in:\n{journal}"
+        );
+    }
     assert!(
-        matches!(man_pam.child.try_wait(), Ok(None)),
-        "man's login is only warned"
+        matches!(shift_pam.child.try_wait(), Ok(None)),
+        "the shift is only warned"
     );
 
-    // An admin terminates man's session; the enforcer ends it.
-    host.curfew(&["sessions", "terminate", &man_sid, "--yes"]);
+    // An admin terminates the shift's session; the enforcer ends it.
+    host.curfew(&["sessions", "terminate", &shift_sid, "--yes"]);
     host.enforce_once();
-    wait_exit(&mut man_pam, "man's login");
+    wait_exit(&mut shift_pam, "the shift login");
 
     // sys is let back in, and logs in and out.
     host.curfew(&["unrevoke", &sys_rev]);
@@ -426,23 +488,25 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
             _ => None,
         })
         .collect();
-    assert!(logins.contains(&("daemon", Some(SERVICE), Some(daemon_sid.as_str()))));
-    assert!(logins.contains(&("man", Some(SERVICE), Some(man_sid.as_str()))));
+    assert!(logins.contains(&(me.as_str(), Some(SERVICE), Some(office_sid.as_str()))));
+    assert!(logins.contains(&(me.as_str(), Some(SERVICE_SHIFT), Some(shift_sid.as_str()))));
     assert!(logins.iter().any(|l| l.0 == "sys" && l.2.is_some()));
     assert!(
         logins.contains(&("bin", Some(SERVICE_DOWN), None)),
         "the unchecked login is there, unregistered: {logins:?}"
     );
-    let daemon_login = lines
+    let office_login = lines
         .iter()
-        .find(|l| matches!(&l.event, AuditEvent::Login { user, .. } if user == "daemon"))
-        .expect("daemon's login");
+        .find(
+            |l| matches!(&l.event, AuditEvent::Login { session: Some(s), .. } if *s == office_sid),
+        )
+        .expect("the office login");
     assert!(
-        matches!(&daemon_login.event, AuditEvent::Login { rhost: Some(r), max_duration: 43200, .. } if r == RHOST),
-        "{daemon_login:?}"
+        matches!(&office_login.event, AuditEvent::Login { rhost: Some(r), max_duration: 43200, rule: None, .. } if r == RHOST),
+        "{office_login:?}"
     );
     assert!(lines.iter().any(|l| matches!(&l.event,
-        AuditEvent::Login { user, rule: Some(r), inactivity: 600, .. } if user == "man" && r == "short-shift")));
+        AuditEvent::Login { session: Some(s), rule: Some(r), inactivity: 600, .. } if *s == shift_sid && r == "short-shift")));
     let logouts: Vec<&str> = lines
         .iter()
         .filter_map(|l| match &l.event {
@@ -489,7 +553,6 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
     for (whom, id, why) in [
         ("sys", &sys_rev, "laptop stolen"),
         ("carol", &carol_rev, "phished"),
-        ("daemon", &daemon_rev, "left the company"),
     ] {
         assert!(
             lines.iter().any(|l| l.source == "curfew"
@@ -499,12 +562,18 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
             "revoke of {whom}: {raw}"
         );
     }
+    assert!(
+        lines.iter().any(|l| matches!(&l.event, AuditEvent::Revoke {
+            actor, revocation, target: Target::Session(t), session: Some(s), user: None, ..
+        } if *actor == me && *revocation == office_rev && *t == office_sid && *s == office_sid)),
+        "revoke of the office session: {raw}"
+    );
     assert!(lines.iter().any(|l| matches!(&l.event,
         AuditEvent::Unrevoke { actor, revocation, user: Some(u), revoked_by, .. }
             if *actor == me && *revocation == sys_rev && u == "sys" && *revoked_by == me)));
     assert!(lines.iter().any(|l| matches!(&l.event,
         AuditEvent::Terminate { actor, user, session, service: Some(s), session_host: Some(h), .. }
-            if *actor == me && user == "man" && *session == man_sid && s == SERVICE && *h == hostname)));
+            if *actor == me && *user == me && *session == shift_sid && s == SERVICE_SHIFT && *h == hostname)));
     assert!(lines.iter().any(|l| matches!(&l.event,
         AuditEvent::TimeoutSet { actor, user, timeout: Some(600) } if *actor == me && user == "bin")));
 
@@ -518,22 +587,22 @@ fn the_audit_file_of_one_host_tells_the_whole_day() {
         matches!(ends[0], AuditEvent::EnforcerEnd {
             user, session, service: Some(s), reason: RefusalReason::Revoked, revocation: Some(r),
             processes, recorded: true, detail, ..
-        } if user == "daemon" && *session == daemon_sid && s == SERVICE && *r == daemon_rev
-            && *processes >= 1 && detail.contains("left the company")),
+        } if *user == me && *session == office_sid && s == SERVICE && *r == office_rev
+            && *processes >= 1 && detail.contains("left the desk unlocked")),
         "{:?}",
         ends[0]
     );
     assert!(
         matches!(ends[1], AuditEvent::EnforcerEnd {
             user, session, reason: RefusalReason::Terminated, processes, ..
-        } if user == "man" && *session == man_sid && *processes >= 1),
+        } if *user == me && *session == shift_sid && *processes >= 1),
         "{:?}",
         ends[1]
     );
     assert!(
         lines.iter().any(|l| matches!(&l.event,
             AuditEvent::EnforcerWarning { user, session, end, .. }
-                if user == "man" && *session == man_sid && end == "idle")),
+                if *user == me && *session == shift_sid && end == "idle")),
         "{raw}"
     );
 
