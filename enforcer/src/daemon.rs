@@ -227,7 +227,10 @@ impl Systemd {
     fn pass_done(&self) {
         if !self.ready_sent.replace(true) {
             if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-                log(&format!("cannot tell systemd the enforcer is ready: {e}"));
+                log(
+                    Priority::Warning,
+                    &format!("cannot tell systemd the enforcer is ready: {e}"),
+                );
             }
         }
         if self.ping_every.is_some() {
