@@ -127,7 +127,7 @@ pub fn run(
                 curfew_policy::store::open(&config)
             }),
             wake_tx,
-            Arc::new(log) as crate::api::Log,
+            Arc::new(|line: &str| log(Priority::Info, line)) as crate::api::Log,
         )
     };
     // A store that pushes its changes (Redis) wakes the loop at once on a
