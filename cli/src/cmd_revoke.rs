@@ -107,7 +107,7 @@ fn parse_expires(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
     let (target, opts) = match a.target {
-        RevokeTarget::User { name, opts } => (Target::User(name), opts),
+        RevokeTarget::User { name, opts } => (Target::User(canonical_user(name)), opts),
         RevokeTarget::Session { id, opts } => (Target::Session(id), opts),
         RevokeTarget::Client { id, opts } => (Target::Client(id), opts),
         RevokeTarget::All { opts } => (Target::All, opts),
@@ -161,6 +161,30 @@ pub fn revoke(ctx: &Context, a: RevokeArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The account a user name resolves to on this host (issue 12): logins
+/// are recorded and revocations matched under the canonical name, so a
+/// revocation of an alias spelling (`Alice`, an entry sharing the uid)
+/// must name the account, or it would lock nobody. A name with no account
+/// here (an OIDC subject, a user of another host of the fleet) stays as
+/// given; so does `me`.
+fn canonical_user(name: String) -> String {
+    if name == ME {
+        return name;
+    }
+    match curfew_policy::host::account(&name) {
+        Ok(account) if account.name != name => {
+            eprintln!(
+                "curfew: note: {} is the account {}; revoking {}",
+                output::escape(&name),
+                output::escape(&account.name),
+                output::escape(&account.name)
+            );
+            account.name
+        }
+        _ => name,
+    }
 }
 
 /// A typo would otherwise lock nobody, silently. An OIDC subject or a user

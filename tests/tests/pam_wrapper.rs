@@ -122,7 +122,9 @@ fn session_is_registered_listed_and_ended_by_close_session() {
 #[test]
 fn session_id_and_tmout_are_exported() {
     let sb = PamSandbox::new(POLICY);
-    sb.standard_service("curfew-env", "");
+    // TMOUT only with the `tmout` argument (issue 13: where the enforcer
+    // runs, bash's TMOUT would contradict its warning).
+    sb.standard_service("curfew-env", "tmout");
     let r = sb.pypamtest(
         "curfew-env",
         "daemon",
@@ -137,10 +139,12 @@ fn session_id_and_tmout_are_exported() {
     assert_eq!(sessions[0]["id"], id);
     assert_eq!(sessions[0]["end_reason"], "logout");
 
-    sb.standard_service("curfew-notmout", "no_tmout");
-    let r = sb.pypamtest("curfew-notmout", "daemon", &["OPEN_SESSION", "GETENVLIST"]);
-    assert!(r["env"].get("TMOUT").is_none(), "{r}");
-    assert!(r["env"]["CURFEW_SESSION_ID"].is_string(), "{r}");
+    for (service, args) in [("curfew-notmout", "no_tmout"), ("curfew-default", ""), ("curfew-both", "tmout no_tmout")] {
+        sb.standard_service(service, args);
+        let r = sb.pypamtest(service, "daemon", &["OPEN_SESSION", "GETENVLIST"]);
+        assert!(r["env"].get("TMOUT").is_none(), "{args:?}: {r}");
+        assert!(r["env"]["CURFEW_SESSION_ID"].is_string(), "{r}");
+    }
 }
 
 #[test]
@@ -148,7 +152,7 @@ fn rule_values_are_applied_by_group_membership() {
     // `man`'s primary group is `man`, which the `operators` rule names;
     // `daemon` is in no group the policy names.
     let sb = PamSandbox::new(POLICY);
-    sb.standard_service("curfew-rules", "");
+    sb.standard_service("curfew-rules", "tmout");
     let ops = ["OPEN_SESSION", "GETENVLIST", "CLOSE_SESSION"];
 
     let man = sb.pypamtest("curfew-rules", "man", &ops);
@@ -324,7 +328,7 @@ fn unreachable_store_answers_as_on_unavailable_says() {
     let allow = PamSandbox::new(POLICY);
     let text_allow = format!("{body}\nstore:\n  path: {missing_dir}\n  on_unavailable: allow\n");
     write_file(allow.dir.path(), "policy.yaml", &text_allow);
-    allow.standard_service("curfew-down", "");
+    allow.standard_service("curfew-down", "tmout");
     let r = allow.pypamtest(
         "curfew-down",
         "daemon",

@@ -404,6 +404,12 @@ pub fn decide(gate: &Gate, req: &TokenRequest) -> Outcome {
     // The first request of a login is its token issue; later ones
     // (refreshes, or a second code exchange of the same login) renew it.
     let (granted, grant) = match resume() {
+        // A refresh needs the session it refreshes: one the store does not
+        // know (a forged or stale `curfew_sid`, a record already removed) is
+        // refused, never started anew with a caller-chosen id.
+        (Err(Refusal::UnknownSession(id)), _) if req.grant == GrantKind::Refresh => {
+            (Err(Refusal::UnknownSession(id)), Grant::Refresh)
+        }
         (Err(Refusal::UnknownSession(_)), _) => match gate.start(&p, Some(&sid), started_at) {
             // Another request of the same login recorded it first.
             Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),

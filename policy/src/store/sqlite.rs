@@ -200,6 +200,17 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;
+        // A damaged file is no outage: it always denies, whatever
+        // `on_unavailable` says (the failure table, docs/architecture.md).
+        if matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+        ) {
+            return StoreError::Corrupt {
+                location: self.location(),
+                detail: e.to_string(),
+            };
+        }
         let resource = match e.sqlite_error_code() {
             Some(ErrorCode::OutOfMemory | ErrorCode::DiskFull | ErrorCode::TooBig) => true,
             // SQLite says only "unable to open"; the errno tells descriptors
