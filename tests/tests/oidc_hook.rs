@@ -276,13 +276,24 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         login.timestamp() + 1200
     );
 
-    // Deny: a login older than max_duration, unless it asked to be remembered.
+    // A refresh of a session the hook never saw is refused (a forged or
+    // stale session id never starts a session).
     let old = now() - chrono::Duration::hours(2);
     let (status, v) = h.post(&hydra(
         "bob",
         "web",
         old,
         "refresh_token",
+        &["openid", "offline"],
+    ));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["curfew_reason"], "ended", "{v}");
+    // Deny: a login older than max_duration, unless it asked to be remembered.
+    let (status, v) = h.post(&hydra(
+        "bob",
+        "web",
+        old,
+        "authorization_code",
         &["openid", "offline"],
     ));
     assert_eq!(status, 403, "{v}");
@@ -293,12 +304,18 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "bob",
         "web",
         old,
-        "refresh_token",
+        "authorization_code",
         &["openid", "offline_access"],
     ));
     assert_eq!(status, 403, "{v}");
     // ...the configured claim is (--remember-me-claim curfew_remember_me).
-    let mut remembered = hydra("bob", "web", old, "refresh_token", &["openid", "offline"]);
+    let mut remembered = hydra(
+        "bob",
+        "web",
+        old,
+        "authorization_code",
+        &["openid", "offline"],
+    );
     remembered["session"]["id_token"]["id_token_claims"]["ext"]["curfew_remember_me"] = json!(true);
     let (status, v) = h.post(&remembered);
     assert_eq!(status, 200, "{v}");
@@ -347,7 +364,7 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("curfew_hook_requests_total{outcome=\"deny\"} 5"),
+        metrics.contains("curfew_hook_requests_total{outcome=\"deny\"} 6"),
         "{metrics}"
     );
     assert!(
@@ -359,7 +376,7 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("curfew_hook_request_duration_seconds_count 14"),
+        metrics.contains("curfew_hook_request_duration_seconds_count 15"),
         "{metrics}"
     );
 

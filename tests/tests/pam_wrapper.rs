@@ -139,7 +139,11 @@ fn session_id_and_tmout_are_exported() {
     assert_eq!(sessions[0]["id"], id);
     assert_eq!(sessions[0]["end_reason"], "logout");
 
-    for (service, args) in [("curfew-notmout", "no_tmout"), ("curfew-default", ""), ("curfew-both", "tmout no_tmout")] {
+    for (service, args) in [
+        ("curfew-notmout", "no_tmout"),
+        ("curfew-default", ""),
+        ("curfew-both", "tmout no_tmout"),
+    ] {
         sb.standard_service(service, args);
         let r = sb.pypamtest(service, "daemon", &["OPEN_SESSION", "GETENVLIST"]);
         assert!(r["env"].get("TMOUT").is_none(), "{args:?}: {r}");
