@@ -18,6 +18,8 @@ pub struct ThrowawayUser {
     pub name: String,
     /// Its uid.
     pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
 }
 
 impl ThrowawayUser {
@@ -40,14 +42,13 @@ impl ThrowawayUser {
             .output()
             .expect("run useradd");
         assert!(out.status.success(), "useradd: {:?}", text(&out));
-        let uid = nix::unistd::User::from_name(name)
+        let entry = nix::unistd::User::from_name(name)
             .expect("getpwnam")
-            .expect("the new user exists")
-            .uid
-            .as_raw();
+            .expect("the new user exists");
         let user = ThrowawayUser {
             name: name.to_owned(),
-            uid,
+            uid: entry.uid.as_raw(),
+            gid: entry.gid.as_raw(),
         };
         let status = Command::new("chown")
             .arg(format!("{name}:{name}"))
@@ -65,6 +66,45 @@ impl ThrowawayUser {
         }
         assert!(chpasswd.wait().expect("wait chpasswd").success());
         user
+    }
+}
+
+impl ThrowawayUser {
+    /// Adds `alias`, a second /etc/passwd entry with this user's uid, gid
+    /// and home (`useradd --non-unique`): another spelling of the same
+    /// account, as an alias entry of a directory service would be. The
+    /// account's canonical name stays this user's (`getpwuid` finds the
+    /// first entry). `userdel` of the alias when dropped; drop it before
+    /// this user.
+    pub fn alias(&self, alias: &str) -> ThrowawayUser {
+        let home = nix::unistd::User::from_name(&self.name)
+            .expect("getpwnam")
+            .expect("the user exists")
+            .dir;
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--non-unique",
+                "--no-create-home",
+                "--no-user-group",
+            ])
+            .args([
+                "--uid",
+                &self.uid.to_string(),
+                "--gid",
+                &self.gid.to_string(),
+            ])
+            .args(["--shell", "/bin/sh", "--home-dir"])
+            .arg(home)
+            .arg(alias)
+            .output()
+            .expect("run useradd");
+        assert!(out.status.success(), "useradd {alias}: {:?}", text(&out));
+        ThrowawayUser {
+            name: alias.to_owned(),
+            uid: self.uid,
+            gid: self.gid,
+        }
     }
 }
 
