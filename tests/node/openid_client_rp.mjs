@@ -104,7 +104,29 @@ const endUrl = client.buildEndSessionUrl(config, {
   post_logout_redirect_uri: env('POST_LOGOUT_URI'),
   state: 'bye',
 });
-const out = await fetch(endUrl, { redirect: 'manual' });
+// This user agent keeps no cookies, so the provider sees no login of its
+// own to match the hint with and asks to confirm (RP-Initiated Logout 1.0
+// section 2); the user confirms on that page: its form's hidden fields and
+// the pre-session cookie the page set go back with the POST.
+const ask = await fetch(endUrl, { redirect: 'manual' });
+const askPage = await ask.text();
+const confirmForm = /<form method="post" action="\/end_session" id="confirm-logout">([\s\S]*?)<\/form>/.exec(askPage);
+if (ask.status !== 200 || !confirmForm) {
+  throw new Error(`no logout confirmation page: ${ask.status} ${askPage.slice(0, 300)}`);
+}
+const unescape = (v) => v.replaceAll('&quot;', '"').replaceAll('&#39;', "'")
+  .replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
+const fields = new URLSearchParams();
+for (const m of confirmForm[1].matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
+  fields.append(unescape(m[1]), unescape(m[2]));
+}
+const preCookie = ask.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+const out = await fetch(new URL(endUrl.pathname, endUrl), {
+  method: 'POST',
+  redirect: 'manual',
+  headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: preCookie },
+  body: fields,
+});
 const back = out.headers.get('location') ?? '';
 
 // After the logout the refresh token is dead.
@@ -125,6 +147,7 @@ console.log(JSON.stringify({
   userinfo,
   refreshedClaims,
   refreshedAccessTokenDiffers: refreshed.access_token !== tokens.access_token,
+  logoutConfirmationAsked: ask.status === 200,
   logoutStatus: out.status,
   logoutLocation: back,
   refreshAfterLogout,

@@ -276,3 +276,37 @@ impl Provider {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// The hidden fields of the form `<form ... id="ID"` (or of the first form
+/// when `id` is `None`) in an HTML page of the example provider, as name
+/// and value (HTML entities of the provider's escaping decoded). The
+/// provider puts its form tokens (`csrf`) there.
+pub fn hidden_fields(html: &str, id: Option<&str>) -> Vec<(String, String)> {
+    let start = match id {
+        Some(id) => html.find(&format!("id=\"{id}\"")),
+        None => html.find("<form"),
+    };
+    let Some(start) = start else {
+        return Vec::new();
+    };
+    let form = &html[start..];
+    let form = &form[..form.find("</form>").unwrap_or(form.len())];
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let i = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let v = &tag[i..];
+        Some(
+            v[..v.find('"')?]
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    };
+    form.split("<input")
+        .skip(1)
+        .map(|t| &t[..t.find('>').unwrap_or(t.len())])
+        .filter(|t| t.contains("type=\"hidden\""))
+        .filter_map(|t| Some((attr(t, "name")?, attr(t, "value")?)))
+        .collect()
+}

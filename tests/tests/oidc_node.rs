@@ -3,7 +3,9 @@
 //! Provider over TLS. The script (tests/node/openid_client_rp.mjs) does
 //! discovery, the code flow with PKCE, ID-token validation (signature
 //! against the JWKS, nonce, and a wrong nonce refused), UserInfo, refresh
-//! and RP-initiated logout, and prints what it saw; this test checks it.
+//! and RP-initiated logout (which the provider asks the user to confirm:
+//! this user agent keeps no cookies), and prints what it saw; this test
+//! checks it.
 
 use curfew_e2e::common::write_file;
 use curfew_e2e::node::node;
@@ -85,6 +87,9 @@ fn openid_client_discovers_signs_in_refreshes_and_logs_out() {
     );
     assert_eq!(r["refreshedClaims"]["auth_time"], c["auth_time"]);
     assert_eq!(r["refreshedAccessTokenDiffers"], true);
+    // No cookie of the provider's own login in this user agent: the
+    // provider asks before it signs anyone out, and the confirmation works.
+    assert_eq!(r["logoutConfirmationAsked"], true);
     assert_eq!(r["logoutStatus"], 302);
     assert_eq!(r["logoutLocation"], format!("{BYE}?state=bye").as_str());
     assert_eq!(r["refreshAfterLogout"], "invalid_grant", "{r}");

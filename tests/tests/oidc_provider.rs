@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use curfew_e2e::common::{curfew_bin, wait_for, write_file};
-use curfew_e2e::oidc::{Provider, ProviderSpec, Receiver, TestTls};
+use curfew_e2e::oidc::{hidden_fields, Provider, ProviderSpec, Receiver, TestTls};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use oauth2::PkceCodeChallenge;
@@ -220,11 +220,10 @@ fn authorize(
             return Auth::LoginPage(page);
         };
         assert!(page.contains(BANNER), "the login page shows the banner");
-        resp = b
-            .post(url)
-            .form(&[("username", user), ("password", password)])
-            .send()
-            .expect("POST /authorize");
+        let mut form = hidden_fields(&page, None);
+        form.push(("username".into(), user.into()));
+        form.push(("password".into(), password.into()));
+        resp = b.post(url).form(&form).send().expect("POST /authorize");
     }
     assert_eq!(resp.status(), 302, "{:?}", resp.text());
     let location = resp.headers()["location"]
@@ -471,4 +470,333 @@ fn every_end_of_a_session_reaches_the_client_by_back_channel_logout() {
     assert!(log.contains("ended (idle)"), "{log}");
     assert!(log.contains("ended (revoked)"), "{log}");
     assert!(log.contains("ended (terminated)"), "{log}");
+}
+
+/// The authorization URL of client `rp` with PKCE; `nonce` if given.
+fn auth_url(op: &Op, nonce: Option<&str>) -> (reqwest::Url, String) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut url = reqwest::Url::parse(&op.url("/authorize")).expect("url");
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "rp")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("scope", "openid profile offline_access")
+        .append_pair("state", "st")
+        .append_pair("code_challenge", challenge.as_str())
+        .append_pair("code_challenge_method", "S256");
+    if let Some(n) = nonce {
+        url.query_pairs_mut().append_pair("nonce", n);
+    }
+    (url, verifier.secret().clone())
+}
+
+/// Signs in at `url` in browser `b` (the login form, with its hidden
+/// fields and `extra`) and returns the code.
+fn code_at(
+    b: &reqwest::blocking::Client,
+    url: &reqwest::Url,
+    user: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let page = b.get(url.clone()).send().expect("GET /authorize");
+    let r = if page.status() == 302 {
+        page // signed in already (the SSO cookie)
+    } else {
+        assert_eq!(page.status(), 200);
+        let page = page.text().expect("login page");
+        let mut form = hidden_fields(&page, None);
+        form.push(("username".into(), user.into()));
+        form.push(("password".into(), format!("pw-{user}")));
+        form.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        b.post(url.clone())
+            .form(&form)
+            .send()
+            .expect("POST /authorize")
+    };
+    assert_eq!(r.status(), 302, "{:?}", r.text());
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    get(&query_of(&location), "code")
+        .unwrap_or_else(|| panic!("no code: {location}"))
+        .to_owned()
+}
+
+fn token_request(op: &Op, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = op
+        .browser()
+        .post(op.url("/token"))
+        .basic_auth("rp", Some(SECRET))
+        .form(form)
+        .send()
+        .expect("POST /token");
+    let status = r.status().as_u16();
+    (status, r.json().expect("token JSON"))
+}
+
+fn assert_framing_denied(r: &reqwest::blocking::Response, what: &str) {
+    let h = r.headers();
+    assert_eq!(
+        h.get("x-frame-options").map(|v| v.to_str().unwrap_or("")),
+        Some("DENY"),
+        "{what}"
+    );
+    let csp = h
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp:?}");
+}
+
+/// The fresh-eyes review's faults at the authorization and token
+/// endpoints: an unknown client or unregistered redirect URI is a 400 page
+/// in our words (no redirect, no oxide-auth text); a code used twice and a
+/// PKCE mismatch are `invalid_grant`, and the second use of a code revokes
+/// what the first got; an ID token of a flow without a nonce has no
+/// `nonce` claim; every HTML page forbids framing.
+#[test]
+fn authorize_and_token_errors_are_ours_and_codes_are_single_use() {
+    let op = Op::start();
+    let b = op.browser();
+    for (client, redirect) in [("nope", REDIRECT), ("rp", "https://evil.invalid/cb")] {
+        for prompt in [None, Some("none")] {
+            let mut url = reqwest::Url::parse(&op.url("/authorize")).expect("url");
+            url.query_pairs_mut()
+                .append_pair("response_type", "code")
+                .append_pair("client_id", client)
+                .append_pair("redirect_uri", redirect)
+                .append_pair("state", "s");
+            if let Some(p) = prompt {
+                url.query_pairs_mut().append_pair("prompt", p);
+            }
+            let r = b.get(url).send().expect("GET /authorize");
+            assert_eq!(r.status(), 400, "{client} {redirect} {prompt:?}");
+            assert!(r.headers().get("location").is_none(), "never redirected");
+            assert_framing_denied(&r, "error page");
+            let text = r.text().expect("page");
+            assert!(
+                text.contains("redirect_uri") && text.contains("client_id"),
+                "{text}"
+            );
+            for internal in ["OAuthError", "Endpoint", "silently"] {
+                assert!(!text.contains(internal), "{internal} in {text}");
+            }
+        }
+    }
+    // The login page forbids framing too.
+    let (url, _) = auth_url(&op, None);
+    assert_framing_denied(&b.get(url).send().expect("login page"), "login page");
+
+    // A flow without a nonce: the ID token has no nonce claim at all.
+    let (url, verifier) = auth_url(&op, None);
+    let code = code_at(&b, &url, "alice", &[]);
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, first) = token_request(&op, &exchange);
+    assert_eq!(status, 200, "{first}");
+    let claims = op.verify(first["id_token"].as_str().expect("id_token"), "rp");
+    assert!(claims.get("nonce").is_none(), "no nonce claim: {claims}");
+    let access = first["access_token"].as_str().expect("access token");
+    let refresh = first["refresh_token"].as_str().expect("refresh token");
+    let v: Value = introspect(&op, access, "rp", Some(SECRET))
+        .json()
+        .expect("JSON");
+    assert_eq!(v["active"], true);
+
+    // The same code again: invalid_grant, and the first tokens are revoked.
+    let (status, again) = token_request(&op, &exchange);
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{again}"
+    );
+    let v: Value = introspect(&op, access, "rp", Some(SECRET))
+        .json()
+        .expect("JSON");
+    assert_eq!(
+        v["active"], false,
+        "the access token of the reused code is revoked"
+    );
+    let (status, r) = token_request(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    );
+    assert_eq!(
+        (status, r["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{r}"
+    );
+
+    // A PKCE verifier that does not match: invalid_grant (RFC 7636 4.6).
+    let (url, _) = auth_url(&op, Some("n"));
+    let code = code_at(&b, &url, "alice", &[]);
+    let (status, r) = token_request(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            (
+                "code_verifier",
+                "not-the-verifier-not-the-verifier-not-the-verifier",
+            ),
+        ],
+    );
+    assert_eq!(
+        (status, r["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{r}"
+    );
+}
+
+/// The sessions page's CSRF token, and the page (signed in at /login).
+fn account_login(op: &Op, b: &reqwest::blocking::Client, user: &str) -> String {
+    let page = b
+        .get(op.url("/login"))
+        .send()
+        .expect("GET /login")
+        .text()
+        .expect("page");
+    let mut form = hidden_fields(&page, None);
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), format!("pw-{user}")));
+    let r = b
+        .post(op.url("/login"))
+        .form(&form)
+        .send()
+        .expect("POST /login");
+    assert_eq!(r.status(), 302, "{:?}", r.text());
+    let page = b
+        .get(op.url("/account/sessions"))
+        .send()
+        .expect("sessions page");
+    assert_framing_denied(&page, "sessions page");
+    let page = page.text().expect("page");
+    hidden_fields(&page, Some("end-others"))
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no csrf field: {page}"))
+}
+
+fn lifetime_value(page: &str) -> String {
+    let i = page.find("id=\"lifetime-value\">").expect("lifetime value") + 20;
+    page[i..i + page[i..].find('<').expect("end")].to_owned()
+}
+
+/// The sessions page can go back to the policy's default lifetime, and a
+/// lifetime too large to parse is refused naming the field and the bounds,
+/// not with the parser's words.
+#[test]
+fn the_lifetime_goes_back_to_the_default_and_errors_name_the_bounds() {
+    let op = Op::start();
+    let b = op.browser();
+    let csrf = account_login(&op, &b, "alice");
+    let post = |form: &[(&str, &str)]| {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend_from_slice(form);
+        b.post(op.url("/account/lifetime"))
+            .form(&f)
+            .send()
+            .expect("POST lifetime")
+    };
+    let r = post(&[("lifetime", "15m")]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        lifetime_value(&r.text().expect("page")),
+        "15m (your choice)"
+    );
+    let r = post(&[("default", "yes")]);
+    assert_eq!(r.status(), 200);
+    let page = r.text().expect("page");
+    assert_eq!(lifetime_value(&page), "5m (policy default)");
+    assert!(
+        page.contains("id=\"lifetime-default\""),
+        "the page offers the default"
+    );
+    // What the store says, as `curfew timeout` would read it: no preference.
+    let r = post(&[("lifetime", "99999999999999999999999h")]);
+    assert_eq!(r.status(), 400);
+    let page = r.text().expect("page");
+    assert!(
+        page.contains("Token lifetime") && page.contains("from 1m to 1h"),
+        "{page}"
+    );
+    for internal in ["too large", "overflow", "number"] {
+        assert!(!page.contains(internal), "{internal} in {page}");
+    }
+    assert_eq!(lifetime_value(&page), "5m (policy default)");
+}
+
+/// RP-Initiated Logout 1.0 section 2: a logout with another user's
+/// `id_token_hint`, or with none, signs nobody out until the user confirms
+/// on the page, and the confirmation needs the form token bound to the
+/// browser's pre-session cookie.
+#[test]
+fn end_session_asks_unless_the_hint_is_the_browsers_own_session() {
+    let op = Op::start();
+    let alice = login(&op, &op.browser(), "alice", "na");
+    let bob_b = op.browser();
+    let bob = login(&op, &bob_b, "bob", "nb");
+    let signed_in = |b: &reqwest::blocking::Client| {
+        matches!(
+            authorize(&op, b, "probe", Some("none"), None),
+            Auth::Code { .. }
+        )
+    };
+    assert!(signed_in(&bob_b));
+
+    // Alice's hint in bob's browser, and no hint at all: a confirmation page.
+    for query in [vec![("id_token_hint", alice.id_token.as_str())], vec![]] {
+        let r = bob_b
+            .get(op.url("/end_session"))
+            .query(&query)
+            .send()
+            .expect("GET /end_session");
+        assert_eq!(r.status(), 200);
+        assert_framing_denied(&r, "logout page");
+        let page = r.text().expect("page");
+        assert!(page.contains("id=\"confirm-logout\""), "{page}");
+        assert!(signed_in(&bob_b), "bob is still signed in after {query:?}");
+    }
+    let v: Value = introspect(&op, &alice.access_token, "rp", Some(SECRET))
+        .json()
+        .expect("JSON");
+    assert_eq!(v["active"], true, "alice's session did not end");
+
+    // A cross-site POST (no form token, or one for another cookie) is not a confirmation.
+    let forged = bob_b
+        .post(op.url("/end_session"))
+        .form(&[("csrf", "0".repeat(64).as_str())])
+        .send()
+        .expect("POST /end_session");
+    assert_eq!(forged.status(), 200);
+    assert!(forged.text().expect("page").contains("confirm-logout"));
+    assert!(signed_in(&bob_b));
+
+    // Bob confirms: his browser's session ends.
+    let page = bob_b
+        .get(op.url("/end_session"))
+        .send()
+        .expect("GET")
+        .text()
+        .expect("page");
+    let r = bob_b
+        .post(op.url("/end_session"))
+        .form(&hidden_fields(&page, Some("confirm-logout")))
+        .send()
+        .expect("POST /end_session");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().expect("page").contains("You are signed out"));
+    assert!(!signed_in(&bob_b));
+    let _ = bob;
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::oauth::{blocking, check_password, redirect};
 use crate::pages::{self, Row, SessionsPage};
 use crate::sso::{self, Current};
+use crate::web::Fields;
 use crate::App;
 
 /// The account routes.
@@ -248,7 +249,7 @@ fn confirmed(form: &HashMap<String, String>) -> bool {
 async fn end_one(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Fields(form): Fields,
 ) -> Response {
     blocking(move || {
         let c = match posted(&app, &headers, &form) {
@@ -295,7 +296,7 @@ async fn end_one(
 async fn end_others(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Fields(form): Fields,
 ) -> Response {
     blocking(move || {
         let c = match posted(&app, &headers, &form) {
@@ -338,27 +339,56 @@ async fn end_others(
 async fn lifetime(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Fields(form): Fields,
 ) -> Response {
     blocking(move || {
         let c = match posted(&app, &headers, &form) {
             Ok(c) => c,
             Err(r) => return *r,
         };
+        let store = app.gate.store();
+        // "Use the default": the preference is cleared.
+        if form.get("default").map(String::as_str) == Some("yes") {
+            return match store.set_timeout_preference(&c.user, None) {
+                Ok(()) => page(
+                    &app,
+                    &c,
+                    Some(format!(
+                        "Token lifetime: {}; it applies to tokens issued from now on.",
+                        lifetime_info(&app, &c.user).0
+                    )),
+                    None,
+                ),
+                Err(e) => page(&app, &c, None, Some(format!("The store failed: {e}"))),
+            };
+        }
         let text = form.get("lifetime").map(|t| t.trim()).unwrap_or_default();
-        let d = match curfew_policy::duration::parse(text) {
-            Ok(d) => d,
-            Err(e) => return page(&app, &c, None, Some(format!("lifetime {text:?}: {e}"))),
-        };
         let policy = app.gate.policy().current();
         let groups = app.groups(&c.user);
-        if let Err(e) = policy
-            .effective(&subject(&c.user, &groups))
-            .check_preference(d)
-        {
+        let eff = policy.effective(&subject(&c.user, &groups));
+        let d = match curfew_policy::duration::parse(text) {
+            Ok(d) => d,
+            // The parser's own text (an overflow, say) is not shown: the
+            // field, the bounds and an example are.
+            Err(_) => {
+                let f = curfew_policy::duration::format;
+                return page(
+                    &app,
+                    &c,
+                    None,
+                    Some(format!(
+                        "Token lifetime {:?} is not a duration from {} to {}; write, for example, \"15m\" or \"1h 30m\".",
+                        text.chars().take(40).collect::<String>(),
+                        f(eff.timeout_min.value),
+                        f(eff.timeout_max.value)
+                    )),
+                );
+            }
+        };
+        if let Err(e) = eff.check_preference(d) {
             return page(&app, &c, None, Some(e));
         }
-        match app.gate.store().set_timeout_preference(&c.user, Some(d)) {
+        match store.set_timeout_preference(&c.user, Some(d)) {
             Ok(()) => page(
                 &app,
                 &c,
@@ -427,11 +457,7 @@ async fn extend(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 
 /// `POST /account/logout`: ends the SSO session (and with it the client
 /// sessions signed in through it).
-async fn logout(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Fields(form): Fields) -> Response {
     blocking(move || {
         let c = match posted(&app, &headers, &form) {
             Ok(c) => c,

@@ -40,6 +40,7 @@ mod oauth;
 mod oidc;
 mod pages;
 mod sso;
+mod web;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -357,6 +358,7 @@ async fn run(args: Args) -> Result<(), String> {
         .merge(account::routes())
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::map_response(web::security_headers))
         .with_state(app);
 
     let handle = axum_server::Handle::new();

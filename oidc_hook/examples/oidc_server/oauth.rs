@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Form, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,8 +16,8 @@ use base64::Engine as _;
 use curfew_oidc::{GrantSession, Principal};
 use curfew_policy::EndReason;
 use oxide_auth::endpoint::{
-    AccessTokenFlow, AuthorizationFlow, Endpoint, OwnerConsent, OwnerSolicitor, QueryParameter,
-    RefreshFlow, ResourceFlow, Solicitation,
+    AccessTokenFlow, AuthorizationFlow, Endpoint, OAuthError, OwnerConsent, OwnerSolicitor,
+    QueryParameter, RefreshFlow, ResourceFlow, Solicitation,
 };
 use oxide_auth::frontends::simple::endpoint::{Error, FnSolicitor, Generic, Vacant};
 use oxide_auth::frontends::simple::extensions::{AddonList, Extended};
@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::web::{self, Fields};
 use crate::{lock, pages, sso, App, ClientInfo, Tracked, User};
 use curfew_oidc::PolicyIssuer;
 
@@ -119,6 +120,9 @@ pub struct AuthContext {
     pub auth_time: i64,
     /// The SSO session the code was issued in.
     pub sso: Option<String>,
+    /// The session of the tokens the code was exchanged for, once it was:
+    /// a second use of the code ends it (RFC 6749 4.1.2).
+    pub used: Option<String>,
     created: Instant,
 }
 
@@ -151,19 +155,71 @@ where
 
 /// Runs `f` on a blocking thread: the flows call the store synchronously.
 pub async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        // A panic's text is logged, never sent.
+        eprintln!("oidc_server: error: a request handler failed: {e}");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+    })
 }
 
-fn flow_response(r: Result<OAuthResponse, Error<OAuthRequest>>) -> Response {
-    match r {
-        Ok(r) => r.into_response(),
-        Err(e) => {
-            let e = WebError::from(e);
-            eprintln!("oidc_server: error: {e}");
-            e.into_response()
-        }
+/// How an endpoint answers a failure: the authorization endpoint to a
+/// browser (a page), the others to a client (OAuth JSON).
+#[derive(Clone, Copy)]
+pub enum Face {
+    /// An HTML page.
+    Page,
+    /// `{"error": ..., "error_description": ...}`.
+    Json,
+}
+
+/// The answer to an authorization request that names an unknown client or
+/// a redirect URI that is not the client's registered one: a page in the
+/// browser, never a redirect to the unverified URI (RFC 6749 4.1.2.1).
+pub fn unverified_client(face: Face) -> Response {
+    let text = "This sign-in request cannot be served: its client_id is not a registered \
+                client, or its redirect_uri is not the one registered for that client.";
+    match face {
+        Face::Page => web::error_page(StatusCode::BAD_REQUEST, "Sign-in request refused", text),
+        Face::Json => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", text),
+    }
+}
+
+/// oxide-auth's answer, or for its errors an answer in our own words (its
+/// error texts are logged, never sent).
+fn flow_response(r: Result<OAuthResponse, Error<OAuthRequest>>, face: Face) -> Response {
+    let e = match r {
+        Ok(r) => return r.into_response(),
+        Err(e) => WebError::from(e),
+    };
+    eprintln!("oidc_server: refused a request: {e}");
+    match e {
+        WebError::Endpoint(OAuthError::DenySilently) => unverified_client(face),
+        WebError::Endpoint(OAuthError::PrimitiveError)
+        | WebError::InternalError(_)
+        | WebError::Header(_) => match face {
+            Face::Page => web::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The request could not be completed; try again later.",
+            ),
+            Face::Json => oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request could not be completed",
+            ),
+        },
+        _ => match face {
+            Face::Page => web::error_page(
+                StatusCode::BAD_REQUEST,
+                "Request refused",
+                "The request is malformed.",
+            ),
+            Face::Json => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request is malformed",
+            ),
+        },
     }
 }
 
@@ -296,21 +352,11 @@ pub fn check_password<'a>(app: &'a App, name: &str, password: &str) -> Option<&'
 fn login_required(app: &App, params: &HashMap<String, String>) -> Response {
     let client = params.get("client_id").and_then(|c| app.clients.get(c));
     let Some(client) = client else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "unknown client_id",
-        );
+        return unverified_client(Face::Page);
     };
     let registered = client.redirect_uri.as_str();
     match params.get("redirect_uri") {
-        Some(r) if r != registered => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "redirect_uri is not registered",
-            )
-        }
+        Some(r) if r != registered => return unverified_client(Face::Page),
         _ => {}
     }
     let mut url = client.redirect_uri.clone();
@@ -339,8 +385,11 @@ pub async fn authorize(
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    req: OAuthRequest,
+    req: Result<OAuthRequest, WebError>,
 ) -> Response {
+    let Ok(req) = req else {
+        return flow_response(Err(Error::Web(WebError::Authorization)), Face::Page);
+    };
     blocking(move || {
         let query = query.unwrap_or_default();
         let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
@@ -369,7 +418,10 @@ pub async fn authorize(
             let solicitor =
                 FnSolicitor(|req: &mut OAuthRequest, sol: Solicitation| consent(&r, req, sol));
             let mut ep = endpoint(&mut o, solicitor, Vec::new());
-            flow_response(AuthorizationFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)))
+            flow_response(
+                AuthorizationFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)),
+                Face::Page,
+            )
         };
         let Some(outcome) = outcome.into_inner() else {
             return response;
@@ -395,9 +447,10 @@ pub async fn authorize(
             codes.insert(
                 code,
                 AuthContext {
-                    nonce: params.get("nonce").cloned(),
+                    nonce: params.get("nonce").filter(|n| !n.is_empty()).cloned(),
                     auth_time: outcome.auth_time,
                     sso: outcome.sso,
+                    used: None,
                     created: Instant::now(),
                 },
             );
@@ -410,7 +463,14 @@ pub async fn authorize(
 
 /// `POST /token`: oxide-auth's flows, then the session claims, `expires_in`
 /// on the policy's clock, and for `openid` grants the ID token.
-pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
+pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebError>) -> Response {
+    let Ok(req) = req else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "more than one Authorization header",
+        );
+    };
     blocking(move || {
         let field = |name| {
             req.body()
@@ -419,6 +479,7 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
         };
         let grant_type = field("grant_type");
         let code = field("code");
+        let has_redirect_uri = field("redirect_uri").is_some();
         let mut o = app.oauth();
         let result = {
             let mut ep = endpoint(&mut o, Vacant, Vec::new());
@@ -430,8 +491,20 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
                 _ => AccessTokenFlow::prepare(&mut ep).and_then(|mut f| f.execute(req)),
             }
         };
-        let response = flow_response(result);
+        let response = flow_response(result, Face::Json);
         if response.status() != StatusCode::OK {
+            // oxide-auth answers an unknown, used or expired code and a
+            // PKCE mismatch with `invalid_request`; RFC 6749 5.2 and RFC
+            // 7636 4.6 say `invalid_grant`.
+            if let (StatusCode::BAD_REQUEST, Some("authorization_code"), Some(code), true) = (
+                response.status(),
+                grant_type.as_deref(),
+                code.as_deref(),
+                has_redirect_uri,
+            ) {
+                drop(o);
+                return code_refused(&app, code);
+            }
             return response;
         }
         let (mut parts, body) = response.into_parts();
@@ -450,12 +523,21 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
             return Response::from_parts(parts, Body::from(bytes));
         };
         let now = o.issuer.gate().now();
+        let sid = t.granted.session_id.clone();
+        // Marked used under the lock that the exchange ran under, so that a
+        // second exchange of the code finds the mark.
+        let ctx = match (grant_type.as_deref(), &code) {
+            (Some("refresh_token"), _) | (_, None) => None,
+            (_, Some(c)) => lock(&app.codes).get_mut(c).map(|ctx| {
+                ctx.used = Some(sid.clone());
+                (ctx.nonce.clone(), ctx.auth_time, ctx.sso.clone())
+            }),
+        };
         drop(o);
         let claims = t.granted.claims();
         json.extend(claims.to_map());
         let left = (t.expires_at - now).num_seconds().max(0);
         json.insert("expires_in".into(), left.into());
-        let sid = t.granted.session_id.clone();
         let next_check = t
             .granted
             .allow
@@ -471,11 +553,8 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
                 None => (t.granted.started_at.timestamp(), None),
             }
         } else {
-            let ctx = code.and_then(|c| lock(&app.codes).remove(&c));
-            let (nonce, auth_time, sso) = match ctx {
-                Some(c) => (c.nonce, c.auth_time, c.sso),
-                None => (None, crate::oidc::real_now(), None),
-            };
+            let (nonce, auth_time, sso) =
+                ctx.unwrap_or_else(|| (None, crate::oidc::real_now(), None));
             app.track(
                 &sid,
                 Tracked {
@@ -513,6 +592,33 @@ pub async fn token(State(app): State<Arc<App>>, req: OAuthRequest) -> Response {
         Response::from_parts(parts, Body::from(body))
     })
     .await
+}
+
+/// The answer to a refused code exchange (`invalid_grant`). A code that
+/// was exchanged before ends the session of the tokens issued from it
+/// (RFC 6749 4.1.2): someone else has had the code.
+fn code_refused(app: &App, code: &str) -> Response {
+    let used = lock(&app.codes).get(code).and_then(|c| c.used.clone());
+    match used {
+        Some(sid) => {
+            eprintln!(
+                "oidc_server: an authorization code was presented a second time; ending session {sid}, issued from it"
+            );
+            if let Err(e) = app.gate.end(&sid, EndReason::Revoked) {
+                eprintln!("oidc_server: error: ending session {sid}: {e}");
+            }
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the authorization code was already used; the tokens issued from it are revoked",
+            )
+        }
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the authorization code is unknown, expired or used, or the code_verifier does not match its code_challenge",
+        ),
+    }
 }
 
 /// Rewrites an HTTP Basic `Authorization` header whose id and secret are
@@ -637,7 +743,7 @@ pub fn identify_client(
 pub async fn introspect(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Fields(form): Fields,
 ) -> Response {
     let caller = match identify_client(&app.clients, &headers, &form) {
         Some(c) if c.authenticated => c,
@@ -689,7 +795,7 @@ pub async fn introspect(
 pub async fn revoke(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Fields(form): Fields,
 ) -> Response {
     let Some(caller) = identify_client(&app.clients, &headers, &form) else {
         return invalid_client();
@@ -738,8 +844,11 @@ pub async fn revoke(
 pub async fn session(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    res: OAuthResource,
+    res: Result<OAuthResource, WebError>,
 ) -> Response {
+    let Ok(res) = res else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     blocking(move || {
         let mut o = app.oauth();
         let grant = {
@@ -749,12 +858,12 @@ pub async fn session(
             let mut ep = endpoint(&mut o, Vacant, vec![scope]);
             let mut flow = match ResourceFlow::prepare(&mut ep) {
                 Ok(f) => f,
-                Err(e) => return flow_response(Err(e)),
+                Err(e) => return flow_response(Err(e), Face::Json),
             };
             match flow.execute(res.into()) {
                 Ok(grant) => grant,
                 Err(Ok(denied)) => return denied.into_response(),
-                Err(Err(e)) => return flow_response(Err(e)),
+                Err(Err(e)) => return flow_response(Err(e), Face::Json),
             }
         };
         let token = bearer(&headers).unwrap_or_default();

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::oauth::{bearer, blocking, redirect};
-use crate::{lock, pages, sso, App};
+use crate::{lock, pages, sso, web, App};
 
 /// The `events` member of a logout token (OIDC Back-Channel Logout 2.4).
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -252,49 +252,76 @@ pub async fn userinfo(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     .await
 }
 
+/// Whether a verified `id_token_hint` belongs to the browser's SSO
+/// session `current`: the same user, and the hinted session is that SSO
+/// session or a client session signed in through it.
+fn hint_matches(app: &App, hint: &Value, current: Option<&sso::Current>) -> bool {
+    let Some(c) = current else {
+        return false;
+    };
+    if hint.get("sub").and_then(Value::as_str) != Some(c.user.as_str()) {
+        return false;
+    }
+    let Some(sid) = hint.get("sid").and_then(Value::as_str) else {
+        return false;
+    };
+    sid == c.sid
+        || lock(&app.tracked)
+            .get(sid)
+            .is_some_and(|t| t.user == c.user && t.sso.as_deref() == Some(c.cookie.as_str()))
+}
+
 /// `GET`/`POST /end_session` (OpenID Connect RP-Initiated Logout 1.0).
 ///
-/// With a valid `id_token_hint` the browser's SSO session and the hinted
-/// grant's session end at once; without one, the user confirms on a page
-/// first (a cross-site link cannot sign anyone out). Every client session
-/// signed in through the SSO session ends too, and clients with a
-/// back-channel logout URI are told. The browser then goes to
-/// `post_logout_redirect_uri` if the client registered it, else to a
-/// "signed out" page.
+/// Nothing ends without the user's say-so unless the request carries a
+/// valid `id_token_hint` that belongs to the browser's SSO session (the
+/// same user, and a session of that login): with no hint, a hint of
+/// another user or another login, or no SSO session in the browser, the
+/// user gets a page asking to confirm (section 2: the OP MUST ask then),
+/// whose POST form carries a token bound to the pre-session cookie, so a
+/// cross-site link or form cannot sign anyone out. A logout then ends the
+/// browser's SSO session, every client session signed in through it, and
+/// the hinted client session if it is of the same user (or the browser has
+/// no SSO session); clients with a back-channel logout URI are told. The
+/// browser then goes to `post_logout_redirect_uri` if the hint's client
+/// (or `client_id`'s) registered it, else to a "signed out" page.
 pub async fn end_session(
     State(app): State<Arc<App>>,
     method: Method,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
     blocking(move || {
-        let mut params = query;
+        let mut params: HashMap<String, String> =
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
         if method == Method::POST {
             params.extend(url::form_urlencoded::parse(&body).into_owned());
         }
+        let refuse = |text: &str| web::error_page(StatusCode::BAD_REQUEST, "Sign out", text);
         let hint = params
             .get("id_token_hint")
             .and_then(|h| app.keys.verify_hint(h, &app.issuer));
         if params.contains_key("id_token_hint") && hint.is_none() {
-            return (
-                StatusCode::BAD_REQUEST,
-                Html(pages::message(
-                    "Sign out",
-                    "The id_token_hint is not valid.",
-                )),
-            )
-                .into_response();
+            return refuse("The id_token_hint is not an ID token of this provider.");
         }
-        let client_id = hint
+        let hint_client = hint
             .as_ref()
             .and_then(|h| h.get("aud"))
             .and_then(|a| match a {
                 Value::String(s) => Some(s.clone()),
                 Value::Array(v) => v.first().and_then(Value::as_str).map(str::to_owned),
                 _ => None,
-            })
-            .or_else(|| params.get("client_id").cloned());
+            });
+        let client_id = match (hint_client, params.get("client_id")) {
+            (Some(h), Some(c)) if h != *c => {
+                return refuse("The client_id is not the audience of the id_token_hint.");
+            }
+            (Some(h), _) => Some(h),
+            (None, c) => c.cloned(),
+        };
         let back = params.get("post_logout_redirect_uri").cloned();
         if let Some(uri) = &back {
             let allowed = client_id
@@ -302,46 +329,55 @@ pub async fn end_session(
                 .and_then(|c| app.clients.get(c))
                 .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri));
             if !allowed {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Html(pages::message(
-                        "Sign out",
-                        "The post_logout_redirect_uri is not registered for this client.",
-                    )),
-                )
-                    .into_response();
+                return refuse("The post_logout_redirect_uri is not registered for this client.");
             }
         }
         let current = sso::current(&app, &headers);
-        let confirmed = method == Method::POST
-            && current
-                .as_ref()
-                .is_some_and(|c| params.get("csrf") == Some(&sso::csrf(c)));
-        if hint.is_none() && !confirmed && current.is_some() {
-            let c = current.as_ref().map(sso::csrf).unwrap_or_default();
-            return Html(pages::confirm_logout(&params, &c)).into_response();
+        let matches = hint
+            .as_ref()
+            .is_some_and(|h| hint_matches(&app, h, current.as_ref()));
+        let confirmed = method == Method::POST && web::form_token_ok(&headers, &params, "logout");
+        if !matches && !confirmed {
+            let (pre, set) = match web::pre_session(&app, &headers) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("oidc_server: error: {e}");
+                    return web::error_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Server error",
+                        "The request could not be completed; try again later.",
+                    );
+                }
+            };
+            let mut r = Html(pages::confirm_logout(
+                &params,
+                &web::form_token("logout", &pre),
+                current.as_ref().map(|c| c.user.as_str()),
+                client_id.as_deref(),
+            ))
+            .into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            web::append_cookie(&mut r, set.as_deref());
+            return r;
         }
         if let Some(c) = &current {
             sso::end(&app, c, EndReason::Logout);
         }
-        if let Some(sid) = hint
-            .as_ref()
-            .and_then(|h| h.get("sid"))
-            .and_then(Value::as_str)
-        {
-            let known = lock(&app.tracked).contains_key(sid);
-            if known {
-                if let Err(e) = app.gate.end(sid, EndReason::Logout) {
-                    eprintln!("oidc_server: error: ending session {sid}: {e}");
-                }
+        let hinted = hint.as_ref().and_then(|h| {
+            let sid = h.get("sid").and_then(Value::as_str)?;
+            let sub = h.get("sub").and_then(Value::as_str)?;
+            let same_user = current.as_ref().is_none_or(|c| c.user == sub);
+            let known = lock(&app.tracked).get(sid).is_some_and(|t| t.user == sub);
+            (same_user && known).then(|| sid.to_owned())
+        });
+        if let Some(sid) = hinted {
+            if let Err(e) = app.gate.end(&sid, EndReason::Logout) {
+                eprintln!("oidc_server: error: ending session {sid}: {e}");
             }
         }
-        let mut r = match back {
-            Some(uri) => {
-                let mut url = match url::Url::parse(&uri) {
-                    Ok(u) => u,
-                    Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-                };
+        let mut r = match back.and_then(|u| url::Url::parse(&u).ok()) {
+            Some(mut url) => {
                 if let Some(s) = params.get("state") {
                     url.query_pairs_mut().append_pair("state", s);
                 }
@@ -349,9 +385,7 @@ pub async fn end_session(
             }
             None => Html(pages::message("Signed out", "You are signed out.")).into_response(),
         };
-        if let Ok(v) = HeaderValue::from_str(&sso::clear_cookie(&app)) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+        web::append_cookie(&mut r, Some(&sso::clear_cookie(&app)));
         r
     })
     .await

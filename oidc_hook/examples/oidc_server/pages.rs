@@ -153,14 +153,22 @@ pub fn message(title: &str, text: &str) -> String {
     )
 }
 
-/// Asks the user to confirm a logout that came without an `id_token_hint`.
-pub fn confirm_logout(params: &HashMap<String, String>, csrf: &str) -> String {
+/// Asks the user to confirm a logout (RP-Initiated Logout 1.0, section
+/// 2): the request's parameters go along in hidden fields, with the form
+/// token `csrf`. `user` is who is signed in in this browser, `client` the
+/// application asking.
+pub fn confirm_logout(
+    params: &HashMap<String, String>,
+    csrf: &str,
+    user: Option<&str>,
+    client: Option<&str>,
+) -> String {
     let hidden: String = params
         .iter()
         .filter(|(k, _)| {
             matches!(
                 k.as_str(),
-                "client_id" | "post_logout_redirect_uri" | "state"
+                "id_token_hint" | "client_id" | "post_logout_redirect_uri" | "state"
             )
         })
         .map(|(k, v)| {
@@ -171,15 +179,30 @@ pub fn confirm_logout(params: &HashMap<String, String>, csrf: &str) -> String {
             )
         })
         .collect();
+    let who = match user {
+        Some(u) => format!(
+            "<p>You are signed in as <strong>{}</strong>.</p>\n",
+            escape(u)
+        ),
+        None => String::new(),
+    };
+    let asking = match client {
+        Some(c) => format!(
+            "<p>The application <code>{}</code> asks to sign you out.</p>\n",
+            escape(c)
+        ),
+        None => "<p>A page asks to sign you out.</p>\n".to_owned(),
+    };
     layout(
         "Sign out",
         "",
         &format!(
             r#"<h1>Sign out?</h1>
-<form method="post" action="/end_session">
+{asking}{who}<form method="post" action="/end_session" id="confirm-logout">
 {hidden}<input type="hidden" name="csrf" value="{csrf}">
 <button type="submit">Sign out</button>
-</form>"#,
+</form>
+<p><a href="/account/sessions">Stay signed in</a></p>"#,
             csrf = escape(csrf)
         ),
         None,
@@ -287,6 +310,10 @@ pub fn sessions(p: &SessionsPage<'_>) -> String {
 <input type="hidden" name="csrf" value="{csrf}">
 <label>New lifetime <input name="lifetime" id="lifetime-input" placeholder="e.g. 15m" required></label>
 <button type="submit">Set lifetime</button>
+</form>
+<form method="post" action="/account/lifetime" id="lifetime-default">
+<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="default" value="yes">
+<button type="submit">Use the policy default</button>
 </form>
 </section>
 <form method="post" action="/account/logout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form>"#,

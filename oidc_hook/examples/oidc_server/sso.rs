@@ -5,12 +5,11 @@
 //! When it ends, for whatever reason, the sessions of the clients signed in
 //! through it end with it (see `backchannel`).
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use curfew_oidc::{Activity, Granted, Known, Principal, Refusal};
 use curfew_policy::EndReason;
-use ring::rand::SecureRandom as _;
 
-use crate::{lock, oidc, App, Tracked};
+use crate::{lock, oidc, web, App, Tracked};
 
 /// The client id under which SSO sessions are recorded in the store.
 pub const ACCOUNT_CLIENT: &str = "curfew-account";
@@ -40,17 +39,6 @@ pub struct Started {
     pub set_cookie: String,
     /// When the user authenticated (seconds since the epoch, real clock).
     pub auth_time: i64,
-}
-
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
 }
 
 fn principal<'a>(user: &'a str, groups: &'a [String]) -> Principal<'a> {
@@ -83,7 +71,7 @@ pub fn current(app: &App, headers: &HeaderMap) -> Option<Current> {
 
 /// Like [`current`], recording activity (the "Extend session" button).
 pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Current> {
-    let cookie = cookie_of(headers)?;
+    let cookie = web::cookie(headers, COOKIE)?;
     let sid = lock(&app.sso).get(&cookie).cloned()?;
     let t = lock(&app.tracked).get(&sid).cloned()?;
     match decide(app, &sid, &t, activity) {
@@ -107,15 +95,6 @@ pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Curr
     }
 }
 
-/// A random cookie value (256 bits, hex).
-fn random_id() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| "the system random generator failed".to_owned())?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Starts an SSO session for `user` (just authenticated). A session the
 /// browser had (`previous`) ends as a logout.
 pub fn start(app: &App, user: &str, previous: Option<&Current>) -> Result<Started, String> {
@@ -127,7 +106,7 @@ pub fn start(app: &App, user: &str, previous: Option<&Current>) -> Result<Starte
         .gate
         .start(&principal(user, &groups), None, None)
         .map_err(|e| e.to_string())?;
-    let cookie = random_id()?;
+    let cookie = web::random_id()?;
     let auth_time = oidc::real_now();
     app.track(
         &granted.session_id,
@@ -162,14 +141,12 @@ pub fn end(app: &App, c: &Current, reason: EndReason) {
 
 /// The `Set-Cookie` value for `cookie`.
 pub fn set_cookie(app: &App, cookie: &str) -> String {
-    let secure = if app.secure_cookies { "; Secure" } else { "" };
-    format!("{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax{secure}")
+    web::set_cookie(app, COOKIE, cookie, None)
 }
 
 /// The `Set-Cookie` value that removes the cookie.
 pub fn clear_cookie(app: &App) -> String {
-    let secure = if app.secure_cookies { "; Secure" } else { "" };
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+    web::set_cookie(app, COOKIE, "", Some(0))
 }
 
 /// A per-session token for the account pages' forms (CSRF): derived from
