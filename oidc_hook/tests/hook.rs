@@ -614,6 +614,14 @@ async fn the_neutral_route_decides_the_same() {
     assert_eq!(v["decision"], "allow");
     let sid = v["session_id"].as_str().unwrap().to_owned();
     assert_eq!(v["claims"]["sid"], sid.as_str());
+    // The access-token lifetime, relative to the decision: the claims'
+    // idle deadline is at least as far (the token never outlives the session).
+    let expires_in = v["expires_in"].as_i64().expect("expires_in");
+    assert!(expires_in > 0, "{v}");
+    assert!(
+        t0().timestamp() + expires_in <= v["claims"]["curfew_absolute_deadline"].as_i64().unwrap(),
+        "{v}"
+    );
     h.clock.advance(Duration::minutes(11));
     let refresh = json!({"grant_type": "refresh_token", "client_id": "web", "subject": "alice",
                          "session_id": sid});
@@ -625,6 +633,10 @@ async fn the_neutral_route_decides_the_same() {
     let (status, v) = post(json!({"grant_type": "client_credentials", "client_id": "ci"})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(v["session_id"].is_null());
+    assert!(
+        v["expires_in"].is_null(),
+        "no lifetime for a machine grant: {v}"
+    );
     let (status, v) = post(json!({"grant_type": "refresh_token", "client_id": "web"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["field"], "subject");

@@ -1,6 +1,7 @@
 //! The Node.js side of the suites: tests/node holds the pinned npm
 //! packages (openid-client, playwright-core, @ory/hydra-client,
-//! oidc-provider; package-lock.json committed),
+//! oidc-provider, and curfew's adapter `curfew-oidc-provider` copied from
+//! oidc_hook/adapters/oidc-provider; package-lock.json committed),
 //! installed by `scripts/setup-node` (`npm ci`), which scripts/setup runs.
 
 use std::path::PathBuf;

@@ -22,10 +22,15 @@
 //!
 //! | status | body |
 //! |---|---|
-//! | `200` | `{"decision": "allow", "session_id": "…" or null, "claims": {…}}` (`claims` empty for machine grants) |
+//! | `200` | `{"decision": "allow", "session_id": "…" or null, "claims": {…}, "expires_in": 300 or null}` (`claims` empty and `expires_in` null for machine grants) |
 //! | `403` | `{"decision": "deny", "reason": "idle", "rp_action": "login_required", "session_id": "…", "message": "…"}` |
 //! | `400` | `{"error": "invalid_request", "field": "auth_time", "error_description": "…"}` |
 //! | `503` | `{"error": "temporarily_unavailable"}` (store down, `on_unavailable: deny`) |
+//!
+//! `expires_in` is the lifetime in seconds of an access token issued now
+//! (the user's token lifetime within `timeout.min..max`, never past the
+//! session's absolute deadline), relative to the decision, so a server
+//! whose clock differs from the hook's can still apply it.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -111,11 +116,13 @@ pub fn answer(outcome: &Outcome) -> (u16, Value) {
     match outcome {
         Outcome::Allow { granted, claims } => (
             200,
-            json!({"decision": "allow", "session_id": granted.session_id, "claims": claims}),
+            json!({"decision": "allow", "session_id": granted.session_id, "claims": claims,
+                   "expires_in": (granted.allow.token_expires_at - granted.at).num_seconds().max(0)}),
         ),
         Outcome::AllowUnchanged => (
             200,
-            json!({"decision": "allow", "session_id": null, "claims": Map::new()}),
+            json!({"decision": "allow", "session_id": null, "claims": Map::new(),
+                   "expires_in": null}),
         ),
         Outcome::Deny {
             reason,
