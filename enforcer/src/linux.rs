@@ -12,7 +12,7 @@ use crate::activity::{self, Io};
 use crate::enforcer::{Host, Observation};
 use crate::error::ProcError;
 use crate::members::{self, BootClock, Guard, Members, Membership, Unfound};
-use crate::procfs::{Procfs, Snapshot};
+use crate::procfs::{self, Procfs, Snapshot};
 use crate::signal::{self, Ended, Grace, Target};
 use crate::tty;
 use curfew_policy::host::{self, Account, HostError};
@@ -30,18 +30,14 @@ pub struct LinuxHost {
     guard: Option<Guard>,
     groups: HashMap<String, (Instant, Vec<String>)>,
     accounts: HashMap<String, (Instant, Account)>,
-    notified: bool,
+    /// The terminals (device numbers) a notice was written to in this pass.
+    notified: HashSet<u64>,
     /// Per terminal (by device number): its mtime right after the
     /// enforcer's own last notice, and the output time it had before. The
     /// notice is output too, and must not count as the session's activity:
     /// while the mtime is still the notice's, the earlier time stands.
     own_output: HashMap<u64, (DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
-
-/// Time for a notice written just before an end to reach the user: sshd
-/// relays the terminal's output asynchronously, and a SIGHUP at once would
-/// lose the line.
-const NOTICE_DELIVERY: Duration = Duration::from_millis(150);
 
 impl LinuxHost {
     /// The host, ending sessions with these grace periods.
@@ -55,7 +51,7 @@ impl LinuxHost {
             guard: None,
             groups: HashMap::new(),
             accounts: HashMap::new(),
-            notified: false,
+            notified: HashSet::new(),
             own_output: HashMap::new(),
         }
     }
@@ -63,7 +59,7 @@ impl LinuxHost {
 
 impl Host for LinuxHost {
     fn refresh(&mut self) -> Result<(), ProcError> {
-        self.notified = false;
+        self.notified.clear();
         self.snap = self.procfs.scan()?;
         self.clock = Some(BootClock {
             boot_time: self.procfs.boot_time()?,
@@ -146,24 +142,36 @@ impl Host for LinuxHost {
         for t in &observation.ttys {
             if tty::write_notice(t, line).is_ok() {
                 n += 1;
+                self.notified.insert(t.rdev);
                 if let Some((_, mtime)) = tty::read_times(&t.path, t.rdev) {
                     self.own_output.insert(t.rdev, (mtime, t.last_output));
                 }
             }
         }
-        self.notified |= n > 0;
         n
     }
 
     fn end(&mut self, sessions: &[Observation]) -> Vec<Ended> {
-        if std::mem::take(&mut self.notified) {
-            std::thread::sleep(NOTICE_DELIVERY);
-        }
+        // No pause after a closing notice: the processes on the terminal it
+        // was written to get the first SIGHUP, and sshd, which relays the
+        // terminal to the user, sends the notice and leaves after them
+        // (see crate::signal).
+        let notified = std::mem::take(&mut self.notified);
         let targets = sessions
             .iter()
             .map(|o| Target {
                 membership: o.members.membership.clone(),
                 procs: o.members.procs.clone(),
+                notified: o
+                    .members
+                    .tty_nrs
+                    .iter()
+                    .copied()
+                    .filter(|&nr| {
+                        let (major, minor) = procfs::tty_major_minor(nr);
+                        notified.contains(&procfs::makedev(major, minor))
+                    })
+                    .collect(),
             })
             .collect();
         signal::end_sessions(&self.procfs, self.me, targets, self.grace)

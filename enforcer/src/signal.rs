@@ -6,15 +6,29 @@
 //! (same pid, same start time): if the pid was reused in between, the pidfd
 //! names the old, dead process and the signal fails, so a process outside the
 //! session is never hit by a stale pid.
+//!
+//! No step sleeps for a fixed time: after each signal the enforcer waits on
+//! the processes' pidfds (readable when the process has exited) and goes on
+//! as soon as they are gone, looking /proc over again at least every
+//! [`RESCAN`] for processes forked meanwhile.
+//!
+//! When a closing notice was written to the session's terminal, the
+//! processes on that terminal (the shell and its jobs) get the first SIGHUP,
+//! and the others (the sshd that relays the terminal to the user) are left
+//! to follow: sshd sends what the terminal still holds, the notice with it,
+//! and leaves when the shell is gone. Those still running [`NOTICE_DELIVERY`]
+//! after the terminal's processes are gone get their SIGHUP then.
 
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::members::{collect, Guard, Membership};
-use crate::procfs::{ProcId, Procfs, Snapshot};
+use crate::procfs::{Proc, ProcId, Procfs};
 
 /// How long each signal is given before the next, stronger one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +52,17 @@ impl Default for Grace {
     }
 }
 
+/// The longest time the processes that relay a session's terminal (sshd)
+/// are left to leave by themselves once the processes on the terminal are
+/// gone, so that the closing notice reaches the user before their SIGHUP.
+/// sshd leaves within milliseconds once the shell is gone; this bound only
+/// matters for a relay that does not.
+pub const NOTICE_DELIVERY: Duration = Duration::from_millis(150);
+
+/// The longest wait on pidfds between two looks at /proc for processes
+/// forked meanwhile.
+pub const RESCAN: Duration = Duration::from_millis(50);
+
 /// A session to end.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -45,6 +70,11 @@ pub struct Target {
     pub membership: Membership,
     /// Its processes when the decision was taken.
     pub procs: Vec<ProcId>,
+    /// The controlling terminals (/proc `tty_nr`) its closing notice was
+    /// written to: the processes on them get the first SIGHUP, the rest
+    /// follow (see the module's documentation). Empty: every process gets
+    /// it at once.
+    pub notified: Vec<u32>,
 }
 
 /// What ending one session took.
@@ -78,7 +108,19 @@ enum Sent {
 }
 
 /// Sends `sig` to exactly the process `id`.
+#[cfg(test)]
 fn send(procfs: &Procfs, id: ProcId, sig: Signal) -> std::io::Result<Sent> {
+    send_both(procfs, id, sig, false)
+}
+
+/// Sends `sig` to exactly the process `id`, and SIGCONT after it when
+/// `and_continue` (a stopped process only acts on HUP/TERM once continued).
+fn send_both(
+    procfs: &Procfs,
+    id: ProcId,
+    sig: Signal,
+    and_continue: bool,
+) -> std::io::Result<Sent> {
     let Some(pid) = Pid::from_raw(id.pid) else {
         return Ok(Sent::Gone);
     };
@@ -90,7 +132,12 @@ fn send(procfs: &Procfs, id: ProcId, sig: Signal) -> std::io::Result<Sent> {
                 return Ok(Sent::Gone);
             }
             match rustix::process::pidfd_send_signal(&fd, sig) {
-                Ok(()) => Ok(Sent::Delivered),
+                Ok(()) => {
+                    if and_continue {
+                        let _ = rustix::process::pidfd_send_signal(&fd, Signal::CONT);
+                    }
+                    Ok(Sent::Delivered)
+                }
                 Err(Errno::SRCH) => Ok(Sent::Gone),
                 Err(e) => Err(e.into()),
             }
@@ -103,7 +150,12 @@ fn send(procfs: &Procfs, id: ProcId, sig: Signal) -> std::io::Result<Sent> {
                 return Ok(Sent::Gone);
             }
             match rustix::process::kill_process(pid, sig) {
-                Ok(()) => Ok(Sent::Delivered),
+                Ok(()) => {
+                    if and_continue {
+                        let _ = rustix::process::kill_process(pid, Signal::CONT);
+                    }
+                    Ok(Sent::Delivered)
+                }
                 Err(Errno::SRCH) => Ok(Sent::Gone),
                 Err(e) => Err(e.into()),
             }
@@ -112,85 +164,231 @@ fn send(procfs: &Procfs, id: ProcId, sig: Signal) -> std::io::Result<Sent> {
     }
 }
 
+/// Waits until every process of `ids` has exited (then `true`), or until
+/// `until` (`false`).
+///
+/// Waiting is all this does with the pidfds: a pid reused meanwhile only
+/// makes the wait last until `until`. On a kernel without pidfds it polls
+/// /proc every 10 ms.
+fn wait_gone(procfs: &Procfs, ids: &[ProcId], until: Instant) -> bool {
+    let mut fds: Vec<OwnedFd> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(pid) = Pid::from_raw(id.pid) else {
+            continue;
+        };
+        match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => fds.push(fd),
+            Err(Errno::SRCH) => {}
+            Err(_) => {
+                // No pidfds (or out of descriptors): look at /proc instead.
+                loop {
+                    if !ids.iter().any(|p| procfs.is_running(*p)) {
+                        return true;
+                    }
+                    if Instant::now() >= until {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    while !fds.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        let mut polled: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut polled, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => {
+                std::thread::sleep(left.min(Duration::from_millis(10)));
+            }
+        }
+        let exited: Vec<bool> = polled.iter().map(|p| !p.revents().is_empty()).collect();
+        drop(polled);
+        let mut i = 0;
+        fds.retain(|_| {
+            let keep = !exited[i];
+            i += 1;
+            keep
+        });
+    }
+    true
+}
+
+/// The state of one [`end_sessions`] call.
+struct Ending<'p> {
+    procfs: &'p Procfs,
+    me: i32,
+    /// Per target, every process ever found a member.
+    known: Vec<Vec<ProcId>>,
+    memberships: Vec<Membership>,
+    ended: Vec<Ended>,
+}
+
+impl Ending<'_> {
+    /// The members of every target now, from a new look at /proc; remembers
+    /// them for later looks.
+    fn scan(&mut self) -> Vec<Vec<Proc>> {
+        let snap = self.procfs.scan().unwrap_or_default();
+        let guard = Guard::new(&snap, self.me);
+        let mut out = Vec::with_capacity(self.memberships.len());
+        for (i, m) in self.memberships.iter_mut().enumerate() {
+            let found = collect(m.clone(), &snap, &guard, &self.known[i]);
+            *m = found.membership;
+            for p in &found.procs {
+                if !self.known[i].contains(p) {
+                    self.known[i].push(*p);
+                }
+            }
+            out.push(
+                found
+                    .procs
+                    .iter()
+                    .filter_map(|p| snap.get(p.pid).copied())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    /// The processes found when the decision was taken that still run,
+    /// each read on its own (no look at the whole of /proc).
+    fn known_running(&self) -> Vec<Vec<Proc>> {
+        self.known
+            .iter()
+            .map(|procs| {
+                procs
+                    .iter()
+                    .filter_map(|id| {
+                        self.procfs
+                            .read(id.pid)
+                            .filter(|p| p.start_ticks == id.start_ticks && !p.exited)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn signal(&mut self, target: usize, p: ProcId, sig: Signal, level: u8) {
+        if let Ok(Sent::Delivered) = send_both(self.procfs, p, sig, level < 3) {
+            let e = &mut self.ended[target];
+            e.signalled.insert(p);
+            e.strongest = e.strongest.max(level);
+        }
+    }
+
+    /// Waits until `until` for the members to go, looking at /proc again
+    /// at least every [`RESCAN`]; at `level` 3 stragglers get SIGKILL too.
+    /// Returns the members still running.
+    fn settle(&mut self, mut now: Vec<Vec<Proc>>, level: u8, until: Instant) -> Vec<Vec<Proc>> {
+        loop {
+            if now.iter().all(Vec::is_empty) || Instant::now() >= until {
+                return now;
+            }
+            let ids: Vec<ProcId> = now.iter().flatten().map(Proc::id).collect();
+            wait_gone(self.procfs, &ids, until.min(Instant::now() + RESCAN));
+            now = self.scan();
+            if level == 3 {
+                // Stragglers forked while we were at it get the same.
+                for (i, procs) in now.iter().enumerate() {
+                    for p in procs {
+                        self.signal(i, p.id(), Signal::KILL, 3);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Ends every target at once (in parallel phases), never signalling a
 /// process the guard protects. `me` is the enforcer's pid.
 pub fn end_sessions(procfs: &Procfs, me: i32, targets: Vec<Target>, grace: Grace) -> Vec<Ended> {
-    let mut known: Vec<Vec<ProcId>> = targets.iter().map(|t| t.procs.clone()).collect();
-    let mut memberships: Vec<Membership> = targets.into_iter().map(|t| t.membership).collect();
-    let mut ended: Vec<Ended> = vec![Ended::default(); memberships.len()];
+    let notified: Vec<Vec<u32>> = targets.iter().map(|t| t.notified.clone()).collect();
+    let mut e = Ending {
+        procfs,
+        me,
+        known: targets.iter().map(|t| t.procs.clone()).collect(),
+        memberships: targets.into_iter().map(|t| t.membership).collect(),
+        ended: Vec::new(),
+    };
+    e.ended = vec![Ended::default(); e.memberships.len()];
 
-    let scan = || procfs.scan().unwrap_or_default();
-    // The members of every target now; remembers them for later rescans.
-    let members_now =
-        |snap: &Snapshot, known: &mut Vec<Vec<ProcId>>, memberships: &mut Vec<Membership>| {
-            let guard = Guard::new(snap, me);
-            let mut out = Vec::with_capacity(memberships.len());
-            for (i, m) in memberships.iter_mut().enumerate() {
-                let found = collect(m.clone(), snap, &guard, &known[i]);
-                *m = found.membership;
-                for p in &found.procs {
-                    if !known[i].contains(p) {
-                        known[i].push(*p);
-                    }
-                }
-                out.push(found.procs);
+    // SIGHUP, at once to the processes the decision was taken on (read
+    // again one by one, not with a new look at all of /proc; one forked
+    // since is found by the looks that follow).
+    let started = Instant::now();
+    let first = e.known_running();
+    let mut relays: Vec<ProcId> = Vec::new();
+    for (i, procs) in first.iter().enumerate() {
+        for p in procs {
+            if notified[i].is_empty() || notified[i].contains(&p.tty_nr) {
+                e.signal(i, p.id(), Signal::HUP, 1);
+            } else {
+                relays.push(p.id());
             }
-            out
-        };
+        }
+    }
+    let mut now = if relays.is_empty() {
+        e.scan()
+    } else {
+        // The terminal's processes go first; the relays then have
+        // NOTICE_DELIVERY to send what the terminal holds and leave.
+        let on_terminal: Vec<ProcId> = first
+            .iter()
+            .flatten()
+            .map(Proc::id)
+            .filter(|p| !relays.contains(p))
+            .collect();
+        // (If they outlast their grace, the notice has had that long.)
+        if wait_gone(procfs, &on_terminal, started + grace.hangup) {
+            wait_gone(procfs, &relays, Instant::now() + NOTICE_DELIVERY);
+        }
+        let now = e.scan();
+        for (i, procs) in now.iter().enumerate() {
+            for p in procs {
+                if !e.ended[i].signalled.contains(&p.id()) {
+                    e.signal(i, p.id(), Signal::HUP, 1);
+                }
+            }
+        }
+        now
+    };
+    // A relay that got its SIGHUP just now has its grace too.
+    let hangup_until = if relays.is_empty() {
+        started + grace.hangup
+    } else {
+        Instant::now() + grace.hangup
+    };
+    now = e.settle(now, 1, hangup_until);
 
-    let phases = [
-        (1u8, Signal::HUP, grace.hangup),
-        (2, Signal::TERM, grace.terminate),
+    for (level, sig, wait) in [
+        (2u8, Signal::TERM, grace.terminate),
         (3, Signal::KILL, grace.kill),
-    ];
-    for (level, sig, wait) in phases {
-        let snap = scan();
-        let now = members_now(&snap, &mut known, &mut memberships);
+    ] {
         if now.iter().all(Vec::is_empty) {
             break;
         }
         for (i, procs) in now.iter().enumerate() {
-            if procs.is_empty() {
-                continue;
-            }
-            for &p in procs {
-                if let Ok(Sent::Delivered) = send(procfs, p, sig) {
-                    ended[i].signalled.insert(p);
-                    ended[i].strongest = ended[i].strongest.max(level);
-                    // A stopped process only acts on HUP/TERM once continued.
-                    if level < 3 {
-                        let _ = send(procfs, p, Signal::CONT);
-                    }
-                }
+            for p in procs {
+                e.signal(i, p.id(), sig, level);
             }
         }
-        let start = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            let snap = scan();
-            let now = members_now(&snap, &mut known, &mut memberships);
-            if now.iter().all(Vec::is_empty) {
-                break;
-            }
-            if level == 3 {
-                // Stragglers forked while we were at it get the same.
-                for (i, procs) in now.iter().enumerate() {
-                    for &p in procs {
-                        if let Ok(Sent::Delivered) = send(procfs, p, sig) {
-                            ended[i].signalled.insert(p);
-                        }
-                    }
-                }
-            }
-            if start.elapsed() >= wait {
-                break;
-            }
-        }
+        let until = Instant::now() + wait;
+        let found = e.scan();
+        now = e.settle(found, level, until);
     }
-    let snap = scan();
-    let left = members_now(&snap, &mut known, &mut memberships);
-    for (e, l) in ended.iter_mut().zip(left) {
-        e.left = l;
+    let mut ended = e.ended;
+    for (x, left) in ended.iter_mut().zip(now) {
+        x.left = left.iter().map(Proc::id).collect();
     }
     ended
 }
@@ -282,6 +480,7 @@ mod tests {
             vec![Target {
                 membership: members.membership,
                 procs: members.procs.clone(),
+                notified: Vec::new(),
             }],
             Grace {
                 hangup: Duration::from_millis(200),
@@ -304,6 +503,65 @@ mod tests {
             None,
             "the outsider survives"
         );
+    }
+
+    #[test]
+    fn the_terminals_processes_go_first_and_its_relay_leaves_by_itself() {
+        // script(1) is what sshd is to an ssh login: it holds the master of
+        // a new pty and relays it; `sleep` runs with that pty as its
+        // controlling terminal. The notice was "written" to that terminal.
+        let mut relay = Reaped(
+            Command::new("script")
+                .args(["-qefc", "sleep 604", "/dev/null"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        let leader = relay.0.id() as i32;
+        let sleeper = wait_for_sleepers(leader, 1)[0];
+        let procfs = Procfs::default();
+        let snap = procfs.scan().unwrap();
+        let tty = snap.get(sleeper).unwrap().tty_nr;
+        assert_ne!(tty, 0, "sleep runs on script's terminal");
+        assert_ne!(snap.get(leader).unwrap().tty_nr, tty, "script is not on it");
+        let me = std::process::id() as i32;
+        let mut record = curfew_policy::Session::start(
+            curfew_policy::SessionKind::Pam,
+            "alice",
+            chrono::DateTime::from_timestamp(clock().boot_time, 0).unwrap()
+                + chrono::Duration::days(10_000),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        record.pid = Some(leader as u32);
+        let uid = nix::unistd::getuid().as_raw();
+        let members = find(&record, Some(uid), &snap, clock(), &Guard::new(&snap, me));
+        assert_eq!(members.procs.len(), 2, "{members:?}");
+        assert_eq!(members.tty_nrs, vec![tty]);
+
+        let ended = end_sessions(
+            &procfs,
+            me,
+            vec![Target {
+                membership: members.membership,
+                procs: members.procs.clone(),
+                notified: vec![tty],
+            }],
+            Grace::default(),
+        );
+        assert!(ended[0].left.is_empty(), "{:?}", ended[0]);
+        assert_eq!(ended[0].strongest_name(), "SIGHUP");
+        let signalled: Vec<i32> = ended[0].signalled.iter().map(|p| p.pid).collect();
+        assert_eq!(
+            signalled,
+            vec![sleeper],
+            "only the terminal's process was signalled; the relay left by itself"
+        );
+        // script -e exits with its child's status: killed by SIGHUP.
+        let status = relay.0.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
     }
 
     #[test]
@@ -403,6 +661,7 @@ mod tests {
             vec![Target {
                 membership: members.membership,
                 procs: members.procs.clone(),
+                notified: Vec::new(),
             }],
             Grace::default(),
         );
@@ -450,6 +709,7 @@ mod tests {
             vec![Target {
                 membership: Membership::Unknown(crate::members::Unfound::LeaderGone),
                 procs: Vec::new(),
+                notified: Vec::new(),
             }],
             Grace::default(),
         );

@@ -4,7 +4,8 @@
 //! enforcer at its default 1 s interval on a SQLite store. Two fixtures in
 //! the same run: the enforcer serving its local API (the CLI wakes it after
 //! writing the revocation), and the baseline with the API off (the
-//! revocation waits for the next pass). Run by scripts/bench-enforce (as
+//! revocation waits for the next pass). Every run checks that the closing
+//! notice reached the ssh client. Run by scripts/bench-enforce (as
 //! root), which prints the medians of 9 runs for BENCHMARKS.md (3 runs when
 //! the whole suite runs it as root).
 
@@ -77,6 +78,14 @@ fn measure(f: &EnforceFixture) -> Vec<(Duration, Duration)> {
         }
         let ended = wait_for(Duration::from_secs(10), || shell.exited());
         assert!(ended.is_some());
+        // What is measured includes the closing notice reaching the user.
+        assert!(
+            shell
+                .output()
+                .contains("this session is being closed now: access was revoked"),
+            "run {run}: the closing notice did not reach the client: {}",
+            shell.output()
+        );
     }
     times
 }
