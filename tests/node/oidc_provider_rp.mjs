@@ -125,6 +125,9 @@ function authRequest(config, extra = {}) {
 
 const tokenError = (e) => ({
   ok: false,
+  // The HTTP status: openid-client keeps the response as the cause of an
+  // answer it does not accept (e.g. a 500).
+  status: e?.status ?? e?.cause?.status,
   error: e?.error ?? e?.code ?? String(e),
   error_description: e?.error_description ?? e?.message ?? '',
 });

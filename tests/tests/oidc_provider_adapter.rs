@@ -13,10 +13,13 @@
 //!   access token is no longer active at the provider's introspection;
 //!   the refresh fails with `invalid_grant`; the client's back-channel
 //!   logout URI gets a logout token; and a new authorization request
-//!   shows the login prompt instead of silently issuing a code;
+//!   shows the login prompt instead of silently issuing a code; another
+//!   user's login is untouched until `curfew sessions terminate` ends it
+//!   the same way;
 //! - with the ends feed off, the hook's refusal alone does the same at the
-//!   next refresh (`invalid_grant` naming curfew's reason) and a client
-//!   revocation refuses client credentials.
+//!   next refresh (`invalid_grant` naming curfew's reason), a client
+//!   revocation refuses client credentials, and with the hook stopped no
+//!   token is issued (`500 server_error`: fail closed).
 //!
 //! The scripts: tests/node/oidc_provider_curfew.mjs (the provider) and
 //! tests/node/oidc_provider_rp.mjs (the relying party and the user).
@@ -44,8 +47,8 @@ struct Live {
     issuer: String,
     receiver: Receiver,
     http: reqwest::blocking::Client,
-    // Dropped in order: the provider, then the hook.
-    _guards: Vec<ChildGuard>,
+    provider: ChildGuard,
+    hook: Option<ChildGuard>,
 }
 
 /// The adapter as installed in tests/node must be the one in the tree
@@ -123,8 +126,14 @@ impl Live {
             issuer,
             receiver,
             http: reqwest::blocking::Client::new(),
-            _guards: vec![op_guard, hook_guard],
+            provider: op_guard,
+            hook: Some(hook_guard),
         }
+    }
+
+    /// Stops the hook (by its PID, through its guard).
+    fn stop_hook(&mut self) {
+        drop(self.hook.take());
     }
 
     fn logs(&self) -> String {
@@ -311,14 +320,36 @@ fn revoke_user_ends_the_providers_session_and_grant_and_asks_for_a_fresh_login()
     assert_eq!(bob[0]["grant"], true, "{bob:?}");
     let refresh = live.rp("bob", "refresh");
     assert_eq!(refresh["ok"], true, "{refresh}");
+
+    // Another end: an administrator terminates bob's curfew session.
+    let intro = live.rp("bob", "introspect");
+    let bob_sid = intro["curfew_sid"].as_str().expect("curfew_sid").to_owned();
+    live.curfew(&["sessions", "terminate", "--yes", &bob_sid]);
+    let gone = wait_for(Duration::from_secs(15), || {
+        let l = live.logins("bob");
+        (l[0]["session"] == false && l[0]["grant"] == false).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "bob's session or grant is still there: {:?}\n{}",
+        live.logins("bob"),
+        live.logs()
+    );
+    let refresh = live.rp("bob", "refresh");
+    assert_eq!(refresh["error"], "invalid_grant", "{refresh}");
+    let again = live.rp("bob", "authorize");
+    assert_eq!(again["landed"], "interaction", "{again}");
+    assert_eq!(again["prompt"], "login", "{again}");
+    drop(live.provider);
 }
 
 #[test]
 fn a_refused_refresh_alone_ends_the_login_and_a_revoked_client_gets_no_tokens() {
     // The ends feed and the hook's sweep are off: only the hook's answer to
     // the token request acts.
-    let live = Live::start(false);
+    let mut live = Live::start(false);
     live.sign_in_and_refresh("carol");
+    live.sign_in_and_refresh("dave");
     let machine = live.rp("carol", "machine");
     assert_eq!(machine["ok"], true, "{machine}");
 
@@ -326,6 +357,7 @@ fn a_refused_refresh_alone_ends_the_login_and_a_revoked_client_gets_no_tokens() 
     let refresh = live.rp("carol", "refresh");
     assert_eq!(refresh["ok"], false, "{refresh}");
     assert_eq!(refresh["error"], "invalid_grant", "{refresh}");
+    assert_eq!(refresh["status"], 400, "{refresh}");
     assert_eq!(
         refresh["error_description"], "curfew: revoked; access_denied",
         "{refresh}"
@@ -342,4 +374,15 @@ fn a_refused_refresh_alone_ends_the_login_and_a_revoked_client_gets_no_tokens() 
     let machine = live.rp("carol", "machine");
     assert_eq!(machine["ok"], false, "{machine}");
     assert_eq!(machine["error"], "invalid_grant", "{machine}");
+
+    // Without the hook's answer, no tokens (fail closed).
+    live.stop_hook();
+    let refresh = live.rp("dave", "refresh");
+    assert_eq!(refresh["ok"], false, "{refresh}");
+    assert_eq!(refresh["status"], 500, "server_error: {refresh}");
+    assert!(
+        live.logs().contains("did not answer"),
+        "the adapter names the cause in the provider's log\n{}",
+        live.logs()
+    );
 }

@@ -182,6 +182,13 @@ export class Curfew {
     if (typeof config.findAccount !== 'function') {
       throw fail('configuration.findAccount', 'the provider configuration needs its findAccount');
     }
+    // An access token from the authorization endpoint (implicit and
+    // hybrid `token` response types) would never reach the token
+    // endpoint, where curfew is asked: refused here rather than let by.
+    const bearing = (config.responseTypes ?? []).filter((t) => String(t).split(' ').includes('token'));
+    if (bearing.length) {
+      throw fail('configuration.responseTypes', `${bearing.join(', ')} issue access tokens at the authorization endpoint, where curfew is not asked; use the code flow`);
+    }
     const findAccount = config.findAccount;
     const extraTokenClaims = config.extraTokenClaims;
     const ttl = config.ttl ?? {};
