@@ -309,13 +309,14 @@ export class Curfew {
       this.#remember(token.sessionUid, token.accountId, clientId, token.grantId);
       return;
     }
-    // Refused: this login is over at the provider too, so the next
+    // Refused: this login is over at the provider too (its session, and
+    // this client's grants in it), so the next
     // authorization request asks for a login instead of issuing a code
     // curfew refuses again.
     const report = await this.#destroy(
       token.sessionUid ? [token.sessionUid] : [],
       token.grantId ? [token.grantId] : [],
-      () => true,
+      (c) => c === clientId,
     );
     this.#logger.info(`curfew: refused ${ctx.oidc.params.grant_type} for ${token.accountId} at ${clientId}: ${answer.reason}; destroyed ${report.sessions} session(s), ${report.grants} grant(s)`);
     throw refusal(answer);
@@ -497,7 +498,14 @@ function refusal(answer) {
 
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const stop = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', stop, { once: true });
   });
 }
