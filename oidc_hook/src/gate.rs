@@ -26,11 +26,6 @@ use curfew_policy::audit::{
 };
 use curfew_policy::journal;
 
-/// The scope by which a client asks for a persistent login, unless
-/// `PolicyIssuer::with_remember_me` (feature `issuer`) or the hook's
-/// configuration says otherwise.
-pub const REMEMBER_ME_SCOPE: &str = "offline_access";
-
 /// Who a token is for.
 #[derive(Debug, Clone, Copy)]
 pub struct Principal<'a> {
@@ -40,8 +35,9 @@ pub struct Principal<'a> {
     pub groups: &'a [String],
     /// The OAuth2 client.
     pub client_id: &'a str,
-    /// The client asked for a persistent login (`remember_me.max_duration`
-    /// applies instead of `max_duration`).
+    /// A persistent login ("remember me", an explicit signal of the
+    /// server's login, never the `offline_access` scope):
+    /// `remember_me.max_duration` and `remember_me.inactivity` apply.
     pub remember_me: bool,
 }
 

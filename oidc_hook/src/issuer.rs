@@ -14,8 +14,10 @@
 //!   session's absolute deadline.
 //! - **refresh**: allowed only while the session is neither idle
 //!   (`inactivity` since the last issue or refresh) nor too old
-//!   (`max_duration`, or `remember_me.max_duration` when the grant asked for a
-//!   persistent login), and neither the user, the client nor the session is
+//!   (`max_duration`, or `remember_me.max_duration` when the login was a
+//!   persistent one: an explicit signal the server configures, see
+//!   [`PolicyIssuer::with_remember_me_extension`]; never the
+//!   `offline_access` scope, which only asks for a refresh token), and neither the user, the client nor the session is
 //!   revoked. A refused refresh token is simply not recovered, which
 //!   oxide-auth answers with `invalid_grant`.
 //! - **recover** (resource access, introspection): the token of an expired,
@@ -39,7 +41,56 @@ use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
 /// The grant extension holding the session.
 pub const EXTENSION: &str = "curfew_session";
 
-pub use crate::gate::REMEMBER_ME_SCOPE;
+/// The public grant extension by which a server's login says that it is
+/// persistent ("remember me" ticked): see
+/// [`PolicyIssuer::with_remember_me_extension`] and [`mark_remember_me`].
+pub const REMEMBER_ME_EXTENSION: &str = "curfew_remember_me";
+
+/// Marks `grant` as a persistent login in the public extension `name`
+/// (value `true`), for an issuer configured with
+/// [`PolicyIssuer::with_remember_me_extension`]`(name)`. The server calls
+/// it from its own login's "remember me" choice, before the grant reaches
+/// [`Issuer::issue`] (for example in its `Authorizer`, when the code is
+/// extracted).
+pub fn mark_remember_me(grant: &mut Grant, name: &str) {
+    grant
+        .extensions
+        .set_raw(name.to_owned(), Value::public(Some("true".to_owned())));
+}
+
+/// An oxide-auth access-token addon that carries the
+/// [`REMEMBER_ME_EXTENSION`] of a code's grant over to the token's grant:
+/// oxide-auth's access-token flow keeps only the extensions an addon
+/// returns. A server that marks codes with [`mark_remember_me`] pushes it
+/// with `AddonList::push_access_token`.
+pub struct RememberMeAddon;
+
+impl oxide_auth::primitives::grant::GrantExtension for RememberMeAddon {
+    fn identifier(&self) -> &'static str {
+        REMEMBER_ME_EXTENSION
+    }
+}
+
+impl oxide_auth::frontends::simple::extensions::AccessTokenAddon for RememberMeAddon {
+    fn execute(
+        &self,
+        _request: &dyn oxide_auth::frontends::simple::extensions::AccessTokenRequest,
+        code_data: Option<Value>,
+    ) -> oxide_auth::frontends::simple::extensions::AddonResult {
+        use oxide_auth::frontends::simple::extensions::AddonResult;
+        match code_data {
+            Some(v) => AddonResult::Data(v),
+            None => AddonResult::Ok,
+        }
+    }
+}
+
+fn extension_is_true(grant: &Grant, name: &str) -> bool {
+    grant
+        .extensions
+        .public()
+        .any(|(k, v)| k == name && v == Some("true"))
+}
 
 /// What a grant carries about its session (a public grant extension, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,15 +154,18 @@ pub struct PolicyIssuer<I> {
 }
 
 impl<I: Issuer> PolicyIssuer<I> {
-    /// Wraps `inner`, deciding through `gate`. Users have no groups and a
-    /// grant asks for a persistent login by the scope
-    /// [`REMEMBER_ME_SCOPE`], unless configured otherwise.
+    /// Wraps `inner`, deciding through `gate`. Users have no groups and no
+    /// login is persistent (`max_duration` and `inactivity` always apply)
+    /// unless configured otherwise: remember-me is an explicit signal of
+    /// the server ([`with_remember_me_extension`](Self::with_remember_me_extension)
+    /// or [`with_remember_me`](Self::with_remember_me)), never inferred
+    /// from the `offline_access` scope, which only asks for a refresh token.
     pub fn new(inner: I, gate: Gate) -> Self {
         PolicyIssuer {
             inner,
             gate,
             groups: Arc::new(|_| Vec::new()),
-            remember_me: Arc::new(|g: &Grant| g.scope.iter().any(|s| s == REMEMBER_ME_SCOPE)),
+            remember_me: Arc::new(|_: &Grant| false),
         }
     }
 
@@ -124,7 +178,18 @@ impl<I: Issuer> PolicyIssuer<I> {
         self
     }
 
-    /// Decides which grants ask for a persistent login.
+    /// A grant is a persistent login when its public extension `name` is
+    /// `true`, which the server's login sets with [`mark_remember_me`] (the
+    /// login-session flag of its "remember me" box). The usual name is
+    /// [`REMEMBER_ME_EXTENSION`].
+    pub fn with_remember_me_extension(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.with_remember_me(move |g| extension_is_true(g, &name))
+    }
+
+    /// Decides which grants are a persistent login, by any rule of the
+    /// server's (called once, when the grant is first issued; refreshes
+    /// keep the answer).
     pub fn with_remember_me(
         mut self,
         remember_me: impl Fn(&Grant) -> bool + Send + Sync + 'static,
@@ -451,15 +516,47 @@ rules:
         let store = Arc::new(MemoryStore::new());
         let policy = Policy::parse(policy, "policy.yaml").unwrap();
         let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
-        let issuer =
-            PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate).with_groups(|u| {
+        let issuer = PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate)
+            .with_groups(|u| {
                 if u == "root" {
                     vec!["wheel".into()]
                 } else {
                     vec![]
                 }
-            });
+            })
+            .with_remember_me_extension(REMEMBER_ME_EXTENSION);
         (issuer, clock, store)
+    }
+
+    /// Issue 14: `offline_access` only asks for a refresh token. Neither
+    /// the default issuer nor one configured with the extension reads it
+    /// as remember-me: such a login ends at `max_duration`.
+    #[test]
+    fn offline_access_is_not_remember_me() {
+        let (configured, configured_clock, _) = issuer();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let default = PolicyIssuer::new(
+            TokenMap::new(RandomGenerator::new(16)),
+            Gate::new(
+                PolicyCell::new(Policy::parse(POLICY, "policy.yaml").unwrap()),
+                Arc::new(MemoryStore::new()),
+                clock.clone(),
+            ),
+        );
+        for (what, mut issuer, clock) in [
+            ("default", default, clock),
+            ("configured", configured, configured_clock),
+        ] {
+            let mut g = grant_template(t0());
+            g.scope = "default offline_access".parse().unwrap();
+            let mut r = issuer.issue(g).unwrap().refresh.unwrap();
+            for _ in 0..6 {
+                clock.advance(CDuration::minutes(9));
+                r = refresh(&mut issuer, &r).unwrap().refresh.unwrap();
+            }
+            clock.advance(CDuration::minutes(7)); // 61 minutes in
+            assert!(refresh(&mut issuer, &r).is_none(), "{what}");
+        }
     }
 
     fn refresh(
@@ -570,7 +667,7 @@ rules:
         let (mut issuer, clock, _) = issuer();
         let plain = issuer.issue(grant_template(t0())).unwrap();
         let mut g = grant_template(t0());
-        g.scope = "default offline_access".parse().unwrap();
+        mark_remember_me(&mut g, REMEMBER_ME_EXTENSION);
         let persistent = issuer.issue(g).unwrap();
         let mut plain_r = plain.refresh.unwrap();
         let mut persistent_r = persistent.refresh.unwrap();
@@ -599,7 +696,7 @@ rules:
         );
         let plain = issuer.issue(grant_template(t0())).unwrap();
         let mut g = grant_template(t0());
-        g.scope = "default offline_access".parse().unwrap();
+        mark_remember_me(&mut g, REMEMBER_ME_EXTENSION);
         let remembered = issuer.issue(g).unwrap();
         let sid = |issuer: &PolicyIssuer<TokenMap<RandomGenerator>>, token: &str| {
             GrantSession::of(&issuer.inner().recover_refresh(token).unwrap().unwrap())

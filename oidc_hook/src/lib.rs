@@ -72,5 +72,8 @@ pub use claims::SessionClaims;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gate::{Activity, Gate, Granted, Known, Principal, Refusal};
 #[cfg(feature = "issuer")]
-pub use issuer::{GrantSession, PolicyIssuer, TokenSession};
+pub use issuer::{
+    mark_remember_me, GrantSession, PolicyIssuer, RememberMeAddon, TokenSession,
+    REMEMBER_ME_EXTENSION,
+};
 pub use policy_file::{PolicyCell, PolicyFile, PolicyStatus, Reload};

@@ -118,6 +118,9 @@ pub enum RefusalReason {
     Groups,
     /// The store failed, and the policy (or the kind of failure) denies.
     Store,
+    /// Too many failed sign-ins for the account or from the address (a
+    /// login page's throttle, such as the example OpenID Provider's).
+    Throttled,
 }
 
 impl RefusalReason {
@@ -136,6 +139,7 @@ impl RefusalReason {
             RefusalReason::Account => "account",
             RefusalReason::Groups => "groups",
             RefusalReason::Store => "store",
+            RefusalReason::Throttled => "throttled",
         }
     }
 

@@ -43,21 +43,43 @@ const authUrl = client.buildAuthorizationUrl(config, {
   state,
 });
 
+// The provider's forms carry hidden fields (a token bound to the
+// pre-session cookie the page sets): a user agent sends both back.
+const unescape = (v) => v.replaceAll('&quot;', '"').replaceAll('&#39;', "'")
+  .replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
+const formOf = (html, id) => {
+  const form = new RegExp(`<form [^>]*id="${id}">([\\s\\S]*?)<\\/form>`).exec(html);
+  if (!form) throw new Error(`no form ${id}: ${html.slice(0, 300)}`);
+  const fields = new URLSearchParams();
+  for (const m of form[1].matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
+    fields.append(unescape(m[1]), unescape(m[2]));
+  }
+  return fields;
+};
+const cookiesOf = (r) => r.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+
 // The user: open the page, submit the form.
-const page = await fetch(authUrl, { redirect: 'manual' });
-const html = await page.text();
-if (page.status !== 200 || !html.includes('<form')) {
-  throw new Error(`no login page: ${page.status} ${html.slice(0, 200)}`);
-}
+const signIn = async (url) => {
+  const page = await fetch(url, { redirect: 'manual' });
+  const html = await page.text();
+  if (page.status !== 200 || !html.includes('<form')) {
+    throw new Error(`no login page: ${page.status} ${html.slice(0, 200)}`);
+  }
+  const fields = formOf(html, 'login');
+  fields.append('username', env('USERNAME'));
+  fields.append('password', env('PASSWORD'));
+  const login = await fetch(url, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookiesOf(page) },
+    body: fields,
+  });
+  const location = login.headers.get('location');
+  if (login.status !== 302 || !location) throw new Error(`login did not redirect: ${login.status}`);
+  return { html, location };
+};
+const { html, location } = await signIn(authUrl);
 const banner = /<div class="banner"[^>]*><pre>([^<]*)<\/pre>/.exec(html)?.[1] ?? '';
-const login = await fetch(authUrl, {
-  method: 'POST',
-  redirect: 'manual',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams({ username: env('USERNAME'), password: env('PASSWORD') }),
-});
-const location = login.headers.get('location');
-if (login.status !== 302 || !location) throw new Error(`login did not redirect: ${login.status}`);
 
 // The code exchange; openid-client validates the ID token and the nonce.
 const tokens = await client.authorizationCodeGrant(config, new URL(location), {
@@ -78,13 +100,9 @@ let wrongNonceError = 'accepted';
     redirect_uri: redirectUri, scope: 'openid', nonce: n, state: s,
     code_challenge: await client.calculatePKCECodeChallenge(v), code_challenge_method: 'S256',
   });
-  const r = await fetch(u, {
-    method: 'POST', redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ username: env('USERNAME'), password: env('PASSWORD') }),
-  });
+  const r = await signIn(u);
   try {
-    await client.authorizationCodeGrant(config, new URL(r.headers.get('location')), {
+    await client.authorizationCodeGrant(config, new URL(r.location), {
       pkceCodeVerifier: v, expectedNonce: 'not-the-nonce', expectedState: s,
     });
   } catch (e) {
@@ -110,22 +128,14 @@ const endUrl = client.buildEndSessionUrl(config, {
 // the pre-session cookie the page set go back with the POST.
 const ask = await fetch(endUrl, { redirect: 'manual' });
 const askPage = await ask.text();
-const confirmForm = /<form method="post" action="\/end_session" id="confirm-logout">([\s\S]*?)<\/form>/.exec(askPage);
-if (ask.status !== 200 || !confirmForm) {
+if (ask.status !== 200) {
   throw new Error(`no logout confirmation page: ${ask.status} ${askPage.slice(0, 300)}`);
 }
-const unescape = (v) => v.replaceAll('&quot;', '"').replaceAll('&#39;', "'")
-  .replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
-const fields = new URLSearchParams();
-for (const m of confirmForm[1].matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
-  fields.append(unescape(m[1]), unescape(m[2]));
-}
-const preCookie = ask.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
 const out = await fetch(new URL(endUrl.pathname, endUrl), {
   method: 'POST',
   redirect: 'manual',
-  headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: preCookie },
-  body: fields,
+  headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: cookiesOf(ask) },
+  body: formOf(askPage, 'confirm-logout'),
 });
 const back = out.headers.get('location') ?? '';
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use curfew_e2e::common::{wait_for, ChildGuard};
 use curfew_e2e::enforce::EnforceFixture;
-use curfew_e2e::oidc::{Provider, ProviderSpec, TestTls};
+use curfew_e2e::oidc::{hidden_fields, Provider, ProviderSpec, TestTls};
 use curfew_e2e::sshd::free_port;
 
 const APACHE: &str = "/usr/sbin/apache2";
@@ -146,9 +146,12 @@ fn browser_login(b: &reqwest::blocking::Client, page: &str, user: &str, password
         form.contains("<form") && login_url.path() == "/authorize",
         "the page asks for a login at the provider: {login_url}\n{form}"
     );
+    let mut fields = hidden_fields(&form, None);
+    fields.push(("username".into(), user.into()));
+    fields.push(("password".into(), password.into()));
     let r = b
         .post(login_url)
-        .form(&[("username", user), ("password", password)])
+        .form(&fields)
         .send()
         .expect("POST the login form");
     assert_eq!(r.url().as_str(), page, "back on the page after the login");

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use curfew_e2e::common::{curfew_bin, write_file, ChildGuard};
-use curfew_e2e::oidc::{example_bin, spawn_listening};
+use curfew_e2e::oidc::{example_bin, hidden_fields, spawn_listening};
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenType,
 };
@@ -181,6 +181,17 @@ impl Server {
         password: &str,
         scopes: &[&str],
     ) -> (Vec<(String, String)>, PkceCodeVerifier, CsrfToken) {
+        self.authorize_with(user, password, scopes, false)
+    }
+
+    /// [`Server::authorize`], ticking "remember me" if `remember`.
+    fn authorize_with(
+        &self,
+        user: &str,
+        password: &str,
+        scopes: &[&str],
+        remember: bool,
+    ) -> (Vec<(String, String)>, PkceCodeVerifier, CsrfToken) {
         let client = self.client();
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
@@ -190,7 +201,14 @@ impl Server {
             req = req.add_scope(Scope::new((*s).into()));
         }
         let (url, csrf) = req.url();
-        let page = self.http.0.get(url.clone()).send().expect("GET /authorize");
+        // A browser of its own: the login form's token is bound to its
+        // pre-session cookie.
+        let browser = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .expect("an HTTP client");
+        let page = browser.get(url.clone()).send().expect("GET /authorize");
         assert_eq!(page.status(), 200);
         let page = page.text().expect("login page");
         assert!(
@@ -198,11 +216,15 @@ impl Server {
             "the login page shows the banner:\n{page}"
         );
         assert!(page.contains("<form method=\"post\" action=\"/authorize?"));
-        let resp = self
-            .http
-            .0
+        let mut form = hidden_fields(&page, None);
+        form.push(("username".into(), user.into()));
+        form.push(("password".into(), password.into()));
+        if remember {
+            form.push(("remember_me".into(), "yes".into()));
+        }
+        let resp = browser
             .post(url)
-            .form(&[("username", user), ("password", password)])
+            .form(&form)
             .send()
             .expect("POST /authorize");
         assert_eq!(resp.status(), 302, "the login redirects back to the client");
@@ -221,7 +243,12 @@ impl Server {
 
     /// Logs `user` in through the code flow with PKCE.
     fn login(&self, user: &str, password: &str, scopes: &[&str]) -> Tokens {
-        let (query, verifier, csrf) = self.authorize(user, password, scopes);
+        self.login_with(user, password, scopes, false)
+    }
+
+    /// [`Server::login`], ticking "remember me" if `remember`.
+    fn login_with(&self, user: &str, password: &str, scopes: &[&str], remember: bool) -> Tokens {
+        let (query, verifier, csrf) = self.authorize_with(user, password, scopes, remember);
         let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("state").as_deref(), Some(csrf.secret().as_str()));
         let code = get("code").unwrap_or_else(|| panic!("no code in {query:?}"));
@@ -419,10 +446,12 @@ fn refresh_after_the_inactivity_window_fails() {
 }
 
 #[test]
-fn refresh_after_max_duration_fails_unless_the_grant_asked_to_be_remembered() {
+fn refresh_after_max_duration_fails_unless_the_login_was_remembered() {
     let s = Server::start();
-    let mut plain = s.login("alice", "wonderland", &["openid"]);
-    let mut remembered = s.login("carol", "pw-carol", &["openid", "offline_access"]);
+    // `offline_access` only asks for a refresh token (issue 14); "remember
+    // me" ticked at the login is what makes a login persistent.
+    let mut plain = s.login("alice", "wonderland", &["openid", "offline_access"]);
+    let mut remembered = s.login_with("carol", "pw-carol", &["openid"], true);
     assert!(
         remembered
             .extra_fields()

@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,11 +26,11 @@ use curfew_oidc::{Activity, Principal};
 use curfew_policy::{EndReason, SessionFilter, SessionKind, Subject};
 use serde_json::json;
 
-use crate::oauth::{blocking, check_password, redirect};
+use crate::oauth::{blocking, redirect};
 use crate::pages::{self, Row, SessionsPage};
 use crate::sso::{self, Current};
-use crate::web::Fields;
-use crate::App;
+use crate::web::{self, Fields};
+use crate::{login, App};
 
 /// The account routes.
 pub fn routes() -> Router<Arc<App>> {
@@ -58,12 +60,32 @@ fn utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// The login page in our words, with a new pre-session cookie if needed.
+fn login_page(app: &App, headers: &HeaderMap, banner: &str, error: Option<&str>) -> Response {
+    match login::page(app, headers, None, banner, "/login", error) {
+        Ok(p) => {
+            let mut r = Html(p.html).into_response();
+            web::append_cookie(&mut r, p.set_cookie.as_deref());
+            r
+        }
+        Err(e) => {
+            eprintln!("oidc_server: error: {e}");
+            web::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The request could not be completed; try again later.",
+            )
+        }
+    }
+}
+
 /// `GET`/`POST /login`: signs in to the provider itself (an SSO session).
 async fn login(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    Fields(form): Fields,
 ) -> Response {
     blocking(move || {
         let banner = banner(&app, "");
@@ -71,46 +93,26 @@ async fn login(
             if sso::current(&app, &headers).is_some() {
                 return redirect("/account/sessions");
             }
-            return Html(pages::login(None, &banner, "/login", None)).into_response();
+            return login_page(&app, &headers, &banner, None);
         }
-        let form: HashMap<String, String> =
-            url::form_urlencoded::parse(&body).into_owned().collect();
-        let (Some(name), Some(password)) = (form.get("username"), form.get("password")) else {
-            return Html(pages::login(
-                None,
-                &banner,
-                "/login",
-                Some("Enter a user name and a password."),
-            ))
-            .into_response();
+        let signed_in = match login::check(&app, &headers, peer.ip(), &form, sso::ACCOUNT_CLIENT) {
+            Ok(s) => s,
+            Err(login::Refused::Form(message)) => {
+                return login_page(&app, &headers, &banner, Some(message))
+            }
+            Err(login::Refused::Throttled(blocked)) => return login::throttled(&blocked),
         };
-        if check_password(&app, name, password).is_none() {
-            return Html(pages::login(
-                None,
-                &banner,
-                "/login",
-                Some("Wrong user name or password."),
-            ))
-            .into_response();
-        }
         let previous = sso::current(&app, &headers);
-        match sso::start(&app, name, previous.as_ref()) {
+        let name = &signed_in.user;
+        match sso::start(&app, name, signed_in.remember_me, previous.as_ref()) {
             Ok(started) => {
                 let mut r = redirect("/account/sessions");
-                if let Ok(v) = HeaderValue::from_str(&started.set_cookie) {
-                    r.headers_mut().append(header::SET_COOKIE, v);
-                }
+                web::append_cookie(&mut r, Some(&started.set_cookie));
                 r
             }
             Err(e) => {
                 eprintln!("oidc_server: refused the login of {name:?}: {e}");
-                Html(pages::login(
-                    None,
-                    &banner,
-                    "/login",
-                    Some("You may not sign in now."),
-                ))
-                .into_response()
+                login_page(&app, &headers, &banner, Some("You may not sign in now."))
             }
         }
     })

@@ -36,10 +36,12 @@
 mod account;
 mod backchannel;
 mod clock;
+mod login;
 mod oauth;
 mod oidc;
 mod pages;
 mod sso;
+mod throttle;
 mod web;
 
 use std::collections::HashMap;
@@ -57,7 +59,7 @@ use clap::Parser;
 use curfew_oidc::{Clock, Gate, PolicyCell, PolicyIssuer, SystemClock};
 use curfew_policy::{Policy, Store};
 use oxide_auth::frontends::simple::extensions::{AddonList, Pkce};
-use oxide_auth::primitives::prelude::{AuthMap, ClientMap, RandomGenerator, Scope, TokenMap};
+use oxide_auth::primitives::prelude::{ClientMap, RandomGenerator, Scope, TokenMap};
 
 use crate::oauth::{OAuth, Registry};
 
@@ -169,6 +171,8 @@ pub struct App {
     pub secure_cookies: bool,
     /// Sends logout tokens.
     pub http: reqwest::Client,
+    /// Failed sign-ins.
+    pub throttle: throttle::Throttle,
 }
 
 /// Locks `m`, going on after a panic of another holder (the data is plain
@@ -290,10 +294,15 @@ async fn run(args: Args) -> Result<(), String> {
         .map(|(n, u)| (n.clone(), u.groups.clone()))
         .collect();
     let (client_map, client_infos) = clients(&args)?;
+    // Remember-me is the login's own "remember me" box (a flag of the
+    // login, carried to the grant as an extension), never `offline_access`.
     let issuer = PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate.clone())
-        .with_groups(move |u| groups.get(u).cloned().unwrap_or_default());
+        .with_groups(move |u| groups.get(u).cloned().unwrap_or_default())
+        .with_remember_me_extension(curfew_oidc::REMEMBER_ME_EXTENSION);
     let mut addons = AddonList::new();
     addons.push_code(Pkce::required());
+    // Carries the login's remember-me flag from the code to the tokens.
+    addons.push_access_token(curfew_oidc::RememberMeAddon);
     let keys = oidc::Keys::load_or_generate(args.signing_key.as_deref())?;
 
     let listener = std::net::TcpListener::bind(&args.listen)
@@ -322,7 +331,7 @@ async fn run(args: Args) -> Result<(), String> {
                     .parse()
                     .map_err(|_| "bad allowed scope")?,
             },
-            authorizer: AuthMap::new(RandomGenerator::new(16)),
+            authorizer: oauth::Codes::new(),
             issuer,
             addons,
         }),
@@ -336,6 +345,7 @@ async fn run(args: Args) -> Result<(), String> {
         codes: Mutex::new(HashMap::new()),
         secure_cookies: tls,
         http,
+        throttle: throttle::Throttle::default(),
     });
     backchannel::spawn(app.clone(), Duration::from_millis(args.watch_interval_ms));
 
@@ -370,7 +380,8 @@ async fn run(args: Args) -> Result<(), String> {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "oidc_server: listening on {scheme}://{addr}");
     let _ = out.flush();
-    let service = router.into_make_service();
+    // The peer address is the login throttle's per-address key.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,6 +23,8 @@ use oxide_auth::endpoint::{
 };
 use oxide_auth::frontends::simple::endpoint::{Error, FnSolicitor, Generic, Vacant};
 use oxide_auth::frontends::simple::extensions::{AddonList, Extended};
+use oxide_auth::primitives::authorizer::Authorizer;
+use oxide_auth::primitives::grant::Grant;
 use oxide_auth::primitives::issuer::Issuer as _;
 use oxide_auth::primitives::prelude::{
     AuthMap, Client, ClientMap, RandomGenerator, Scope, TokenMap,
@@ -34,7 +38,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::web::{self, Fields};
-use crate::{lock, pages, sso, App, ClientInfo, Tracked, User};
+use crate::{lock, login, sso, App, ClientInfo, Tracked, User};
 use curfew_oidc::PolicyIssuer;
 
 /// Every scope a client may ask for.
@@ -105,11 +109,52 @@ pub struct OAuth {
     /// The clients.
     pub registry: Registry,
     /// Authorization codes.
-    pub authorizer: AuthMap<RandomGenerator>,
+    pub authorizer: Codes,
     /// Tokens, through curfew's policy.
     pub issuer: PolicyIssuer<TokenMap<RandomGenerator>>,
     /// PKCE.
     pub addons: AddonList,
+}
+
+/// oxide-auth's code map, and which codes came from a persistent login:
+/// their grant gets the remember-me extension when the code is exchanged
+/// (the `PolicyIssuer` reads it, see `main`).
+pub struct Codes {
+    map: AuthMap<RandomGenerator>,
+    remembered: HashMap<String, Instant>,
+}
+
+impl Codes {
+    /// An empty map.
+    pub fn new() -> Codes {
+        Codes {
+            map: AuthMap::new(RandomGenerator::new(16)),
+            remembered: HashMap::new(),
+        }
+    }
+
+    /// Code `code` was issued to a persistent login.
+    pub fn remember(&mut self, code: &str) {
+        self.remembered
+            .retain(|_, at| at.elapsed() < CODE_CONTEXT_LIFE);
+        self.remembered.insert(code.to_owned(), Instant::now());
+    }
+}
+
+impl Authorizer for Codes {
+    fn authorize(&mut self, grant: Grant) -> Result<String, ()> {
+        self.map.authorize(grant)
+    }
+
+    fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
+        let remembered = self.remembered.remove(code).is_some();
+        Ok(self.map.extract(code)?.map(|mut g| {
+            if remembered {
+                curfew_oidc::mark_remember_me(&mut g, curfew_oidc::REMEMBER_ME_EXTENSION);
+            }
+            g
+        }))
+    }
 }
 
 /// What the ID token of a code needs from its authorization request.
@@ -233,9 +278,11 @@ fn html(page: String) -> OAuthResponse {
 
 /// Who the authorization request ended up signed in as.
 struct Outcome {
-    user: String,
     auth_time: i64,
     sso: Option<String>,
+    /// A persistent login ("remember me" at the login, or the SSO
+    /// session's own flag for a silent sign-in).
+    remember_me: bool,
     /// A new SSO session was started: its `Set-Cookie` value.
     set_cookie: Option<String>,
 }
@@ -243,10 +290,16 @@ struct Outcome {
 struct Request<'a> {
     app: &'a App,
     method: &'a Method,
+    headers: &'a HeaderMap,
+    peer: IpAddr,
     query: &'a str,
     current: Option<sso::Current>,
     force_login: bool,
     outcome: &'a RefCell<Option<Outcome>>,
+    /// A new pre-session cookie for the login page.
+    pre_cookie: &'a RefCell<Option<String>>,
+    /// An answer that replaces the flow's (a throttled login).
+    replace: &'a RefCell<Option<Response>>,
 }
 
 fn consent(
@@ -258,10 +311,6 @@ fn consent(
     let pre = sol.pre_grant();
     let client_id = pre.client_id.as_str();
     let scope = pre.scope.to_string();
-    let remember_me = pre
-        .scope
-        .iter()
-        .any(|s| s == curfew_oidc::issuer::REMEMBER_ME_SCOPE);
     let banner = app.gate.banner(&Principal {
         user: "",
         groups: &[],
@@ -269,15 +318,21 @@ fn consent(
         remember_me: false,
     });
     let action = format!("/authorize?{}", r.query);
-    let page = |error: Option<&str>| {
-        OwnerConsent::InProgress(html(pages::login(
-            Some((client_id, &scope)),
-            &banner,
-            &action,
-            error,
-        )))
+    let page = |error: Option<&str>| match login::page(
+        app,
+        r.headers,
+        Some((client_id, &scope)),
+        &banner,
+        &action,
+        error,
+    ) {
+        Ok(p) => {
+            *r.pre_cookie.borrow_mut() = p.set_cookie;
+            OwnerConsent::InProgress(html(p.html))
+        }
+        Err(e) => OwnerConsent::Error(WebError::InternalError(Some(e))),
     };
-    let admit = |name: &str, groups: &[String]| {
+    let admit = |name: &str, groups: &[String], remember_me: bool| {
         let p = Principal {
             user: name,
             groups,
@@ -288,22 +343,24 @@ fn consent(
             eprintln!("oidc_server: refused the login of {name:?} at {client_id:?}: {e}");
         })
     };
-    let form = req.body();
-    let field = |name| {
-        form.and_then(|b| b.unique_value(name))
-            .map(|v| v.into_owned())
-    };
-    let posted = *r.method == Method::POST && field("username").is_some();
+    let form: HashMap<String, String> = ["csrf", "username", "password", "remember_me"]
+        .into_iter()
+        .filter_map(|k| {
+            let v = req.body()?.unique_value(k)?.into_owned();
+            Some((k.to_owned(), v))
+        })
+        .collect();
+    let posted = *r.method == Method::POST && form.contains_key("username");
     if !posted {
         // Signed in already, and not asked to sign in again: no form.
         if let (Some(cur), false) = (&r.current, r.force_login) {
             let groups = app.groups(&cur.user);
-            return match admit(&cur.user, &groups) {
+            return match admit(&cur.user, &groups, cur.remember_me) {
                 Ok(_) => {
                     *r.outcome.borrow_mut() = Some(Outcome {
-                        user: cur.user.clone(),
                         auth_time: cur.auth_time,
                         sso: Some(cur.cookie.clone()),
+                        remember_me: cur.remember_me,
                         set_cookie: None,
                     });
                     OwnerConsent::Authorized(cur.user.clone())
@@ -313,21 +370,24 @@ fn consent(
         }
         return page(None);
     }
-    let (Some(name), Some(password)) = (field("username"), field("password")) else {
-        return page(Some("Enter a user name and a password."));
+    let signed_in = match login::check(app, r.headers, r.peer, &form, client_id) {
+        Ok(s) => s,
+        Err(login::Refused::Form(message)) => return page(Some(message)),
+        Err(login::Refused::Throttled(blocked)) => {
+            *r.replace.borrow_mut() = Some(login::throttled(&blocked));
+            return OwnerConsent::InProgress(html(String::new()));
+        }
     };
-    let Some(user) = check_password(app, &name, &password) else {
-        return page(Some("Wrong user name or password."));
-    };
-    if admit(&name, &user.groups).is_err() {
+    let name = signed_in.user;
+    if admit(&name, &app.groups(&name), signed_in.remember_me).is_err() {
         return OwnerConsent::Denied;
     }
-    match sso::start(app, &name, r.current.as_ref()) {
+    match sso::start(app, &name, signed_in.remember_me, r.current.as_ref()) {
         Ok(started) => {
             *r.outcome.borrow_mut() = Some(Outcome {
-                user: name.clone(),
                 auth_time: started.auth_time,
                 sso: Some(started.cookie.clone()),
+                remember_me: signed_in.remember_me,
                 set_cookie: Some(started.set_cookie),
             });
             OwnerConsent::Authorized(name)
@@ -382,6 +442,7 @@ pub fn redirect(location: &str) -> Response {
 /// `GET`/`POST /authorize`.
 pub async fn authorize(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -405,13 +466,19 @@ pub async fn authorize(
             return login_required(&app, &params);
         }
         let outcome = RefCell::new(None);
+        let pre_cookie = RefCell::new(None);
+        let replace = RefCell::new(None);
         let r = Request {
             app: &app,
             method: &method,
+            headers: &headers,
+            peer: peer.ip(),
             query: &query,
             current,
             force_login,
             outcome: &outcome,
+            pre_cookie: &pre_cookie,
+            replace: &replace,
         };
         let mut response = {
             let mut o = app.oauth();
@@ -423,6 +490,10 @@ pub async fn authorize(
                 Face::Page,
             )
         };
+        if let Some(r) = replace.into_inner() {
+            return r;
+        }
+        web::append_cookie(&mut response, pre_cookie.into_inner().as_deref());
         let Some(outcome) = outcome.into_inner() else {
             return response;
         };
@@ -442,6 +513,9 @@ pub async fn authorize(
                     .map(|(_, v)| v.into_owned())
             });
         if let Some(code) = code {
+            if outcome.remember_me {
+                app.oauth().authorizer.remember(&code);
+            }
             let mut codes = lock(&app.codes);
             codes.retain(|_, c| c.created.elapsed() < CODE_CONTEXT_LIFE);
             codes.insert(
@@ -455,7 +529,6 @@ pub async fn authorize(
                 },
             );
         }
-        let _ = outcome.user;
         response
     })
     .await

@@ -111,13 +111,16 @@ pub fn layout(title: &str, banner: &str, body: &str, csrf: Option<&str>) -> Stri
     )
 }
 
-/// The login page, posting to `action` (already a URL path and query).
-/// `client` is the client and scope asking, if any.
+/// The login page, posting to `action` (already a URL path and query),
+/// with the form token `csrf`. `client` is the client and scope asking, if
+/// any. "Remember me" asks for a persistent login
+/// (`session.remember_me`); the `offline_access` scope does not.
 pub fn login(
     client: Option<(&str, &str)>,
     banner: &str,
     action: &str,
     error: Option<&str>,
+    csrf: &str,
 ) -> String {
     let asking = client
         .map(|(c, s)| {
@@ -133,12 +136,15 @@ pub fn login(
         .unwrap_or_default();
     let body = format!(
         r#"<h1>Sign in</h1>
-{asking}{error}<form method="post" action="{action}">
+{asking}{error}<form method="post" action="{action}" id="login">
+<input type="hidden" name="csrf" value="{csrf}">
 <label>User name <input name="username" autocomplete="username" required></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<label><input type="checkbox" name="remember_me" value="yes" id="remember-me"> Remember me</label>
 <button type="submit">Sign in</button>
 </form>"#,
         action = escape(action),
+        csrf = escape(csrf),
     );
     layout("Sign in", banner, &body, None)
 }

@@ -27,6 +27,9 @@ pub struct Current {
     pub user: String,
     /// When the user authenticated (seconds since the epoch, real clock).
     pub auth_time: i64,
+    /// The user ticked "remember me" at the login: a persistent login,
+    /// and so is every client sign-in through it.
+    pub remember_me: bool,
     /// The decision now.
     pub granted: Granted,
 }
@@ -41,12 +44,12 @@ pub struct Started {
     pub auth_time: i64,
 }
 
-fn principal<'a>(user: &'a str, groups: &'a [String]) -> Principal<'a> {
+fn principal<'a>(user: &'a str, groups: &'a [String], remember_me: bool) -> Principal<'a> {
     Principal {
         user,
         groups,
         client_id: ACCOUNT_CLIENT,
-        remember_me: false,
+        remember_me,
     }
 }
 
@@ -59,8 +62,12 @@ fn decide(app: &App, sid: &str, t: &Tracked, activity: Activity) -> Result<Grant
     // Under the oxide-auth lock, as every decision of this server (see
     // `backchannel::sweep`). Never called with that lock held.
     let _serial = app.oauth();
-    app.gate
-        .resume(sid, &principal(&t.user, &groups), &known, activity)
+    app.gate.resume(
+        sid,
+        &principal(&t.user, &groups, t.remember_me),
+        &known,
+        activity,
+    )
 }
 
 /// The request's SSO session, if its cookie names one that may go on
@@ -87,6 +94,7 @@ pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Curr
                 sid,
                 user: t.user,
                 auth_time: t.auth_time,
+                remember_me: t.remember_me,
                 granted,
             })
         }
@@ -95,16 +103,22 @@ pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Curr
     }
 }
 
-/// Starts an SSO session for `user` (just authenticated). A session the
-/// browser had (`previous`) ends as a logout.
-pub fn start(app: &App, user: &str, previous: Option<&Current>) -> Result<Started, String> {
+/// Starts an SSO session for `user` (just authenticated; `remember_me`:
+/// the login's "remember me" box). A session the browser had (`previous`)
+/// ends as a logout.
+pub fn start(
+    app: &App,
+    user: &str,
+    remember_me: bool,
+    previous: Option<&Current>,
+) -> Result<Started, String> {
     if let Some(p) = previous {
         end(app, p, EndReason::Logout);
     }
     let groups = app.groups(user);
     let granted = app
         .gate
-        .start(&principal(user, &groups), None, None)
+        .start(&principal(user, &groups, remember_me), None, None)
         .map_err(|e| e.to_string())?;
     let cookie = web::random_id()?;
     let auth_time = oidc::real_now();
@@ -113,7 +127,7 @@ pub fn start(app: &App, user: &str, previous: Option<&Current>) -> Result<Starte
         Tracked {
             user: user.to_owned(),
             client_id: ACCOUNT_CLIENT.to_owned(),
-            remember_me: false,
+            remember_me,
             started_at: granted.started_at,
             auth_time,
             sso: Some(cookie.clone()),
