@@ -850,11 +850,25 @@ fn a_login_needs_the_form_token_of_the_browsers_own_cookie() {
         authorize(&op, &victim, "probe", Some("none"), None),
         Auth::Error(e) if e == "login_required"
     ));
-    // With its own token the same browser signs in.
+    // With its own token the same browser signs in; the SSO cookie has
+    // the same flags as the pre-session cookie below.
     assert!(matches!(
         authorize(&op, &victim, "n2", None, Some(("alice", "pw-alice"))),
         Auth::Code { .. }
     ));
+    let r = post_login(&op, &op.browser(), "alice", "pw-alice");
+    assert_eq!(r.status(), 302);
+    let sso = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("curfew_sso="))
+        .expect("the SSO cookie")
+        .to_owned();
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(sso.contains(flag), "{flag} in {sso}");
+    }
     // The cookies: HttpOnly, SameSite=Lax, Secure (served over TLS).
     let r = op
         .browser()

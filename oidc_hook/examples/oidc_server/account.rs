@@ -119,6 +119,13 @@ async fn login(
     .await
 }
 
+/// A store failure, for the page: logged in full, shown in our words (the
+/// store's text can name files and internals).
+fn store_failed(e: &dyn std::fmt::Display) -> String {
+    eprintln!("oidc_server: error: the store failed: {e}");
+    "The session store is unavailable; try again later.".to_owned()
+}
+
 /// The sessions page for `c`, with a result line.
 fn page(app: &App, c: &Current, notice: Option<String>, error: Option<String>) -> Response {
     let store = app.gate.store();
@@ -128,10 +135,7 @@ fn page(app: &App, c: &Current, notice: Option<String>, error: Option<String>) -
     });
     let (list, error) = match listed {
         Ok(l) => (l, error),
-        Err(e) => (
-            Vec::new(),
-            Some(format!("The session list is unavailable: {e}")),
-        ),
+        Err(e) => (Vec::new(), Some(store_failed(&e))),
     };
     let rows = list
         .into_iter()
@@ -283,11 +287,11 @@ async fn end_one(
                     Some("No such live session of yours.".into()),
                 )
             }
-            Err(e) => return page(&app, &c, None, Some(format!("The store failed: {e}"))),
+            Err(e) => return page(&app, &c, None, Some(store_failed(&e))),
         }
         match store.request_termination(id, app.gate.now()) {
             Ok(_) => page(&app, &c, Some(format!("Session {id} is ending.")), None),
-            Err(e) => page(&app, &c, None, Some(format!("The store failed: {e}"))),
+            Err(e) => page(&app, &c, None, Some(store_failed(&e))),
         }
     })
     .await
@@ -314,7 +318,7 @@ async fn end_others(
             ..Default::default()
         }) {
             Ok(l) => l,
-            Err(e) => return page(&app, &c, None, Some(format!("The store failed: {e}"))),
+            Err(e) => return page(&app, &c, None, Some(store_failed(&e))),
         };
         let now = app.gate.now();
         let mut n = 0;
@@ -322,7 +326,7 @@ async fn end_others(
             match store.request_termination(&s.id, now) {
                 Ok(true) => n += 1,
                 Ok(false) => {}
-                Err(e) => return page(&app, &c, None, Some(format!("The store failed: {e}"))),
+                Err(e) => return page(&app, &c, None, Some(store_failed(&e))),
             }
         }
         let plural = if n == 1 { "" } else { "s" };
@@ -361,7 +365,7 @@ async fn lifetime(
                     )),
                     None,
                 ),
-                Err(e) => page(&app, &c, None, Some(format!("The store failed: {e}"))),
+                Err(e) => page(&app, &c, None, Some(store_failed(&e))),
             };
         }
         let text = form.get("lifetime").map(|t| t.trim()).unwrap_or_default();
@@ -400,7 +404,7 @@ async fn lifetime(
                 )),
                 None,
             ),
-            Err(e) => page(&app, &c, None, Some(format!("The store failed: {e}"))),
+            Err(e) => page(&app, &c, None, Some(store_failed(&e))),
         }
     })
     .await
