@@ -17,9 +17,14 @@ use crate::Outcome;
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Validate a policy file: exit 0 when valid, 1 when not, with every
-    /// problem as FILE:LINE:COL: PATH: message.
+    /// problem as FILE:LINE:COL: PATH: message. Where the file lives is
+    /// checked too (owner, mode, directory, symbolic links): for the policy
+    /// in force (no FILE) a place the PAM module, the enforcer and the hook
+    /// would refuse is a problem; for a FILE named here (a draft) it is a
+    /// warning.
     Check {
-        /// The file [default: --policy, then /etc/curfew/policy.yaml].
+        /// The file [default: --policy, then /etc/curfew/policy.yaml]; a
+        /// file named here is checked as a draft.
         file: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
@@ -66,6 +71,7 @@ pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<Outcome> {
 }
 
 fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome> {
+    let draft = file.is_some();
     let Some(path) = file.or_else(|| ctx.policy_path()) else {
         bail!(
             "no policy file given and {} does not exist (the built-in policy is in force)",
@@ -75,18 +81,23 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
     let name = path.display().to_string();
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     let mut other: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     match Policy::load(&path) {
         Ok(_) => {}
         Err(PolicyError::Invalid { diagnostics: d }) => diagnostics = d,
         Err(e) => other.push(e.to_string()),
     }
     if other.is_empty() {
-        // The PAM module and the enforcer refuse a policy others can change;
-        // say so here rather than at the next login.
+        // The PAM module, the enforcer and the hook refuse a policy in a
+        // place others can change; say so here rather than at the next
+        // login. A draft may sit anywhere until it is installed.
         if let Err(e) = curfew_policy::fsperm::check(&path) {
-            other.push(format!(
-                "{e} (the PAM module and the enforcer would refuse it)"
-            ));
+            let text = format!("{e} (the PAM module, the enforcer and the hook would refuse it)");
+            if draft {
+                warnings.push(text);
+            } else {
+                other.push(text);
+            }
         }
     }
     let valid = diagnostics.is_empty() && other.is_empty();
@@ -96,6 +107,7 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
             "valid": valid,
             "errors": diagnostics,
             "file_errors": other,
+            "warnings": warnings,
         }))?,
         Format::Text => {
             for d in &diagnostics {
@@ -103,6 +115,9 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
             }
             for o in &other {
                 outln!("{}", output::escape(o));
+            }
+            for w in &warnings {
+                outln!("warning: {}", output::escape(w));
             }
             if valid {
                 outln!("{}: valid", output::escape(&name));

@@ -32,11 +32,13 @@ impl Context {
         }
     }
 
-    /// Loads and validates the policy. With no file named and none at the
+    /// Loads and validates the policy, refusing one in a place others can
+    /// change (as the PAM module, the enforcer and the hook do: the CLI
+    /// revokes and decides by it). With no file named and none at the
     /// default path, the built-in policy is used, and a note says so.
     pub fn policy(&self) -> Result<Policy> {
         match self.policy_path() {
-            Some(p) => Ok(Policy::load(&p)?),
+            Some(p) => Ok(Policy::load_secure(&p)?),
             None => {
                 eprintln!(
                     "curfew: note: {DEFAULT_POLICY_PATH} does not exist; using the built-in policy"

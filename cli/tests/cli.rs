@@ -142,12 +142,80 @@ fn policy_check_json_and_world_writable() {
 
     std::fs::write(&f, "version: 1\n").unwrap();
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A draft named on the command line: valid, with a warning.
     let o = check(&f);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("writable by everyone"),
+        stdout(&o).contains("warning: ") && stdout(&o).contains("writable by everyone"),
         "{}",
         stdout(&o)
+    );
+    // The policy in force (--policy): a problem, as the PAM module says.
+    let o = curfew(&f, &["policy", "check", "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(
+        v["file_errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("writable by everyone")),
+        "{v}"
+    );
+}
+
+/// Issue 12: a policy whose directory others can write (sticky or not) is
+/// refused where it decides; `policy check` of a draft there only warns.
+#[test]
+fn policy_check_of_a_draft_in_an_unsafe_place_warns_the_policy_in_force_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("tmp");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let f = open.join("draft.yaml");
+    std::fs::write(&f, "version: 1\n").unwrap();
+    let o = check(&f);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let want = format!(
+        "warning: {}: refusing to use it: its directory {} is writable by everyone",
+        f.display(),
+        open.display()
+    );
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with(": valid\n"), "{}", stdout(&o));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["policy", "check", "--format", "json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("sticky bit or not")),
+        "{v}"
+    );
+
+    let o = curfew(&f, &["policy", "check"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&want["warning: ".len()..]),
+        "{}",
+        stdout(&o)
+    );
+    // Commands that decide refuse it too.
+    let o = curfew(
+        &f,
+        &["policy", "explain", "--user", "alice", "--group", "x"],
+        None,
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("writable by everyone"),
+        "{}",
+        stderr(&o)
     );
 }
 

@@ -242,7 +242,7 @@ impl System for Host {
     }
 
     fn load_policy(&self, path: &Path) -> Result<Policy, PolicyError> {
-        curfew_policy::fsperm::check(path)?;
+        Policy::check_placement(path)?;
         Ok(Policy::clone(&*cached_policy(&POLICY, path, Policy::load)?))
     }
 

@@ -353,10 +353,26 @@ impl Policy {
     }
 
     /// Like [`Policy::load`], after refusing a file that anyone but its owner
-    /// (root or the caller) can change.
+    /// (root or the caller) can change ([`Policy::check_placement`]). Every
+    /// part that decides by a policy loads it so.
     pub fn load_secure(path: &Path) -> Result<Policy, PolicyError> {
-        crate::fsperm::check(path)?;
+        Policy::check_placement(path)?;
         Policy::load(path)
+    }
+
+    /// The StrictModes check of a policy file before it is used to decide
+    /// ([`crate::fsperm::check`]: the file, its directory, the directories
+    /// above, symbolic links on the way). A file that is not there is
+    /// [`PolicyError::Read`] (as [`Policy::load`] would say), an unsafe one
+    /// [`PolicyError::Insecure`] naming the file and the reason.
+    pub fn check_placement(path: &Path) -> Result<(), PolicyError> {
+        if let Err(error) = std::fs::symlink_metadata(path) {
+            return Err(PolicyError::Read {
+                path: path.to_owned(),
+                error,
+            });
+        }
+        Ok(crate::fsperm::check(path)?)
     }
 
     /// Parses and validates policy text. `origin` names the file in errors.

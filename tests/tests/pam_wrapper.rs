@@ -294,6 +294,62 @@ fn world_or_group_writable_policy_is_refused() {
     assert!(out.status.success(), "{:?}", text(&out));
 }
 
+/// Issue 12: a policy that others could replace (its directory writable by
+/// others, sticky or not; a symbolic link leading there) is refused like
+/// an invalid one, even with `on_unavailable: allow`, and the log names
+/// the file and the reason. A link between safe places is followed.
+#[test]
+fn a_policy_in_an_unsafe_place_is_refused_with_the_file_and_the_reason() {
+    let sb = PamSandbox::with_store_options(POLICY, "on_unavailable: allow");
+    let open = sb.dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir open");
+    chmod(&open, 0o1777);
+    let body = std::fs::read_to_string(&sb.policy).expect("read policy");
+    let in_open = write_file(&open, "policy.yaml", &body);
+    let link = sb.dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&in_open, &link).expect("symlink");
+    let safe_link = sb.dir.path().join("safe-link.yaml");
+    std::os::unix::fs::symlink(&sb.policy, &safe_link).expect("symlink");
+    let line = |policy: &std::path::Path| {
+        sb.module_line("account", "").replace(
+            &sb.policy.display().to_string(),
+            &policy.display().to_string(),
+        )
+    };
+    let because = format!("directory {} is writable by everyone", open.display());
+    for (service, policy, why) in [
+        (
+            "curfew-place-dir",
+            in_open.clone(),
+            format!("its {because}"),
+        ),
+        (
+            "curfew-place-link",
+            link.clone(),
+            format!(
+                "it leads (by symbolic link) to {}, whose {because}",
+                in_open.display()
+            ),
+        ),
+    ] {
+        sb.service(service, &[line(&policy)]);
+        let out = sb.pamtester(service, "daemon", &["acct_mgmt"]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{service}: {stderr}");
+        assert!(stderr.contains("System error"), "{service}: {stderr}");
+        let named = format!("{}: refusing to use it: {why}", policy.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("SYSLOG(3)") && l.contains(&named)),
+            "{service}: the log line names the file and the reason ({named}): {stderr}"
+        );
+    }
+    sb.service("curfew-place-safe", &[line(&safe_link)]);
+    let out = sb.pamtester("curfew-place-safe", "daemon", &["acct_mgmt"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
 #[test]
 fn world_writable_store_is_refused_even_with_on_unavailable_allow() {
     let sb = PamSandbox::with_store_options(POLICY, "on_unavailable: allow");
