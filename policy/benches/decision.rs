@@ -1,6 +1,8 @@
 //! The decision path: effective policy (100 rules, first match at the end)
-//! plus the revocation check against 1,000,000 revocations; and parsing
-//! examples/policy.yaml.
+//! plus the revocation check against 1,000,000 revocations, through the
+//! admission kernel (`admit`, what every enforcement point calls) side by
+//! side with the baseline of `Policy::effective` + `decide` called
+//! directly; and parsing examples/policy.yaml.
 //!
 //! cargo bench -p curfew-policy --bench decision
 
@@ -11,7 +13,10 @@ use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use curfew_policy::{decide, Policy, Revocation, RevocationSet, SessionState, Subject, Target};
+use curfew_policy::{
+    admit, decide, Caller, GroupsLookup, Policy, Revocation, RevocationSet, SessionState,
+    StoreAnswer, Subject, Target, Which, Who,
+};
 
 fn policy_with_rules(n: usize) -> Policy {
     let mut text =
@@ -69,54 +74,91 @@ fn bench(c: &mut Criterion) {
     let start = Utc.with_ymd_and_hms(2026, 1, 2, 9, 0, 0).unwrap();
     let now = start + chrono::Duration::minutes(10);
     let session_id = format!("{:032x}", u128::MAX - 7);
+    let live = |user: &'static str| SessionState {
+        id: Some(&session_id),
+        user,
+        client_id: None,
+        started_at: start,
+        last_activity: start,
+        remember_me: false,
+        terminate_requested: false,
+    };
 
-    // One login of alice on sshd, ten minutes in: the whole decision path.
-    let alice = |policy: &Policy| {
+    // Baseline: the path before the admission kernel (issue 11), the
+    // effective policy and `decide` called directly, asked the same
+    // question (the service as the client key, as the kernel builds it).
+    let direct = |policy: &Policy, user: &'static str, mut state: SessionState<'_>| {
+        state.client_id = Some("sshd");
         let subject = Subject {
-            user: black_box("alice"),
+            user: black_box(user),
             groups: &groups,
             service: Some("sshd"),
             client: None,
             host: Some("host1"),
         };
         let eff = policy.effective(&subject);
-        let state = SessionState {
-            id: Some(&session_id),
-            user: "alice",
-            client_id: None,
-            started_at: start,
-            last_activity: start,
-            remember_me: false,
-            terminate_requested: false,
-        };
         let lifetime = eff.token_lifetime(None).value;
         decide(&eff, &state, &revs, lifetime, black_box(now))
     };
+    // What every enforcement point calls now: `admit`, which also builds
+    // the revocation keys and resolves the store's answer.
+    let kernel = |policy: &Policy, user: &'static str, which: Which<'_>| {
+        let who = Who {
+            user: black_box(user),
+            groups: GroupsLookup::Known(&groups),
+            service: Some("sshd"),
+            client: None,
+            host: Some("host1"),
+        };
+        let answer = StoreAnswer::Read {
+            revocations: &revs,
+            preference: None,
+        };
+        admit(
+            policy,
+            &who,
+            &which,
+            answer,
+            Caller::default(),
+            black_box(now),
+        )
+    };
 
-    c.bench_function("decision/100 rules + 1M revocations (allow)", |b| {
-        b.iter(|| black_box(alice(&policy)))
+    // alice's live session on sshd, ten minutes in: the enforcer's question.
+    c.bench_function(
+        "decision/100 rules + 1M revocations (allow)/baseline: effective + decide",
+        |b| b.iter(|| black_box(direct(&policy, "alice", live("alice")))),
+    );
+    c.bench_function("decision/100 rules + 1M revocations (allow)/admit", |b| {
+        b.iter(|| black_box(kernel(&policy, "alice", Which::Session(live("alice")))))
     });
 
-    c.bench_function("decision/100 rules + 1M revocations (revoked user)", |b| {
-        b.iter(|| {
-            let subject = Subject {
-                user: black_box("user999"),
-                groups: &groups,
-                service: Some("sshd"),
-                client: None,
-                host: None,
-            };
-            let eff = policy.effective(&subject);
-            let state = SessionState::login("user999", None, now);
-            let lifetime = eff.token_lifetime(None).value;
-            black_box(decide(&eff, &state, &revs, lifetime, black_box(now)))
-        })
-    });
+    // A new login of a revoked user: PAM's question, answered with a deny.
+    c.bench_function(
+        "decision/100 rules + 1M revocations (revoked user)/baseline: effective + decide",
+        |b| {
+            b.iter(|| {
+                black_box(direct(
+                    &policy,
+                    "user999",
+                    SessionState::login("user999", None, now),
+                ))
+            })
+        },
+    );
+    c.bench_function(
+        "decision/100 rules + 1M revocations (revoked user)/admit",
+        |b| b.iter(|| black_box(kernel(&policy, "user999", Which::NewLogin))),
+    );
 
     let unkeyed = policy_with_unkeyed_rules(100);
     c.bench_function(
-        "decision/100 unkeyed rules (scan) + 1M revocations (allow)",
-        |b| b.iter(|| black_box(alice(&unkeyed))),
+        "decision/100 unkeyed rules (scan) + 1M revocations (allow)/baseline: effective + decide",
+        |b| b.iter(|| black_box(direct(&unkeyed, "alice", live("alice")))),
+    );
+    c.bench_function(
+        "decision/100 unkeyed rules (scan) + 1M revocations (allow)/admit",
+        |b| b.iter(|| black_box(kernel(&unkeyed, "alice", Which::Session(live("alice"))))),
     );
 
     let example = std::fs::read_to_string(concat!(
