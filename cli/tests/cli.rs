@@ -696,3 +696,65 @@ fn an_error_is_filed_at_err_by_the_journal_and_plain_elsewhere() {
     assert!(plain.starts_with("curfew: "), "{plain:?}");
     assert_eq!(filed.strip_prefix("<3>"), Some(plain.as_str()));
 }
+
+/// `curfew enforce` stops cleanly on SIGTERM and on SIGINT, sent by pid:
+/// exit status 0, its local API socket removed, the stop logged.
+#[test]
+fn enforce_stops_on_sigterm_and_sigint_and_removes_its_socket() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for (signal, name) in [(Signal::SIGTERM, "SIGTERM"), (Signal::SIGINT, "SIGINT")] {
+        let scratch = tempfile::tempdir().unwrap();
+        let socket = scratch.path().join("run").join("curfew.sock");
+        let env = Env::new(&format!(
+            "audit: {{ syslog: false, file: {} }}\napi: {{ socket: {} }}\n",
+            scratch.path().join("audit.jsonl").display(),
+            socket.display()
+        ));
+        let log_path = scratch.path().join("enforce.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_curfew"))
+            .arg("--policy")
+            .arg(&env.policy)
+            .arg("enforce")
+            .env_remove("CURFEW_POLICY")
+            .env_remove("CURFEW_STORE_PATH")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        if !socket.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the enforcer never served its socket: {}", log_text());
+        }
+        kill(pid, signal).unwrap();
+        let mut status = None;
+        while std::time::Instant::now() < deadline + std::time::Duration::from_secs(10) {
+            if let Some(s) = child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the enforcer did not stop on {name}: {}", log_text());
+        };
+        assert!(status.success(), "{name}: {status:?}\n{}", log_text());
+        assert!(!socket.exists(), "{name}: the socket was removed");
+        assert!(
+            log_text().contains(&format!("stopping on {name}")),
+            "{}",
+            log_text()
+        );
+    }
+}

@@ -1,12 +1,18 @@
 //! The loop of `curfew enforce`: a pass every interval, or at once when the
 //! store pushes a revocation or a termination request; one log line per
 //! event on stderr (journald under systemd).
+//!
+//! SIGTERM and SIGINT stop it cleanly: the pass under way is finished, the
+//! local API stops accepting, the requests it is answering get
+//! [`API_DRAIN`] to finish, its socket is removed, systemd is told
+//! `STOPPING=1`, and the run returns (exit status 0).
 
 use curfew_policy::audit::Priority;
 use curfew_policy::journal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +45,16 @@ pub struct Options {
     pub store_path: Option<PathBuf>,
 }
 
-/// How a run ended (only `once` runs end).
+/// How long the local API's requests under way are given to finish when the
+/// daemon stops.
+pub const API_DRAIN: Duration = Duration::from_secs(2);
+
+/// How a run ended (a `once` run after its pass, a daemon on SIGTERM or
+/// SIGINT: [`Finished::Complete`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
-    /// The pass looked at every session.
+    /// The pass looked at every session (`once`), or the daemon was asked
+    /// to stop and did.
     Complete,
     /// The pass could not look at every session (no policy, no store, or
     /// the processes could not be read); the log says why.
@@ -66,8 +78,9 @@ fn log(priority: Priority, line: &str) {
 /// # Errors
 ///
 /// [`Error::Interval`] for an interval out of bounds, [`Error::Hostname`]
-/// when the host's name cannot be read. Nothing that happens during a pass
-/// is an error of the run: it is logged and the next pass tries again.
+/// when the host's name cannot be read, [`Error::Signals`] when SIGTERM and
+/// SIGINT cannot be taken over. Nothing that happens during a pass is an
+/// error of the run: it is logged and the next pass tries again.
 pub fn run(
     options: &Options,
     open_store: StoreOpener<'_>,
@@ -89,6 +102,17 @@ pub fn run(
     std::panic::set_hook(Box::new(|info| {
         crate::enforcer::note_panic(info.to_string())
     }));
+    // The local API wakes the loop at once after a revocation or a
+    // termination made through it (or announced by the CLI with `wake`),
+    // and so does a stop signal.
+    let (wake_tx, wake_rx) = mpsc::channel();
+    // Taken over before any other thread starts, so that every thread
+    // inherits the blocked mask and only the watcher receives them.
+    let stop = if options.once {
+        None
+    } else {
+        Some(watch_stop_signals(wake_tx.clone())?)
+    };
     let path = options.policy_path.clone();
     let mut enforcer = Enforcer::new(
         LinuxHost::new(Grace::default()),
@@ -109,10 +133,7 @@ pub fn run(
             ),
         );
     }
-    // The local API wakes the loop at once after a revocation or a
-    // termination made through it (or announced by the CLI with `wake`).
-    let (wake_tx, wake_rx) = mpsc::channel();
-    let _api = if options.once {
+    let mut api = if options.once {
         None
     } else {
         let store_path = options.store_path.clone();
@@ -139,6 +160,28 @@ pub fn run(
     let mut last_pass_panic: Option<String> = None;
     let systemd = Systemd::from_env();
     loop {
+        if let Some(signal) = stop.as_ref().and_then(|s| stop_requested(s)) {
+            log(
+                Priority::Info,
+                &format!(
+                    "stopping on {signal}: the local API stops accepting and its socket is removed"
+                ),
+            );
+            systemd.stopping();
+            if let Some(server) = api.take() {
+                let unfinished = server.stop(API_DRAIN);
+                if unfinished > 0 {
+                    log(
+                        Priority::Warning,
+                        &format!(
+                            "stopping: {unfinished} local API request(s) still under way after {}; abandoned",
+                            humantime::format_duration(API_DRAIN)
+                        ),
+                    );
+                }
+            }
+            return Ok(Finished::Complete);
+        }
         let started = Instant::now();
         let now = clock();
         let pass = match catch_unwind(AssertUnwindSafe(|| enforcer.pass(now))) {
@@ -224,6 +267,10 @@ impl Systemd {
         }
     }
 
+    fn stopping(&self) {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    }
+
     fn pass_done(&self) {
         if !self.ready_sent.replace(true) {
             if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -243,6 +290,42 @@ impl Systemd {
     /// The wait before the next pass, never longer than the ping period.
     fn cap(&self, interval: Duration) -> Duration {
         self.ping_every.map_or(interval, |p| interval.min(p))
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and so in every thread it
+/// starts later) and starts a thread that waits for them: it notes which
+/// one came and wakes the loop.
+fn watch_stop_signals(wake: Sender<()>) -> Result<Arc<AtomicI32>, Error> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().map_err(|e| Error::Signals {
+        detail: format!("cannot block SIGTERM and SIGINT: {e}"),
+    })?;
+    let stop = Arc::new(AtomicI32::new(0));
+    let noted = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("curfew-signals".into())
+        .spawn(move || loop {
+            if let Ok(signal) = set.wait() {
+                noted.store(signal as i32, Ordering::SeqCst);
+                let _ = wake.send(());
+            }
+        })
+        .map_err(|e| Error::Signals {
+            detail: format!("cannot start the signal thread: {e}"),
+        })?;
+    Ok(stop)
+}
+
+/// The stop signal that came, by name, if one did.
+fn stop_requested(stop: &AtomicI32) -> Option<&'static str> {
+    match stop.load(Ordering::SeqCst) {
+        0 => None,
+        n if n == nix::sys::signal::Signal::SIGINT as i32 => Some("SIGINT"),
+        _ => Some("SIGTERM"),
     }
 }
 

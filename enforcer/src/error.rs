@@ -56,4 +56,10 @@ pub enum Error {
         /// The system's reason.
         detail: String,
     },
+    /// SIGTERM and SIGINT could not be taken over (to stop cleanly).
+    #[error("cannot handle the stop signals: {detail}")]
+    Signals {
+        /// The system's reason.
+        detail: String,
+    },
 }

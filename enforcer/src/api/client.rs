@@ -65,11 +65,16 @@ pub fn call(
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let line = request.to_line();
     debug_assert!(line.len() <= MAX_REQUEST_BYTES + 1);
-    (&stream).write_all(line.as_bytes()).map_err(io)?;
+    // A daemon that turns the connection away (`busy`) answers and closes
+    // at once, maybe before the request is written: its answer is read
+    // all the same, and the write's error counts only without one.
+    let written = (&stream).write_all(line.as_bytes());
     let mut answer = Vec::new();
-    BufReader::new((&stream).take(MAX_ANSWER_BYTES))
-        .read_until(b'\n', &mut answer)
-        .map_err(io)?;
+    let read = BufReader::new((&stream).take(MAX_ANSWER_BYTES)).read_until(b'\n', &mut answer);
+    if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
     let response: Response =
         serde_json::from_slice(&answer).map_err(|e| ClientError::BadAnswer {
             path: socket.to_owned(),

@@ -13,9 +13,13 @@
 //! per connection, at most [`Limits::max_connections`]), so the
 //! enforcement loop never waits on a client; a call that may end a session
 //! wakes the loop through a channel at once. Requests are bounded in size,
-//! callers in rate and in connections, every read and write in time. Every
-//! call, refusal and malformed request is written to the audit trail with
-//! the real caller (login uid and name, effective uid, pid).
+//! callers in rate and in connections (with slots that only root and
+//! administrators may take, so that ordinary users cannot lock them out),
+//! each request in time as a whole (waiting for it, reading it and writing
+//! its answer) and each connection in time too. Every call, refusal and
+//! malformed request is written to the audit trail with the real caller
+//! (login uid and name, effective uid, pid); connections turned away as busy
+//! are logged and audited at most once a second.
 
 pub mod calls;
 pub mod client;
@@ -27,6 +31,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -46,13 +51,19 @@ use self::socket::BoundSocket;
 pub struct Limits {
     /// Connections served at once, all callers together.
     pub max_connections: usize,
+    /// Of those, how many only root and administrators may take: ordinary
+    /// users together hold at most `max_connections - reserved_for_admins`.
+    pub reserved_for_admins: usize,
     /// Connections served at once for one uid.
     pub max_connections_per_uid: usize,
     /// Requests on one connection before it is closed.
     pub max_requests_per_connection: usize,
-    /// How long a read or a write may take (an idle connection is closed
-    /// after this).
-    pub io_timeout: Duration,
+    /// How long one request may take as a whole: from the moment the
+    /// server waits for it (an idle connection is closed after this),
+    /// through reading it, to its answer written.
+    pub request_timeout: Duration,
+    /// How long one connection may stay open, whatever it does.
+    pub connection_timeout: Duration,
     /// Requests a uid may make at once (the bucket's size).
     pub burst: u32,
     /// Requests a uid may make per second, on average.
@@ -63,9 +74,11 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 32,
+            reserved_for_admins: 8,
             max_connections_per_uid: 4,
             max_requests_per_connection: 32,
-            io_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
             burst: 20,
             per_second: 10,
         }
@@ -101,12 +114,26 @@ struct Bucket {
     refusal_audited: Option<Instant>,
 }
 
+/// Connections turned away as busy since the last line about them.
+#[derive(Debug, Default)]
+struct BusyLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
 struct Shared {
     config: Config,
     policy: Mutex<PolicySource>,
     store: Mutex<Option<(StoreConfig, Arc<dyn Store>)>>,
     buckets: Mutex<HashMap<u32, Bucket>>,
+    /// Connections being served, per uid.
     connections: Mutex<HashMap<u32, usize>>,
+    /// The streams being served (by a number of their own), so that a stop
+    /// can end the reads waiting on them.
+    streams: Mutex<HashMap<u64, UnixStream>>,
+    next_stream: AtomicU64,
+    busy: Mutex<BusyLog>,
+    stopping: AtomicBool,
     wake: Mutex<Sender<()>>,
 }
 
@@ -117,12 +144,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The running server; the socket is removed when it is dropped.
 pub struct Server {
     socket: Arc<BoundSocket>,
+    shared: Arc<Shared>,
 }
 
 impl Server {
     /// The socket's path.
     pub fn path(&self) -> &std::path::Path {
         self.socket.path()
+    }
+
+    /// Stops serving: no new connection is accepted, connections waiting
+    /// for a request are closed, and the requests being answered get up to
+    /// `drain` to finish; then the socket is removed. Returns how many
+    /// connections were still being served when the time was up
+    /// (abandoned: their threads end on their own deadlines).
+    pub fn stop(self, drain: Duration) -> usize {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread (accept(2) on a listener shut down
+        // fails with EINVAL) and ends the reads of idle connections.
+        let _ = rustix::net::shutdown(&self.socket.listener, rustix::net::Shutdown::Both);
+        for stream in lock(&self.shared.streams).values() {
+            let _ = stream.shutdown(std::net::Shutdown::Read);
+        }
+        let until = Instant::now() + drain;
+        loop {
+            let open: usize = lock(&self.shared.connections).values().sum();
+            if open == 0 || Instant::now() >= until {
+                return open;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // (The socket file is removed when `self` drops here.)
     }
 }
 
@@ -150,6 +202,10 @@ pub fn start(
         store: Mutex::new(None),
         buckets: Mutex::new(HashMap::new()),
         connections: Mutex::new(HashMap::new()),
+        streams: Mutex::new(HashMap::new()),
+        next_stream: AtomicU64::new(0),
+        busy: Mutex::new(BusyLog::default()),
+        stopping: AtomicBool::new(false),
         wake: Mutex::new(wake),
     });
     let listener = bound
@@ -160,21 +216,29 @@ pub fn start(
             what: "cannot share the listener",
             source,
         })?;
+    let accepting = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("curfew-api".into())
-        .spawn(move || accept_loop(&shared, &listener))
+        .spawn(move || accept_loop(&accepting, &listener))
         .map_err(|source| socket::SocketError::Io {
             path: path.to_owned(),
             what: "cannot start the API thread",
             source,
         })?;
-    Ok(Server { socket: bound })
+    Ok(Server {
+        socket: bound,
+        shared,
+    })
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: &std::os::unix::net::UnixListener) {
     let mut last_error: Option<String> = None;
     loop {
-        let stream = match listener.accept() {
+        let accepted = listener.accept();
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match accepted {
             Ok((s, _)) => s,
             Err(e) => {
                 // EMFILE and friends: say it once, back off, go on.
@@ -188,9 +252,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &std::os::unix::net::UnixListener
             }
         };
         last_error = None;
-        let limits = shared.config.limits;
-        let _ = stream.set_read_timeout(Some(limits.io_timeout));
-        let _ = stream.set_write_timeout(Some(limits.io_timeout));
+        let opened = Instant::now();
         let cred = match peer::peer_cred(&stream) {
             Ok(c) => c,
             Err(e) => {
@@ -198,46 +260,136 @@ fn accept_loop(shared: &Arc<Shared>, listener: &std::os::unix::net::UnixListener
                 continue;
             }
         };
-        // Admission: a slot overall and for this uid.
-        let admitted = {
-            let mut conns = lock(&shared.connections);
-            let total: usize = conns.values().sum();
-            let mine = conns.get(&cred.uid).copied().unwrap_or(0);
-            if total >= limits.max_connections || mine >= limits.max_connections_per_uid {
-                false
-            } else {
-                *conns.entry(cred.uid).or_insert(0) += 1;
-                true
-            }
-        };
-        if !admitted {
-            let e = ApiError::new(
-                Code::Busy,
-                "too many connections at once; try again in a moment",
-            );
-            refuse_and_close(shared, &stream, cred, None, &e);
+        if let Err(why) = admit(shared, cred) {
+            turn_away(shared, &stream, cred, &why);
             continue;
+        }
+        let id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        if let Ok(copy) = stream.try_clone() {
+            lock(&shared.streams).insert(id, copy);
         }
         let worker = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("curfew-api-conn".into())
             .spawn(move || {
-                serve(&worker, &stream, cred);
-                let mut conns = lock(&worker.connections);
-                if let Some(n) = conns.get_mut(&cred.uid) {
-                    *n -= 1;
-                    if *n == 0 {
-                        conns.remove(&cred.uid);
-                    }
-                }
+                serve(&worker, &stream, cred, opened);
+                release(&worker, cred.uid, id);
             });
         if spawned.is_err() {
-            let mut conns = lock(&shared.connections);
-            if let Some(n) = conns.get_mut(&cred.uid) {
-                *n = n.saturating_sub(1);
-            }
+            release(shared, cred.uid, id);
         }
     }
+}
+
+/// Frees the slot of a connection that ended.
+fn release(shared: &Shared, uid: u32, id: u64) {
+    lock(&shared.streams).remove(&id);
+    let mut conns = lock(&shared.connections);
+    if let Some(n) = conns.get_mut(&uid) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            conns.remove(&uid);
+        }
+    }
+}
+
+/// Takes a slot for a new connection of `cred`: one of the uid's own, and
+/// one overall, the last [`Limits::reserved_for_admins`] of which only root
+/// and administrators may take. `Err` says why not.
+fn admit(shared: &Shared, cred: PeerCred) -> Result<(), String> {
+    let limits = shared.config.limits;
+    let (total, mine) = {
+        let conns = lock(&shared.connections);
+        (
+            conns.values().sum::<usize>(),
+            conns.get(&cred.uid).copied().unwrap_or(0),
+        )
+    };
+    if mine >= limits.max_connections_per_uid {
+        return Err(format!(
+            "uid {} has {mine} connections open (at most {})",
+            cred.uid, limits.max_connections_per_uid
+        ));
+    }
+    if total >= limits.max_connections {
+        return Err(format!(
+            "{total} connections open (at most {})",
+            limits.max_connections
+        ));
+    }
+    let ordinary = limits
+        .max_connections
+        .saturating_sub(limits.reserved_for_admins);
+    // Who is an administrator is asked only when it matters (NSS may be
+    // slow): when the slots left are the reserved ones.
+    if total >= ordinary && !is_admin_uid(shared, cred.uid) {
+        return Err(format!(
+            "{total} connections open; the last {} are kept for administrators",
+            limits.reserved_for_admins
+        ));
+    }
+    let mut conns = lock(&shared.connections);
+    // Counted again under the lock: another thread may have released one
+    // meanwhile (never taken one: only this thread takes).
+    *conns.entry(cred.uid).or_insert(0) += 1;
+    Ok(())
+}
+
+/// Whether `uid` is root or an administrator by the policy in force.
+fn is_admin_uid(shared: &Shared, uid: u32) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let policy = {
+        let mut source = lock(&shared.policy);
+        let _ = source.refresh(now());
+        source.current().cloned()
+    };
+    let Some(policy) = policy else {
+        return false;
+    };
+    let Ok(account) = host::account_of_uid(uid) else {
+        return false;
+    };
+    let groups = host::groups(&account).unwrap_or_default();
+    policy.admin.admits(&account.name, &groups)
+}
+
+/// Answers `busy` and closes a connection that got no slot, without
+/// waiting on the client (the accepting thread must not). Logged and
+/// audited at most once a second, with the number turned away since.
+fn turn_away(shared: &Shared, stream: &UnixStream, cred: PeerCred, why: &str) {
+    let e = ApiError::new(
+        Code::Busy,
+        "too many connections at once; try again in a moment",
+    );
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = (&*stream).write_all(Response::of(Err(e.clone())).to_line().as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let now_i = Instant::now();
+    let suppressed = {
+        let mut busy = lock(&shared.busy);
+        if busy
+            .last
+            .is_some_and(|t| now_i.duration_since(t) < Duration::from_secs(1))
+        {
+            busy.suppressed += 1;
+            return;
+        }
+        busy.last = Some(now_i);
+        std::mem::take(&mut busy.suppressed)
+    };
+    (shared.config.log)(&format!(
+        "local API busy: turned away a connection of uid {} (pid {}): {why}{}",
+        cred.uid,
+        cred.pid,
+        if suppressed > 0 {
+            format!("; {suppressed} more turned away since the last such line")
+        } else {
+            String::new()
+        }
+    ));
+    audit_refusal(shared, cred, None, None, &e, now());
 }
 
 /// Takes a token from the uid's bucket. `Err(audit)` when empty; `audit`
@@ -339,10 +491,48 @@ fn resources(shared: &Shared, at: DateTime<Utc>) -> Result<(Policy, Arc<dyn Stor
     Ok((policy, store))
 }
 
-fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred) {
+/// A stream whose reads end at a deadline, however the bytes trickle in.
+struct Deadlined<'s> {
+    stream: &'s UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+/// Writes `line` before `until` (at least 100 ms: an answer that took long
+/// to make still gets its chance to leave).
+fn write_before(stream: &UnixStream, line: &str, until: Instant) -> std::io::Result<()> {
+    let left = until
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100));
+    stream.set_write_timeout(Some(left))?;
+    (&*stream).write_all(line.as_bytes())
+}
+
+fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred, opened: Instant) {
     let limits = shared.config.limits;
-    let mut reader = BufReader::new(stream);
+    let closes_at = opened + limits.connection_timeout;
+    let mut reader = BufReader::new(Deadlined {
+        stream,
+        until: closes_at,
+    });
     for _ in 0..limits.max_requests_per_connection {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        // The whole request, from now: waiting for it, reading it, and
+        // writing its answer.
+        let until = (Instant::now() + limits.request_timeout).min(closes_at);
+        reader.get_mut().until = until;
         let mut line = Vec::new();
         match (&mut reader)
             .take(MAX_REQUEST_BYTES as u64 + 2)
@@ -363,6 +553,10 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred) {
             refuse_and_close(shared, stream, cred, None, &e);
             return;
         }
+        if !complete && Instant::now() >= until {
+            // Timed out in the middle of a line: nothing to answer.
+            return;
+        }
         let at = now();
         match take_token(shared, cred.uid) {
             Ok(()) => {}
@@ -374,7 +568,9 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred) {
                 if audit {
                     audit_refusal(shared, cred, None, None, &e, at);
                 }
-                let _ = (&*stream).write_all(Response::of(Err(e)).to_line().as_bytes());
+                if write_before(stream, &Response::of(Err(e)).to_line(), until).is_err() {
+                    return;
+                }
                 continue;
             }
         }
@@ -386,7 +582,7 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred) {
             }
         };
         let (answer, wake) = answer(shared, cred, &request, at);
-        let written = (&*stream).write_all(answer.to_line().as_bytes());
+        let written = write_before(stream, &answer.to_line(), until);
         // The answer first: a sign-out may end the very session the
         // client runs in, and it should read its answer before.
         if wake {
@@ -617,6 +813,10 @@ mod tests {
     }
 
     fn running(limits: Limits) -> Running {
+        running_with_log(limits, Arc::new(|_| {}))
+    }
+
+    fn running_with_log(limits: Limits, log: Log) -> Running {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let policy = dir.path().join("policy.yaml");
@@ -641,7 +841,7 @@ mod tests {
                     Ok(Box::new(SharedMemory(Arc::clone(&store))) as Box<dyn Store>)
                 }),
                 limits,
-                log: Arc::new(|_| {}),
+                log,
             },
             tx,
         )
@@ -778,6 +978,140 @@ mod tests {
             assert_eq!(code(&answers[0]), Some(Code::Forbidden));
             assert!(r.wake.try_recv().is_err());
         }
+    }
+
+    #[test]
+    fn a_slow_client_holds_its_slot_no_longer_than_the_request_deadline() {
+        let r = running(Limits {
+            max_connections_per_uid: 1,
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        });
+        // Slowloris: the start of a request, then a byte every 20 ms, each
+        // read by the server well within any per-read timeout.
+        let slow = UnixStream::connect(&r.socket).unwrap();
+        slow.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        (&slow).write_all(b"{\"v\":1,").unwrap();
+        let mut closed = false;
+        let mut buf = [0u8; 256];
+        for _ in 0..500 {
+            if (&slow).write_all(b" ").is_err() {
+                closed = true;
+                break;
+            }
+            match (&slow).read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        assert!(closed, "the server closed the trickling connection");
+        // Its slot (the uid's only one) is free again.
+        let ok = (0..50).any(|_| {
+            exchange(&r.socket, Request::Whoami.to_line().as_bytes())
+                .first()
+                .is_some_and(|a| a.ok)
+                || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    false
+                }
+        });
+        assert!(ok, "the uid may connect again");
+    }
+
+    /// Connects to `socket` from a thread whose effective uid is `uid`
+    /// (SO_PEERCRED names the connecting thread's), and asks `whoami`.
+    /// Returns the connection (open) and the answer.
+    fn connect_as(socket: &std::path::Path, uid: u32) -> (UnixStream, Response) {
+        let socket = socket.to_owned();
+        std::thread::spawn(move || {
+            // Only this thread changes; it ends right after.
+            rustix::thread::set_thread_res_uid(
+                rustix::process::Uid::ROOT,
+                rustix::process::Uid::from_raw(uid),
+                rustix::process::Uid::ROOT,
+            )
+            .unwrap();
+            let stream = UnixStream::connect(&socket).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            // A connection turned away may be closed before the request
+            // is written; its `busy` answer is there to read all the same.
+            let _ = (&stream).write_all(Request::Whoami.to_line().as_bytes());
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let answer: Response = serde_json::from_str(&line).unwrap();
+            (stream, answer)
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs root: connects as other uids (setresuid); run by scripts/test as root"]
+    fn many_ordinary_uids_cannot_lock_root_out() {
+        let logged = Arc::new(Mutex::new(Vec::<String>::new()));
+        let lines = Arc::clone(&logged);
+        let r = running_with_log(
+            Limits {
+                max_connections: 6,
+                reserved_for_admins: 2,
+                max_connections_per_uid: 2,
+                request_timeout: Duration::from_secs(20),
+                ..Limits::default()
+            },
+            Arc::new(move |l: &str| lock(&lines).push(l.to_owned())),
+        );
+        // Three uids without accounts, two connections each, held open.
+        let mut held = Vec::new();
+        let mut busy = 0;
+        for uid in [64_001, 64_002, 64_003] {
+            for _ in 0..2 {
+                let (stream, answer) = connect_as(&r.socket, uid);
+                if code(&answer) == Some(Code::Busy) {
+                    busy += 1;
+                } else {
+                    // Served (and refused: the uid has no account here).
+                    assert_eq!(code(&answer), Some(Code::Forbidden), "{answer:?}");
+                    held.push(stream);
+                }
+            }
+        }
+        assert_eq!(held.len(), 4, "ordinary users hold 6 - 2 slots at most");
+        assert_eq!(busy, 2);
+        // One more ordinary uid is turned away; root is not.
+        assert_eq!(code(&connect_as(&r.socket, 64_004).1), Some(Code::Busy));
+        let (_root, answer) = connect_as(&r.socket, 0);
+        assert!(answer.ok, "root gets a reserved slot: {answer:?}");
+        assert_eq!(answer.result.unwrap()["uid"], 0);
+
+        // Busy refusals are logged and audited, at most once a second.
+        let log = lock(&logged).clone();
+        let busy_lines = log.iter().filter(|l| l.contains("local API busy")).count();
+        assert!((1..=3).contains(&busy_lines), "{log:?}");
+        assert!(
+            log.iter().any(|l| l.contains("kept for administrators")),
+            "{log:?}"
+        );
+        let audited = audit_lines(&r)
+            .iter()
+            .filter(|l| l["event"] == "api_refused" && l["code"] == "busy")
+            .count();
+        assert_eq!(audited, busy_lines, "one audit line per log line");
+        drop(held);
     }
 
     #[test]
