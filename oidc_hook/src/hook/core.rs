@@ -96,6 +96,143 @@ impl FieldError {
     }
 }
 
+/// Parses a request body of type `T`, turning every problem into a
+/// [`FieldError`] in curfew's own words: the field's path in the request's
+/// shape (`body` for the whole body) and what is wrong with it. Nothing of
+/// the parser's own text (Rust type names, `invalid type`) reaches the
+/// answer.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
+    // A request is an object. (serde would also read a struct from a JSON
+    // list, by position, and name the fields `[0]`, `[1]`.)
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Err(not_json(&e));
+        }
+        let found = match first {
+            Some(b'[') => "a list",
+            Some(b'"') => "text",
+            Some(b't' | b'f') => "true or false",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Err(FieldError::new(
+            "body",
+            format!("must be an object, not {found}"),
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        if !inner.is_data() {
+            return not_json(inner);
+        }
+        let text = inner.to_string();
+        data_error(
+            &e.path().to_string(),
+            text.split(" at line ").next().unwrap_or_default(),
+        )
+    })
+}
+
+/// A body that is not JSON the hook can read, said in our words.
+fn not_json(e: &serde_json::Error) -> FieldError {
+    let text = e.to_string();
+    let problem = if text.contains("recursion limit") {
+        "the body is nested too deeply (at most 128 levels)"
+    } else if text.contains("number out of range") {
+        "the body holds a number too large to read"
+    } else {
+        "the body is not JSON"
+    };
+    FieldError::new("body", problem)
+}
+
+/// `parent.name`, or `name` at the top level (or `parent` when it already
+/// ends in `name`: the parser's path sometimes includes the field).
+fn join_field(parent: &str, name: &str) -> String {
+    if parent.is_empty() || parent == "." {
+        name.to_owned()
+    } else if parent == name || parent.ends_with(&format!(".{name}")) {
+        parent.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// The first `backquoted` word of `text`.
+fn quoted(text: &str) -> Option<&str> {
+    let start = text.find('`')? + 1;
+    let len = text[start..].find('`')?;
+    Some(&text[start..start + len])
+}
+
+/// What serde's wording of a value kind is in ours ("a string", "a number").
+fn kind_in_our_words(serde_kind: &str) -> Option<&'static str> {
+    let k = serde_kind
+        .trim()
+        .trim_start_matches("a ")
+        .trim_start_matches("an ");
+    let first = k.split([' ', '`']).next().unwrap_or_default();
+    Some(match first {
+        "struct" | "map" => "an object",
+        "sequence" | "tuple" => "a list",
+        "string" | "character" | "borrowed" => "text",
+        "boolean" => "true or false",
+        "integer" | "floating" | "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16"
+        | "i32" | "i64" | "i128" | "isize" | "f32" | "f64" => "a number",
+        "null" | "unit" => "null",
+        _ => return None,
+    })
+}
+
+fn data_error(path: &str, text: &str) -> FieldError {
+    let here = if path.is_empty() || path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    if let Some(rest) = text.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let found = kind_in_our_words(found).unwrap_or("a value of another kind");
+        return FieldError::new(
+            here,
+            match kind_in_our_words(expected) {
+                Some(want) => format!("must be {want}, not {found}"),
+                None => format!("cannot be {found}"),
+            },
+        );
+    }
+    if text.starts_with("missing field") {
+        let name = quoted(text).unwrap_or("?");
+        return FieldError::new(join_field(path, name), "missing");
+    }
+    if text.starts_with("unknown field") {
+        let name = quoted(text).unwrap_or("?");
+        let known: Vec<&str> = text
+            .split_once("expected one of ")
+            .map(|(_, list)| list.split(", ").map(|w| w.trim_matches('`')).collect())
+            .unwrap_or_default();
+        let problem = if known.is_empty() {
+            "not a field of this request".to_owned()
+        } else {
+            format!(
+                "not a field of this request (the fields are {})",
+                known.join(", ")
+            )
+        };
+        return FieldError::new(join_field(path, name), problem);
+    }
+    if text.starts_with("duplicate field") {
+        let name = quoted(text).unwrap_or("?");
+        return FieldError::new(join_field(path, name), "given more than once");
+    }
+    if text.starts_with("invalid length") {
+        return FieldError::new(here, "has the wrong number of items");
+    }
+    FieldError::new(here, "has a value curfew cannot use")
+}
+
 /// A token request, whatever server sent it.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
@@ -286,12 +423,17 @@ pub fn parse_time(v: &serde_json::Value, field: &str) -> Result<Option<DateTime<
                 .with_timezone(&Utc)
         }
         serde_json::Value::Number(n) => {
-            let secs = n
-                .as_i64()
-                .ok_or_else(|| bad("not an integer NumericDate"))?;
+            // RFC 7519 allows a fractional NumericDate: whole seconds count.
+            let secs = match n.as_i64() {
+                Some(s) => s,
+                None => match n.as_f64() {
+                    Some(f) if f.is_finite() && (-1e15..1e15).contains(&f) => f.floor() as i64,
+                    _ => return Err(bad("out of range (1970 to 9999)")),
+                },
+            };
             Utc.timestamp_opt(secs, 0)
                 .single()
-                .ok_or_else(|| bad("out of range"))?
+                .ok_or_else(|| bad("out of range (1970 to 9999)"))?
         }
         _ => return Err(bad("not a time (RFC 3339 text or a NumericDate)")),
     };
@@ -480,10 +622,16 @@ mod tests {
             Ok(Some(now))
         );
         assert_eq!(parse_time(&json!(now.timestamp()), f), Ok(Some(now)));
+        // A fractional NumericDate (RFC 7519 allows one): whole seconds.
+        assert_eq!(
+            parse_time(&json!(now.timestamp() as f64 + 0.75), f),
+            Ok(Some(now))
+        );
         for bad in [
             json!("yesterday"),
             json!(-5),
-            json!(1.5),
+            json!(-0.5),
+            json!(1e300),
             json!(999_999_999_999_i64),
             json!("1900-01-01T00:00:00Z"),
             json!(true),

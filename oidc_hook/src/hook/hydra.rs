@@ -44,7 +44,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::core::{is_session_id, parse_time, FieldError, GrantKind, TokenRequest};
+use super::core::{is_session_id, parse_body, parse_time, FieldError, GrantKind, TokenRequest};
 use crate::claims::SessionClaims;
 
 /// The body Hydra posts to the token hook.
@@ -184,22 +184,7 @@ pub const AUTH_TIME_FIELD: &str = "session.id_token.id_token_claims.auth_time";
 impl TokenHookRequest {
     /// Parses a request body, naming the field of a type error.
     pub fn parse(body: &[u8]) -> Result<TokenHookRequest, FieldError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let problem = if e.inner().is_syntax() || e.inner().is_eof() {
-                "the body is not JSON".to_owned()
-            } else {
-                // serde's "invalid type: …, expected …" names types only.
-                e.inner()
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or("invalid")
-                    .to_owned()
-            };
-            FieldError::new(if field == "." { "body".into() } else { field }, problem)
-        })
+        parse_body(body)
     }
 
     fn claims(&self) -> Option<&IdTokenClaims> {

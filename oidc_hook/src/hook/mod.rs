@@ -550,12 +550,26 @@ async fn neutral_decide(State(state): State<HookState>, req: Request) -> Respons
         .into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct EndsQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    wait: u64,
+/// `after` and `wait` of the ends feed's query (both whole numbers, 0 when
+/// absent; other parameters are ignored), or the field that is wrong.
+fn ends_query(query: Option<&str>) -> Result<(u64, u64), FieldError> {
+    let (mut after, mut wait) = (0, 0);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "after" => &mut after,
+            "wait" => &mut wait,
+            _ => continue,
+        };
+        *slot = value
+            .parse()
+            .map_err(|_| FieldError::new(key, "must be a whole number, 0 or more"))?;
+    }
+    Ok((after, wait))
 }
 
 /// `GET /v1/ends?after=N&wait=S`: the ends after position `N`, waiting up
@@ -564,20 +578,24 @@ struct EndsQuery {
 async fn ends_feed(
     State(state): State<HookState>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<EndsQuery>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     if let Some(token) = &state.inner.hook_token {
         if !bearer_matches(&headers, token) {
             return unauthorized();
         }
     }
+    let (after, wait) = match ends_query(query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return invalid(&e),
+    };
     let ends = &state.inner.ends;
     let mut watch = ends.watch();
-    let wait = Duration::from_secs(q.wait.min(30));
-    let (mut last, mut list) = ends.since(q.after);
+    let wait = Duration::from_secs(wait.min(30));
+    let (mut last, mut list) = ends.since(after);
     if list.is_empty() && !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, watch.wait_for(|seq| *seq > q.after)).await;
-        (last, list) = ends.since(q.after);
+        let _ = tokio::time::timeout(wait, watch.wait_for(|seq| *seq > after)).await;
+        (last, list) = ends.since(after);
     }
     Json(json!({"last": last, "ends": list})).into_response()
 }

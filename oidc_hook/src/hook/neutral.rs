@@ -35,7 +35,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::core::{parse_time, FieldError, GrantKind, Outcome, TokenRequest};
+use super::core::{parse_body, parse_time, FieldError, GrantKind, Outcome, TokenRequest};
 
 /// The body of `POST /v1/decide`.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,21 +68,7 @@ pub struct DecideRequest {
 impl DecideRequest {
     /// Parses a body, naming the field of an error.
     pub fn parse(body: &[u8]) -> Result<DecideRequest, FieldError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let problem = if e.inner().is_syntax() || e.inner().is_eof() {
-                "the body is not JSON".to_owned()
-            } else {
-                e.inner()
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or("invalid")
-                    .to_owned()
-            };
-            FieldError::new(if field == "." { "body".into() } else { field }, problem)
-        })
+        parse_body(body)
     }
 
     /// The neutral request (the core checks its times against its clock).
