@@ -29,7 +29,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use curfew_policy::audit::{Grant as AuditGrant, Priority};
+use curfew_policy::audit::{Grant as AuditGrant, Priority, RefusalReason};
 use curfew_policy::journal;
 use curfew_policy::{EndReason, StoreError};
 use oxide_auth::primitives::grant::{Grant, Value};
@@ -151,6 +151,7 @@ pub struct PolicyIssuer<I> {
     gate: Gate,
     groups: GroupsFn,
     remember_me: RememberMeFn,
+    last_refusal: Option<RefusalReason>,
 }
 
 impl<I: Issuer> PolicyIssuer<I> {
@@ -166,7 +167,19 @@ impl<I: Issuer> PolicyIssuer<I> {
             gate,
             groups: Arc::new(|_| Vec::new()),
             remember_me: Arc::new(|_: &Grant| false),
+            last_refusal: None,
         }
+    }
+
+    /// Why the policy refused the last [`Issuer::issue`] or
+    /// [`Issuer::refresh`] call, taken (the next call returns `None`).
+    ///
+    /// oxide-auth can only turn an issuer's `Err(())` into a server error;
+    /// a token endpoint asks this first, and answers a refusal that is the
+    /// policy's (not [`RefusalReason::is_failure`]) with `invalid_grant`
+    /// (RFC 6749 5.2) and curfew's reason instead of a 500.
+    pub fn take_refusal(&mut self) -> Option<RefusalReason> {
+        self.last_refusal.take()
     }
 
     /// Looks up a user's groups (for rules that `match: { groups: [...] }`).
@@ -320,6 +333,7 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
             Err(e) => {
                 log_refusal("token issue", &grant, &e);
                 self.gate.audit(&e.audit_event(&p, None, AuditGrant::Issue));
+                self.last_refusal = Some(e.reason());
                 return Err(());
             }
         };
@@ -355,6 +369,7 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
                 log_refusal("refresh", &grant, &e);
                 self.gate
                     .audit(&e.audit_event(&p, Some(&session.sid), AuditGrant::Refresh));
+                self.last_refusal = Some(e.reason());
                 return Err(());
             }
         };

@@ -545,7 +545,10 @@ fn token_request(op: &Op, form: &[(&str, &str)]) -> (u16, Value) {
         .send()
         .expect("POST /token");
     let status = r.status().as_u16();
-    (status, r.json().expect("token JSON"))
+    let text = r.text().expect("token answer");
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("token answer {status} is not JSON ({e}): {text:?}"));
+    (status, json)
 }
 
 fn assert_framing_denied(r: &reqwest::blocking::Response, what: &str) {
@@ -665,6 +668,48 @@ fn authorize_and_token_errors_are_ours_and_codes_are_single_use() {
         (400, Some("invalid_grant")),
         "{r}"
     );
+}
+
+/// A user revoked between the login and the code exchange: the exchange
+/// is the client's `invalid_grant` naming curfew's reason (RFC 6749 5.2),
+/// not the server error oxide-auth makes of an issuer's refusal.
+#[test]
+fn a_code_of_a_user_revoked_before_the_exchange_is_invalid_grant() {
+    let op = Op::start();
+    let b = op.browser();
+    let (url, verifier) = auth_url(&op, Some("n"));
+    let code = code_at(&b, &url, "alice", &[]);
+    op.curfew(&["revoke", "user", "alice", "--reason", "e2e"]);
+    let (status, r) = token_request(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ],
+    );
+    assert_eq!(
+        (status, r["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{r}"
+    );
+    let description = r["error_description"].as_str().unwrap_or("");
+    assert!(description.contains("revoked"), "{r}");
+    // bob is not revoked: his exchange still works.
+    let b2 = op.browser();
+    let (url, verifier) = auth_url(&op, Some("n"));
+    let code = code_at(&b2, &url, "bob", &[]);
+    let (status, r) = token_request(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ],
+    );
+    assert_eq!(status, 200, "{r}");
 }
 
 /// The sessions page's CSRF token, and the page (signed in at /login).

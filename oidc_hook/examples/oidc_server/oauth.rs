@@ -554,6 +554,8 @@ pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebErr
         let code = field("code");
         let has_redirect_uri = field("redirect_uri").is_some();
         let mut o = app.oauth();
+        // A refusal left by an earlier request is not this one's.
+        o.issuer.take_refusal();
         let result = {
             let mut ep = endpoint(&mut o, Vacant, Vec::new());
             match grant_type.as_deref() {
@@ -565,6 +567,18 @@ pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebErr
             }
         };
         let response = flow_response(result, Face::Json);
+        // oxide-auth answers an issuer's refusal with a server error; the
+        // policy's refusals (revoked between login and exchange, idle, past
+        // max_duration) are the client's `invalid_grant` (RFC 6749 5.2).
+        if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            if let Some(reason) = o.issuer.take_refusal().filter(|r| !r.is_failure()) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("curfew: {reason}; sign in again"),
+                );
+            }
+        }
         if response.status() != StatusCode::OK {
             // oxide-auth answers an unknown, used or expired code and a
             // PKCE mismatch with `invalid_request`; RFC 6749 5.2 and RFC
