@@ -264,10 +264,20 @@ pub fn unrevoke(ctx: &Context, a: UnrevokeArgs) -> Result<Outcome> {
     let service = Service::open(ctx)?;
     let v = service.call(ctx, &Request::Unrevoke(Unrevoke { id: a.id }))?;
     let r: Revocation = serde_json::from_value(v["revocation"].clone())?;
-    outln!(
-        "removed revocation {} ({})",
-        r.id,
-        output::escape(&r.target.to_string())
-    );
+    if v["already_lifted"].as_bool() == Some(true) {
+        outln!(
+            "revocation {} ({}) had already lifted at {}; the sessions it ended stay ended",
+            r.id,
+            output::escape(&r.target.to_string()),
+            r.expires_at.map(output::time).unwrap_or_default()
+        );
+    } else {
+        outln!(
+            "lifted revocation {} ({}): new logins and sessions are no longer refused; \
+             the sessions it ended stay ended",
+            r.id,
+            output::escape(&r.target.to_string())
+        );
+    }
     Ok(Outcome::Success)
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use curfew_enforce::api::protocol::{ListArgs, Request, TerminateArgs as Terminate};
-use curfew_policy::Session;
+use curfew_policy::Status;
 
 use crate::context::Context;
 use crate::output::{self, outln, Format};
@@ -61,26 +61,36 @@ pub fn run(ctx: &Context, cmd: SessionsCommand) -> Result<Outcome> {
     }
 }
 
-fn state(s: &Session) -> String {
-    match (&s.ended_at, &s.end_reason, &s.terminate_requested_at) {
-        (Some(_), Some(r), _) => format!("ended ({r})"),
-        (Some(_), None, _) => "ended".into(),
-        (None, _, Some(_)) => "terminating".into(),
-        (None, _, None) => "live".into(),
+/// The STATE cell: the session's state at `now`, from the decision.
+fn state(s: &Status) -> String {
+    match s {
+        Status::Live { .. } => "live".into(),
+        Status::Idle { since } => format!("idle since {}", output::time(*since)),
+        Status::MaxDuration { since } => {
+            format!("past max duration since {}", output::time(*since))
+        }
+        Status::Revoked { target, .. } => format!("revoked ({target})"),
+        Status::Terminating => "terminating".into(),
+        Status::Ended {
+            reason: Some(r), ..
+        } => format!("ended ({r})"),
+        Status::Ended { reason: None, .. } => "ended".into(),
+        Status::Unknown { detail } => format!("unknown ({detail})"),
     }
 }
 
 fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Result<Outcome> {
     let service = Service::open(ctx)?;
-    let v = service.call(ctx, &Request::SessionsList(ListArgs { user, all }))?;
-    let sessions: Vec<Session> = serde_json::from_value(v["sessions"].clone())?;
-    let current = v["current"].as_str();
+    let listing = service.sessions_list(ctx, ListArgs { user, all })?;
+    let current = listing.current.as_deref();
     match format {
-        Format::Json => output::json(&sessions)?,
+        Format::Json => output::json(&listing.sessions)?,
         Format::Text => {
-            let rows: Vec<Vec<String>> = sessions
+            let rows: Vec<Vec<String>> = listing
+                .sessions
                 .iter()
-                .map(|s| {
+                .map(|l| {
+                    let s = &l.session;
                     vec![
                         s.id.clone(),
                         s.user.clone(),
@@ -95,9 +105,9 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
                         output::time(s.started_at),
                         output::time(s.last_seen),
                         if current == Some(s.id.as_str()) {
-                            format!("{} (current)", state(s))
+                            format!("{} (current)", state(&l.state))
                         } else {
-                            state(s)
+                            state(&l.state)
                         },
                     ]
                 })

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use curfew_enforce::api::calls::{self, Caller, Env};
+use curfew_enforce::api::calls::{self, Caller, Env, Listing};
 use curfew_enforce::api::client::{self, ClientError};
-use curfew_enforce::api::protocol::{ApiError, Request};
+use curfew_enforce::api::protocol::{ApiError, ListArgs, Request};
 use curfew_policy::{host, Policy, Store};
 use serde_json::Value;
 
@@ -84,6 +84,38 @@ impl Service {
                 local_error: format!("{e:#}"),
             }),
             Err(e) => Err(e),
+        }
+    }
+
+    /// `sessions.list`, typed: on the store without a JSON round trip (a
+    /// listing of 100,000 sessions would spend its time there), or through
+    /// the daemon.
+    pub fn sessions_list(&self, ctx: &Context, args: ListArgs) -> Result<Listing, CallError> {
+        match self {
+            Service::Local {
+                policy,
+                store,
+                caller,
+            } => {
+                let here = context::hostname();
+                let groups = |u: &str| -> Result<Vec<String>, String> {
+                    context::system_groups(u).map_err(|e| format!("{e:#}"))
+                };
+                let env = Env {
+                    store: store.as_ref(),
+                    policy,
+                    host: here.as_deref(),
+                    groups: &groups,
+                    now: ctx.now(),
+                };
+                calls::sessions_list(&env, caller, &args).map_err(CallError::Refused)
+            }
+            Service::Remote { .. } => {
+                let v = self.call(ctx, &Request::SessionsList(args))?;
+                serde_json::from_value(v).map_err(|e| {
+                    CallError::Unreachable(format!("the enforcer's answer to sessions.list: {e}"))
+                })
+            }
         }
     }
 

@@ -318,13 +318,26 @@ fn revoke_list_unrevoke_across_processes() {
 
     let o = env.run(&["unrevoke", &id]);
     assert!(o.status.success());
+    assert!(stdout(&o).contains("stay ended"), "{}", stdout(&o));
     let o = env.run(&["unrevoke", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("had already lifted"), "{}", stdout(&o));
+    let o = env.run(&["unrevoke", "nosuchid"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no revocation"), "{}", stderr(&o));
+    // Lifted, not forgotten: the record stays, its lock lifted at the
+    // unrevoke, so the sessions it ended stay ended (issue 14).
     let list: serde_json::Value =
         serde_json::from_slice(&env.run(&["revocations", "list", "--format", "json"]).stdout)
             .unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(list[0]["expires_at"].is_string(), "{list}");
+    let text = stdout(&env.run(&["revocations", "list"]));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("user alice") && l.contains("lifted")),
+        "{text}"
+    );
 
     // Revoking an unknown session is refused (typo protection).
     let o = env.run(&["revoke", "session", "deadbeef"]);
@@ -348,6 +361,112 @@ fn add_session(store: &SqliteStore, user: &str, tty: &str) -> String {
     s.service = Some("sshd".into());
     store.create_session(&s).unwrap();
     s.id
+}
+
+/// Issue 14: the STATE of every session comes from the decision at `now`,
+/// for PAM and OIDC alike; a revoked user's sessions are not `live`, and
+/// stay revoked after `curfew unrevoke`, while a new session is live.
+#[test]
+#[allow(clippy::disallowed_methods)]
+fn sessions_list_shows_each_state_from_the_decision() {
+    let env = Env::new("");
+    let store = env.store();
+    let now = Utc::now();
+    let make = |kind: SessionKind, user: &str, started_ago: i64, seen_ago: i64| {
+        let mut s = Session::start(
+            kind,
+            user,
+            now - chrono::Duration::seconds(started_ago),
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+        s.last_seen = now - chrono::Duration::seconds(seen_ago);
+        match kind {
+            SessionKind::Pam => s.service = Some("sshd".into()),
+            SessionKind::Oidc => s.client_id = Some("web".into()),
+        }
+        store.create_session(&s).unwrap();
+        s.id
+    };
+    // inactivity 20m, max_duration 12h (the default) for everyone here.
+    let pam_live = make(SessionKind::Pam, "carol", 60, 30);
+    let oidc_live = make(SessionKind::Oidc, "dave", 60, 30);
+    let pam_idle = make(SessionKind::Pam, "erin", 3600, 1500);
+    let oidc_idle = make(SessionKind::Oidc, "erin", 3600, 1500);
+    let oidc_old = make(SessionKind::Oidc, "frank", 13 * 3600, 10);
+    let alice_pam = make(SessionKind::Pam, "alice", 60, 5);
+    let alice_oidc = make(SessionKind::Oidc, "alice", 60, 5);
+
+    let states = |env: &Env| -> std::collections::HashMap<String, serde_json::Value> {
+        let o = env.run(&["sessions", "list", "--format", "json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap().to_owned(), s["state"].clone()))
+            .collect()
+    };
+    let st = states(&env);
+    for id in [&pam_live, &oidc_live, &alice_pam, &alice_oidc] {
+        assert_eq!(st[id]["state"], "live", "{id}: {st:?}");
+        assert_eq!(st[id]["next_end"], "idle");
+    }
+    for id in [&pam_idle, &oidc_idle] {
+        assert_eq!(st[id]["state"], "idle", "{st:?}");
+        let since = chrono::DateTime::parse_from_rfc3339(st[id]["since"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        let expected = now - chrono::Duration::seconds(1500) + chrono::Duration::minutes(20);
+        assert!(
+            (since - expected).num_seconds().abs() <= 1,
+            "{since} {expected}"
+        );
+    }
+    assert_eq!(st[&oidc_old]["state"], "max_duration", "{st:?}");
+
+    let o = env.run(&["revoke", "user", "alice", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rid = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let st = states(&env);
+    for id in [&alice_pam, &alice_oidc] {
+        assert_eq!(st[id]["state"], "revoked", "{st:?}");
+        assert_eq!(st[id]["revocation_id"], rid.as_str());
+    }
+    let text = stdout(&env.run(&["sessions", "list"]));
+    for (id, shown) in [
+        (&alice_oidc, "revoked (user alice)"),
+        (&pam_idle, "idle since "),
+        (&oidc_old, "past max duration since "),
+        (&oidc_live, "live"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(id.as_str()) && l.contains(shown)),
+            "{id} {shown}: {text}"
+        );
+    }
+    assert!(env.run(&["unrevoke", &rid]).status.success());
+    // A login after the unrevoke (the fixtures above start from `now`,
+    // before the revocation).
+    let mut fresh = Session::start(
+        SessionKind::Oidc,
+        "alice",
+        Utc::now(),
+        std::time::Duration::from_secs(300),
+    )
+    .unwrap();
+    fresh.client_id = Some("web".into());
+    store.create_session(&fresh).unwrap();
+    let new_login = fresh.id;
+    let st = states(&env);
+    for id in [&alice_pam, &alice_oidc] {
+        assert_eq!(st[id]["state"], "revoked", "after unrevoke: {st:?}");
+    }
+    assert_eq!(st[&new_login]["state"], "live", "{st:?}");
 }
 
 #[test]

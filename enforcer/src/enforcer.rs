@@ -1258,6 +1258,7 @@ mod tests {
             end_session(id: &str, at: DateTime<Utc>, r: EndReason) -> Result<bool, curfew_policy::StoreError>;
             add_revocation(r: &Revocation) -> Result<(), curfew_policy::StoreError>;
             remove_revocation(id: &str) -> Result<Option<Revocation>, curfew_policy::StoreError>;
+            lift_revocation(id: &str, at: DateTime<Utc>) -> Result<Option<curfew_policy::store::Lift>, curfew_policy::StoreError>;
             list_revocations() -> Result<Vec<Revocation>, curfew_policy::StoreError>;
             revocations_for(k: &RevocationKeys<'_>) -> Result<curfew_policy::RevocationSet, curfew_policy::StoreError>;
             set_timeout_preference(u: &str, t: Option<Duration>) -> Result<(), curfew_policy::StoreError>;

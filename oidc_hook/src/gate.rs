@@ -894,6 +894,13 @@ rules:
         fn remove_revocation(&self, _: &str) -> Result<Option<Revocation>, StoreError> {
             Err(down())
         }
+        fn lift_revocation(
+            &self,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Option<curfew_policy::store::Lift>, StoreError> {
+            Err(down())
+        }
         fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
             Err(down())
         }

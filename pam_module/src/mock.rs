@@ -368,6 +368,13 @@ impl Store for SharedStore {
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
         self.inner.remove_revocation(id)
     }
+    fn lift_revocation(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<curfew_policy::store::Lift>, StoreError> {
+        self.inner.lift_revocation(id, at)
+    }
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.inner.list_revocations()
     }

@@ -60,7 +60,7 @@ impl<'a> SessionState<'a> {
 }
 
 /// Which limit will end an allowed session first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NextEnd {
     /// The inactivity deadline, unless there is activity first.

@@ -59,6 +59,7 @@ pub mod revocation;
 pub mod schema;
 mod serde_secs;
 pub mod session;
+pub mod status;
 pub mod store;
 pub mod time;
 
@@ -75,4 +76,5 @@ pub use policy::{
 };
 pub use revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 pub use session::{EndReason, Session, SessionKind};
+pub use status::Status;
 pub use store::{SessionFilter, Store, StoreError};

@@ -6,14 +6,19 @@
 //! (as root), so the rules (the current session, sign-out without a lock)
 //! are the same on both paths.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use curfew_policy::duration::format as fmt_duration;
+use curfew_policy::status::{self, Status};
+use curfew_policy::store::Lift;
 use curfew_policy::{
     ActivitySet, ApiCaller, AuditEvent, Policy, Revocation, Session, SessionFilter, SessionKind,
     Sourced, Store, StoreError, Subject, Target,
 };
+use curfew_policy::{GroupsLookup, RevocationSet};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::protocol::{
@@ -169,11 +174,23 @@ pub fn handle(env: &Env<'_>, caller: &Caller, request: &Request) -> Handled {
             let revs = env.store.list_revocations().map_err(store_err)?;
             Ok(json!({ "revocations": revs }))
         }),
+        // Unrevoke lifts the lock from now on; the sessions the revocation
+        // ended (every matching session that existed when it was made)
+        // stay ended: the record is kept with its `not_before`.
         Request::Unrevoke(a) => admin_only(caller, "unrevoke").and_then(|_| {
-            match env.store.remove_revocation(&a.id).map_err(store_err)? {
-                Some(r) => {
+            match env
+                .store
+                .lift_revocation(&a.id, env.now)
+                .map_err(store_err)?
+            {
+                Some(Lift::Lifted(r)) => {
                     notes.push(AuditEvent::unrevoke(&r, &caller.actor()));
-                    Ok(json!({ "revocation": r }))
+                    Ok(json!({ "revocation": r, "already_lifted": false }))
+                }
+                // Already lifted (an earlier unrevoke, or its expiry):
+                // nothing changes, and nothing is audited.
+                Some(Lift::AlreadyLifted(r)) => {
+                    Ok(json!({ "revocation": r, "already_lifted": true }))
                 }
                 None => Err(ApiError::new(
                     Code::NotFound,
@@ -208,7 +225,44 @@ fn whoami(env: &Env<'_>, caller: &Caller) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// One session of `sessions.list`: the record's fields and, in `state`,
+/// its state at the call's `now` from the admission kernel
+/// ([`curfew_policy::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// The record.
+    #[serde(flatten)]
+    pub session: Session,
+    /// Its state at the call's `now`.
+    pub state: Status,
+}
+
+/// The answer of `sessions.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The sessions, oldest first.
+    pub sessions: Vec<Listed>,
+    /// The caller's own session on this host, if it is one of them.
+    pub current: Option<String>,
+}
+
 fn list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Value, ApiError> {
+    let listing = sessions_list(env, caller, a)?;
+    serde_json::to_value(listing).map_err(|e| {
+        ApiError::new(
+            Code::Unavailable,
+            format!("cannot encode the sessions: {e}"),
+        )
+    })
+}
+
+/// `sessions.list`, typed: the sessions the caller may see (an
+/// administrator: everyone's, or `a.user`'s; anyone else: their own), each
+/// with its state at `env.now`. The state is the admission kernel's
+/// decision for the session's user (with the groups the system gives that
+/// name: an OIDC subject without a local account has none), service or
+/// client, and host, against the whole revocation list.
+pub fn sessions_list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Listing, ApiError> {
     let user = match (&a.user, caller.admin) {
         (None, true) => None,
         (u, _) => Some(whose(caller, u.as_deref(), "listing the sessions")?),
@@ -221,8 +275,42 @@ fn list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Value, ApiError>
             ..Default::default()
         })
         .map_err(store_err)?;
+    let revocations: RevocationSet = if sessions.iter().any(Session::is_live) {
+        env.store
+            .list_revocations()
+            .map_err(store_err)?
+            .into_iter()
+            .collect()
+    } else {
+        RevocationSet::new()
+    };
+    let mut groups: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
+    let sessions = sessions
+        .into_iter()
+        .map(|session| {
+            let state = if session.is_live() {
+                let g = groups
+                    .entry(session.user.clone())
+                    .or_insert_with(|| (env.groups)(&session.user));
+                let lookup = match g {
+                    Ok(g) => GroupsLookup::Known(g),
+                    Err(e) => GroupsLookup::Failed(e),
+                };
+                status::status(env.policy, &session, lookup, &revocations, env.now)
+            } else {
+                status::status(
+                    env.policy,
+                    &session,
+                    GroupsLookup::Known(&[]),
+                    &revocations,
+                    env.now,
+                )
+            };
+            Listed { session, state }
+        })
+        .collect();
     let current = current_session(env, caller)?.map(|s| s.id);
-    Ok(json!({ "sessions": sessions, "current": current }))
+    Ok(Listing { sessions, current })
 }
 
 /// A session the caller may act on: theirs, or anyone's for an administrator.
@@ -677,6 +765,11 @@ mod tests {
         alices.sort_unstable();
         assert_eq!(ids, alices);
         assert_eq!(v["current"], a1.as_str());
+        assert!(v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"]["state"] == "live"));
 
         let h = w.call(
             &alice,

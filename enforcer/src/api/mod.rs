@@ -872,6 +872,7 @@ mod tests {
             end_session(id: &str, at: DateTime<Utc>, r: curfew_policy::EndReason) -> Result<bool, StoreError>;
             add_revocation(r: &curfew_policy::Revocation) -> Result<(), StoreError>;
             remove_revocation(id: &str) -> Result<Option<curfew_policy::Revocation>, StoreError>;
+            lift_revocation(id: &str, at: DateTime<Utc>) -> Result<Option<curfew_policy::store::Lift>, StoreError>;
             list_revocations() -> Result<Vec<curfew_policy::Revocation>, StoreError>;
             revocations_for(k: &curfew_policy::RevocationKeys<'_>) -> Result<curfew_policy::RevocationSet, StoreError>;
             set_timeout_preference(u: &str, t: Option<Duration>) -> Result<(), StoreError>;

@@ -65,6 +65,7 @@ pub fn run(make: &dyn Fn() -> Box<dyn Store>) {
     a_logout_during_a_requested_end_gives_way_to_it(make().as_ref());
     termination_request(make().as_ref());
     revocations_round_trip(make().as_ref());
+    unrevoke_lifts_the_lock_and_keeps_the_dead_dead(make().as_ref());
     revocations_for_selects_by_key(make().as_ref());
     preferences(make().as_ref());
     duplicates_refused(make().as_ref());
@@ -228,6 +229,46 @@ fn revocations_round_trip(s: &dyn Store) {
     assert_eq!(s.remove_revocation("r1").unwrap(), Some(r1));
     assert_eq!(s.remove_revocation("r1").unwrap(), None, "removed once");
     assert_eq!(s.list_revocations().unwrap(), [r2]);
+}
+
+/// Issue 14: `curfew unrevoke` lifts the lock but keeps the record, so a
+/// session that existed when the revocation was made stays refused
+/// whichever is checked first, and a new login is let through.
+fn unrevoke_lifts_the_lock_and_keeps_the_dead_dead(s: &dyn Store) {
+    use super::Lift;
+    let r = revocation("r1", Target::User("alice".into()), 10, None);
+    s.add_revocation(&r).unwrap();
+    let lifted = match s.lift_revocation("r1", t(20)).unwrap() {
+        Some(Lift::Lifted(l)) => l,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(lifted.expires_at, Some(t(20)));
+    assert_eq!(lifted.not_before, r.not_before);
+    assert_eq!(s.list_revocations().unwrap(), std::slice::from_ref(&lifted), "kept");
+    assert_eq!(
+        s.lift_revocation("r1", t(30)).unwrap(),
+        Some(Lift::AlreadyLifted(lifted.clone())),
+        "lifted once"
+    );
+    assert_eq!(s.lift_revocation("nope", t(30)).unwrap(), None);
+    let keys = RevocationKeys {
+        session: Some("old"),
+        user: "alice",
+        client: None,
+    };
+    let set = s.revocations_for(&keys).unwrap();
+    assert!(
+        set.find(&keys, t(5), t(40)).is_some(),
+        "an old session stays dead"
+    );
+    assert!(set.find(&keys, t(40), t(40)).is_none(), "a new login works");
+    // A lock with an expiry lifts earlier, never later.
+    let e = revocation("r2", Target::Client("web".into()), 10, Some(15));
+    s.add_revocation(&e).unwrap();
+    assert!(matches!(
+        s.lift_revocation("r2", t(20)).unwrap(),
+        Some(Lift::AlreadyLifted(x)) if x.expires_at == Some(t(15))
+    ));
 }
 
 fn revocations_for_selects_by_key(s: &dyn Store) {

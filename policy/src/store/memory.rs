@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{SessionFilter, Store, StoreError};
+use super::{Lift, SessionFilter, Store, StoreError};
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session};
 
@@ -126,6 +126,18 @@ impl Store for MemoryStore {
             .iter()
             .position(|r| r.id == id)
             .map(|i| g.revocations.remove(i)))
+    }
+
+    fn lift_revocation(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Lift>, StoreError> {
+        let mut g = self.lock();
+        Ok(g.revocations.iter_mut().find(|r| r.id == id).map(|r| {
+            if r.in_force(at) {
+                r.expires_at = Some(at);
+                Lift::Lifted(r.clone())
+            } else {
+                Lift::AlreadyLifted(r.clone())
+            }
+        }))
     }
 
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {

@@ -203,8 +203,21 @@ pub trait Store: Send + Sync {
     /// Adds a revocation. Fails with [`StoreError::Duplicate`] if the id exists.
     fn add_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
 
-    /// Removes a revocation, returning it; `None` if there was none.
+    /// Removes a revocation, returning it; `None` if there was none. This
+    /// forgets that the sessions it ended are dead: `curfew unrevoke` uses
+    /// [`Store::lift_revocation`] instead; removal is for purging records
+    /// that can no longer change a decision, and for tests.
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError>;
+
+    /// Lifts a revocation's lock at `at` (`curfew unrevoke`): its
+    /// `expires_at` becomes `at` unless it was already at or before `at`.
+    /// The record is kept, with its `not_before`, so every session that
+    /// existed when the revocation was made stays refused for good, in
+    /// whatever order the unrevoke and the session's next check happen;
+    /// only new logins and sessions are no longer refused. `None` if there
+    /// is no such revocation. Pushed to watchers as
+    /// [`StoreEvent::RevocationRemoved`] (a lock lifted: nothing has to end).
+    fn lift_revocation(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Lift>, StoreError>;
 
     /// Every revocation, oldest first.
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
@@ -285,6 +298,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
         (**self).remove_revocation(id)
     }
+    fn lift_revocation(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Lift>, StoreError> {
+        (**self).lift_revocation(id, at)
+    }
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         (**self).list_revocations()
     }
@@ -306,6 +322,26 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn revalidate(&self) -> Result<(), StoreError> {
         (**self).revalidate()
+    }
+}
+
+/// What [`Store::lift_revocation`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lift {
+    /// The lock was in force and now lifts: the revocation as it now is
+    /// (`expires_at` = the time of the lift).
+    Lifted(Revocation),
+    /// The lock had already lifted (an earlier unrevoke, or its own
+    /// `expires_at`): the revocation, unchanged.
+    AlreadyLifted(Revocation),
+}
+
+impl Lift {
+    /// The revocation.
+    pub fn revocation(&self) -> &Revocation {
+        match self {
+            Lift::Lifted(r) | Lift::AlreadyLifted(r) => r,
+        }
     }
 }
 
@@ -407,6 +443,9 @@ impl Store for FailedStore {
         self.fail()
     }
     fn remove_revocation(&self, _: &str) -> Result<Option<Revocation>, StoreError> {
+        self.fail()
+    }
+    fn lift_revocation(&self, _: &str, _: DateTime<Utc>) -> Result<Option<Lift>, StoreError> {
         self.fail()
     }
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {

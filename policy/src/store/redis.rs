@@ -84,7 +84,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::{Client, Connection, RedisError, RedisResult, Script};
 use serde::{Deserialize, Serialize};
 
-use super::{EventStream, SessionFilter, Store, StoreError, StoreEvent};
+use super::{EventStream, Lift, SessionFilter, Store, StoreError, StoreEvent};
 use crate::policy::REMEMBER_ME_CEILING;
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
@@ -187,6 +187,17 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
+const LIFT_REVOCATION: &str = r"
+-- KEYS: 1 revocations hash, 2 purge sorted set
+-- ARGV: 1 id, 2 the record as read, 3 the lifted record, 4 purge at ms,
+--       5 channel, 6 event
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+";
+
 const REMOVE_REVOCATION: &str = r"
 -- KEYS: 1 revocations hash, 2 target set, 3 purge sorted set
 -- ARGV: 1 id, 2 the record as read, 3 channel, 4 event or '' (a purge)
@@ -218,6 +229,7 @@ struct Scripts {
     end_session: Script,
     add_revocation: Script,
     remove_revocation: Script,
+    lift_revocation: Script,
     revocations_for: Script,
 }
 
@@ -230,6 +242,7 @@ fn scripts() -> &'static Scripts {
         end_session: Script::new(END_SESSION),
         add_revocation: Script::new(ADD_REVOCATION),
         remove_revocation: Script::new(REMOVE_REVOCATION),
+        lift_revocation: Script::new(LIFT_REVOCATION),
         revocations_for: Script::new(REVOCATIONS_FOR),
     })
 }
@@ -1067,7 +1080,7 @@ impl Store for RedisStore {
     }
 
     fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
-        // Records never change, so read, then remove what was read.
+        // Read, then remove what was read (the script checks it is unchanged).
         let record: Option<String> = self.run(|c| {
             redis::cmd("HGET")
                 .arg(self.keys.revocations())
@@ -1079,6 +1092,51 @@ impl Store for RedisStore {
         };
         let r = self.decode_revocation(&record)?;
         Ok(self.remove_record(&r, &record, true)?.then_some(r))
+    }
+
+    fn lift_revocation(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Lift>, StoreError> {
+        let event = self.event(&StoreEvent::RevocationRemoved { id: id.to_owned() });
+        // Read, then replace what was read; retried if it changed between.
+        for _ in 0..3 {
+            let record: Option<String> = self.run(|c| {
+                redis::cmd("HGET")
+                    .arg(self.keys.revocations())
+                    .arg(id)
+                    .query(c)
+            })?;
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            let mut r = self.decode_revocation(&record)?;
+            if !r.in_force(at) {
+                return Ok(Some(Lift::AlreadyLifted(r)));
+            }
+            r.expires_at = Some(at);
+            let lifted = serde_json::to_string(&RevocationRecord::new(&r))
+                .map_err(|e| self.ctx.corrupt(e))?;
+            // Kept, like an expired one, until no session it refuses can
+            // still be within any policy's limits.
+            let purge_at = ms(at.max(r.not_before)) + ms_of(EXPIRED_REVOCATION_GRACE);
+            let n: i64 = self.run(|c| {
+                scripts()
+                    .lift_revocation
+                    .key(self.keys.revocations())
+                    .key(self.keys.purge())
+                    .arg(id)
+                    .arg(&record)
+                    .arg(&lifted)
+                    .arg(purge_at)
+                    .arg(self.keys.channel())
+                    .arg(&event)
+                    .invoke(c)
+            })?;
+            if n == 1 {
+                return Ok(Some(Lift::Lifted(r)));
+            }
+        }
+        Err(self.ctx.corrupt(format!(
+            "revocation {id:?} keeps changing while it is lifted"
+        )))
     }
 
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {

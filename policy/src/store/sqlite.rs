@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use super::{Lifetime, SessionFilter, Store, StoreError};
+use super::{Lifetime, Lift, SessionFilter, Store, StoreError};
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
@@ -595,6 +595,25 @@ impl Store for SqliteStore {
                 )
             })??
             .pop())
+    }
+
+    fn lift_revocation(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Lift>, StoreError> {
+        let lifted = self
+            .durably(|| {
+                self.query_revocations(
+                    "UPDATE revocations SET expires_at = ?2
+                     WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) RETURNING *",
+                    params![id, ms(at)],
+                )
+            })??
+            .pop();
+        if let Some(r) = lifted {
+            return Ok(Some(Lift::Lifted(r)));
+        }
+        Ok(self
+            .query_revocations("SELECT * FROM revocations WHERE id = ?1", params![id])?
+            .pop()
+            .map(Lift::AlreadyLifted))
     }
 
     fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
