@@ -624,6 +624,36 @@ fn authorize_and_token_errors_are_ours_and_codes_are_single_use() {
         .expect("JSON");
     assert_eq!(v["active"], true);
 
+    // The code presented by ANOTHER client (confidential, or public by
+    // client_id): plain invalid_grant, and the victim's tokens live on
+    // (RFC 6749 4.1.3: the code was not issued to it).
+    let foreign = op
+        .browser()
+        .post(op.url("/token"))
+        .basic_auth("other", Some(OTHER_SECRET))
+        .form(&exchange)
+        .send()
+        .expect("POST /token");
+    assert_eq!(foreign.status(), 400);
+    let foreign: Value = foreign.json().expect("JSON");
+    assert_eq!(foreign["error"], "invalid_grant", "{foreign}");
+    let mut public_form = exchange.to_vec();
+    public_form.push(("client_id", "public"));
+    let public = op
+        .browser()
+        .post(op.url("/token"))
+        .form(&public_form)
+        .send()
+        .expect("POST /token");
+    assert_eq!(public.status(), 400);
+    let v: Value = introspect(&op, access, "rp", Some(SECRET))
+        .json()
+        .expect("JSON");
+    assert_eq!(
+        v["active"], true,
+        "another client's try of the code revokes nothing"
+    );
+
     // The same code again: invalid_grant, and the first tokens are revoked.
     let (status, again) = token_request(&op, &exchange);
     assert_eq!(

@@ -168,6 +168,8 @@ pub struct AuthContext {
     /// The session of the tokens the code was exchanged for, once it was:
     /// a second use of the code ends it (RFC 6749 4.1.2).
     pub used: Option<String>,
+    /// The client the code was issued to.
+    pub client_id: Option<String>,
     created: Instant,
 }
 
@@ -525,6 +527,7 @@ pub async fn authorize(
                     auth_time: outcome.auth_time,
                     sso: outcome.sso,
                     used: None,
+                    client_id: params.get("client_id").cloned(),
                     created: Instant::now(),
                 },
             );
@@ -536,7 +539,11 @@ pub async fn authorize(
 
 /// `POST /token`: oxide-auth's flows, then the session claims, `expires_in`
 /// on the policy's clock, and for `openid` grants the ID token.
-pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebError>) -> Response {
+pub async fn token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    req: Result<OAuthRequest, WebError>,
+) -> Response {
     let Ok(req) = req else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -553,6 +560,9 @@ pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebErr
         let grant_type = field("grant_type");
         let code = field("code");
         let has_redirect_uri = field("redirect_uri").is_some();
+        // The client asking: HTTP Basic (already decoded by `decode_basic`)
+        // or, for a public client, the `client_id` field.
+        let requester = basic_client(&headers).or_else(|| field("client_id"));
         let mut o = app.oauth();
         // A refusal left by an earlier request is not this one's.
         o.issuer.take_refusal();
@@ -590,7 +600,7 @@ pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebErr
                 has_redirect_uri,
             ) {
                 drop(o);
-                return code_refused(&app, code);
+                return code_refused(&app, code, requester.as_deref());
             }
             return response;
         }
@@ -681,11 +691,35 @@ pub async fn token(State(app): State<Arc<App>>, req: Result<OAuthRequest, WebErr
     .await
 }
 
-/// The answer to a refused code exchange (`invalid_grant`). A code that
-/// was exchanged before ends the session of the tokens issued from it
-/// (RFC 6749 4.1.2): someone else has had the code.
-fn code_refused(app: &App, code: &str) -> Response {
-    let used = lock(&app.codes).get(code).and_then(|c| c.used.clone());
+/// The client id of an HTTP Basic `Authorization` header.
+fn basic_client(headers: &HeaderMap) -> Option<String> {
+    let b64 = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    Some(
+        raw.split_once(':')
+            .map_or(raw.as_str(), |(id, _)| id)
+            .to_owned(),
+    )
+}
+
+/// The answer to a refused code exchange (`invalid_grant`) by `requester`
+/// (the authenticated client, or a public client's `client_id`). A code
+/// that was exchanged before, presented again by the client it was issued
+/// to, ends the session of the tokens issued from it (RFC 6749 4.1.2,
+/// 4.1.3): someone else has had the code. Another client presenting it is
+/// only refused: it must not be able to end the victim's session.
+fn code_refused(app: &App, code: &str, requester: Option<&str>) -> Response {
+    let used = lock(&app.codes)
+        .get(code)
+        .filter(|c| c.client_id.is_some() && c.client_id.as_deref() == requester)
+        .and_then(|c| c.used.clone());
     match used {
         Some(sid) => {
             eprintln!(
