@@ -1121,3 +1121,52 @@ fn a_remembered_login_survives_a_night_and_offline_access_alone_does_not() {
         "{r}"
     );
 }
+
+/// The SSO cookie of a login that ticked "remember me" outlives the
+/// browser: its `Max-Age` is the login's remember-me absolute deadline
+/// (`remember_me.max_duration`, 20 days here); without the box it is a
+/// session cookie (no `Max-Age`, no `Expires`).
+#[test]
+fn a_remembered_login_has_a_persistent_cookie_until_its_deadline() {
+    let op = Op::start_with(
+        "max_duration: 12h\n  inactivity: 10m\n  remember_me: { max_duration: 20d, inactivity: 12h }",
+    );
+    let sso_cookie = |remember: bool| {
+        let b = op.browser();
+        let (url, _) = auth_url(&op, Some("n"));
+        let page = b.get(url.clone()).send().expect("GET /authorize");
+        assert_eq!(page.status(), 200);
+        let mut form = hidden_fields(&page.text().expect("login page"), None);
+        form.push(("username".into(), "alice".into()));
+        form.push(("password".into(), "pw-alice".into()));
+        if remember {
+            form.push(("remember_me".into(), "yes".into()));
+        }
+        let r = b.post(url).form(&form).send().expect("POST /authorize");
+        assert_eq!(r.status(), 302);
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("curfew_sso="))
+            .expect("the SSO cookie is set")
+            .to_owned()
+    };
+    let remembered = sso_cookie(true);
+    let max_age: u64 = remembered
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("a remembered login's cookie has Max-Age: {remembered}"))
+        .parse()
+        .expect("a number");
+    let twenty_days = 20 * 86_400;
+    assert!(
+        (twenty_days - 60..=twenty_days).contains(&max_age),
+        "{max_age} s, {remembered}"
+    );
+    let plain = sso_cookie(false);
+    assert!(
+        !plain.contains("Max-Age") && !plain.contains("Expires"),
+        "a plain login's cookie is a session cookie: {plain}"
+    );
+}

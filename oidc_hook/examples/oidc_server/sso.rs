@@ -137,9 +137,16 @@ pub fn start(
                 .min(granted.allow.absolute_deadline),
         },
     );
+    // A remembered login outlives the browser: the cookie lasts until the
+    // login's absolute deadline (the server ends the session then anyway).
+    // Otherwise a session cookie, gone with the browser.
+    let max_age = remember_me.then(|| {
+        let left = granted.allow.absolute_deadline - app.gate.now();
+        u64::try_from(left.num_seconds()).unwrap_or(0)
+    });
     lock(&app.sso).insert(cookie.clone(), granted.session_id);
     Ok(Started {
-        set_cookie: set_cookie(app, &cookie),
+        set_cookie: set_cookie(app, &cookie, max_age),
         cookie,
         auth_time,
     })
@@ -153,9 +160,10 @@ pub fn end(app: &App, c: &Current, reason: EndReason) {
     }
 }
 
-/// The `Set-Cookie` value for `cookie`.
-pub fn set_cookie(app: &App, cookie: &str) -> String {
-    web::set_cookie(app, COOKIE, cookie, None)
+/// The `Set-Cookie` value for `cookie`, lasting `max_age` seconds (a
+/// remembered login) or, without one, until the browser closes.
+pub fn set_cookie(app: &App, cookie: &str, max_age: Option<u64>) -> String {
+    web::set_cookie(app, COOKIE, cookie, max_age)
 }
 
 /// The `Set-Cookie` value that removes the cookie.

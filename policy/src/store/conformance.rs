@@ -244,7 +244,11 @@ fn unrevoke_lifts_the_lock_and_keeps_the_dead_dead(s: &dyn Store) {
     };
     assert_eq!(lifted.expires_at, Some(t(20)));
     assert_eq!(lifted.not_before, r.not_before);
-    assert_eq!(s.list_revocations().unwrap(), std::slice::from_ref(&lifted), "kept");
+    assert_eq!(
+        s.list_revocations().unwrap(),
+        std::slice::from_ref(&lifted),
+        "kept"
+    );
     assert_eq!(
         s.lift_revocation("r1", t(30)).unwrap(),
         Some(Lift::AlreadyLifted(lifted.clone())),
