@@ -412,7 +412,10 @@ async fn healthz_metrics_and_admin_reload() {
     let bearer = format!("Bearer {ADMIN}");
     let (status, v) = h.call(reload(Some(&bearer))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let (_, v) = h.get("/healthz").await;
+    // /healthz says so, and is not 200 while the file cannot be used.
+    let (status, v) = h.get("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "policy_reload_failing");
     assert_eq!(v["policy"]["generation"], 1);
     assert!(v["policy"]["last_error"]
         .as_str()
@@ -430,7 +433,9 @@ async fn healthz_metrics_and_admin_reload() {
     std::fs::write(&path, "version: 1\nbanner: { text: \"New banner\" }\n").unwrap();
     let (status, v) = h.call(reload(Some(&bearer))).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let (_, v) = h.get("/healthz").await;
+    let (status, v) = h.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ok");
     assert_eq!(v["policy"]["generation"], 2);
     assert_eq!(v["policy"]["last_error"], Value::Null);
     let (_, v) = h

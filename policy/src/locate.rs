@@ -1,7 +1,7 @@
 //! Where each value of a YAML document sits, so that validation errors can
 //! name `FILE:LINE:COL` even though serde hands us values without positions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -19,6 +19,8 @@ pub struct Position {
 #[derive(Debug, Default)]
 pub struct Locations {
     values: HashMap<String, Position>,
+    /// Where a key is given a second time, by its path.
+    duplicates: HashMap<String, Position>,
 }
 
 impl Locations {
@@ -40,7 +42,14 @@ impl Locations {
         }
         Ok(Locations {
             values: builder.values,
+            duplicates: builder.duplicates,
         })
+    }
+
+    /// Where the key at `path` (`session`, `session.inactivity`) is given
+    /// again after its first time, if it is.
+    pub fn duplicate(&self, path: &str) -> Option<Position> {
+        self.duplicates.get(path).copied()
     }
 
     /// The position of the value at `path`, or of its nearest ancestor that
@@ -79,6 +88,8 @@ struct Builder {
     stack: Vec<Frame>,
     segments: Vec<String>,
     values: HashMap<String, Position>,
+    keys: HashSet<String>,
+    duplicates: HashMap<String, Position>,
     opaque: usize,
     opaque_is_key: bool,
 }
@@ -103,7 +114,18 @@ impl Builder {
         };
         match self.stack.last_mut() {
             Some(Frame::Map { key }) if key.is_none() => {
-                *key = Some(scalar.unwrap_or("?").to_owned());
+                let name = scalar.unwrap_or("?").to_owned();
+                *key = Some(name.clone());
+                if scalar.is_some() && self.keys.len() < 100_000 {
+                    let mut at = self.path();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(&name);
+                    if !self.keys.insert(at.clone()) {
+                        self.duplicates.entry(at).or_insert(pos);
+                    }
+                }
                 return true;
             }
             Some(Frame::Map { key }) => {

@@ -104,6 +104,23 @@ pub struct LimitsOverride {
 }
 
 impl LimitsOverride {
+    /// Whether this section sets `field` (as a policy names it, e.g.
+    /// `timeout.min`, `remember_me.inactivity`).
+    pub fn sets(&self, field: &str) -> bool {
+        match field {
+            "timeout.default" => self.timeout_default.is_some(),
+            "timeout.min" => self.timeout_min.is_some(),
+            "timeout.max" => self.timeout_max.is_some(),
+            "max_duration" => self.max_duration.is_some(),
+            "inactivity" => self.inactivity.is_some(),
+            "warn_before" => self.warn_before.is_some(),
+            "remember_me.max_duration" => self.remember_me_max_duration.is_some(),
+            "remember_me.inactivity" => self.remember_me_inactivity.is_some(),
+            "activity" => self.activity.is_some(),
+            _ => false,
+        }
+    }
+
     /// `base` with every value this override sets replaced.
     pub fn apply(&self, base: &Limits) -> Limits {
         Limits {
@@ -397,7 +414,7 @@ impl Policy {
             Ok(raw) => raw,
             Err(e) => {
                 return Err(PolicyError::Invalid {
-                    diagnostics: vec![serde_diagnostic(origin, &e)],
+                    diagnostics: vec![serde_diagnostic(origin, &e, &locations)],
                 })
             }
         };
@@ -479,8 +496,8 @@ fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
 }
 
 /// Turns a serde_yaml_ng error into `FILE:LINE:COL: PATH: message`.
-fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error) -> Diagnostic {
-    let pos = e
+fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error, locations: &Locations) -> Diagnostic {
+    let mut pos = e
         .location()
         .map(|l| Position {
             line: l.line(),
@@ -496,6 +513,19 @@ fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error) -> Diagnostic {
         Some((p, m)) if !p.contains(' ') => (p.to_owned(), m.to_owned()),
         _ => (String::new(), message),
     };
+    // A key given twice: serde says where the mapping starts (1:1 at the
+    // top level); the second occurrence is what the reader must find.
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        let key = rest.split('`').next().unwrap_or_default();
+        let full = if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        };
+        if let Some(at) = locations.duplicate(&full) {
+            pos = at;
+        }
+    }
     Diagnostic::new(origin, pos, &path, message)
 }
 
@@ -531,12 +561,11 @@ impl Validator<'_> {
         let before = self.diagnostics.len();
         let explicit = self.session(&raw.session, "session");
         let session = explicit.apply(&Limits::BUILTIN);
-        // Cross-field checks on values that failed their own bound would
-        // compare against stand-ins and mislead; skip them then.
-        let top_ok = self.diagnostics.len() == before;
-        if top_ok {
-            self.cross_check(&session, &explicit, "session");
-        }
+        // A cross-field check that involves a value which failed its own
+        // bound would compare against a stand-in and mislead: that check is
+        // skipped, every other one still runs (so both kinds are reported).
+        let top_failed = self.failed_since(before, "session");
+        self.cross_check(&session, &explicit, "session", &top_failed);
         let banner = raw
             .banner
             .as_ref()
@@ -564,9 +593,11 @@ impl Validator<'_> {
                 Some(s) => self.session(s, &spath),
                 None => LimitsOverride::default(),
             };
-            if top_ok && self.diagnostics.len() == before {
-                self.cross_check(&ov.apply(&session), &ov, &spath);
-            }
+            // The rule's own failures, and the top level's for the fields
+            // the rule inherits.
+            let mut failed = self.failed_since(before, &spath);
+            failed.extend(top_failed.iter().filter(|f| !ov.sets(f)).cloned());
+            self.cross_check(&ov.apply(&session), &ov, &spath, &failed);
             let banner = r.banner.as_ref().map(|b| b.text.clone());
             if let Some(b) = &banner {
                 self.banner(b, &format!("{prefix}.banner.text"));
@@ -771,14 +802,36 @@ impl Validator<'_> {
 
     /// Cross-field rules on the merged values. The error is reported at the
     /// field this section sets, or at the section when it inherits both.
-    fn cross_check(&mut self, l: &Limits, set: &LimitsOverride, prefix: &str) {
+    /// The fields (relative to `prefix`, e.g. `timeout.min`) that got a
+    /// diagnostic since `before`.
+    fn failed_since(&self, before: usize, prefix: &str) -> Vec<String> {
+        let lead = format!("{prefix}.");
+        self.diagnostics[before..]
+            .iter()
+            .filter_map(|d| d.path.strip_prefix(&lead).map(str::to_owned))
+            .collect()
+    }
+
+    /// The checks between fields of one section (`prefix`), skipping each
+    /// one that involves a field in `failed` (its value is a stand-in).
+    fn cross_check(&mut self, l: &Limits, set: &LimitsOverride, prefix: &str, failed: &[String]) {
         // The first field of `fields` that this section sets, else the section.
         let at = |fields: &[(&str, bool)]| match fields.iter().find(|(_, is_set)| *is_set) {
             Some((field, _)) => format!("{prefix}.{field}"),
             None => prefix.to_owned(),
         };
+        // A check runs when this section sets one of its fields (what it
+        // only inherits was checked where it was set) and none of them
+        // failed its own bound.
+        let ok = |fields: &[&str]| {
+            fields.iter().any(|f| set.sets(f))
+                && !fields.iter().any(|f| failed.iter().any(|x| x == f))
+        };
         let f = duration::format;
-        if l.timeout_min > l.timeout_max {
+        let timeouts = ok(&["timeout.min", "timeout.max", "timeout.default"]);
+        if !timeouts {
+            // One of the three failed its bound: no order among them holds.
+        } else if l.timeout_min > l.timeout_max {
             let p = at(&[
                 ("timeout.min", set.timeout_min.is_some()),
                 ("timeout.max", set.timeout_max.is_some()),
@@ -807,7 +860,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if l.inactivity > l.max_duration {
+        if ok(&["inactivity", "max_duration"]) && l.inactivity > l.max_duration {
             let p = at(&[
                 ("inactivity", set.inactivity.is_some()),
                 ("max_duration", set.max_duration.is_some()),
@@ -821,7 +874,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if l.warn_before >= l.inactivity {
+        if ok(&["warn_before", "inactivity"]) && l.warn_before >= l.inactivity {
             let p = at(&[
                 ("warn_before", set.warn_before.is_some()),
                 ("inactivity", set.inactivity.is_some()),
@@ -835,7 +888,15 @@ impl Validator<'_> {
                 ),
             );
         }
-        self.remember_me_check(l, set, prefix);
+        if ok(&["remember_me.inactivity"])
+            && ok(&[
+                "inactivity",
+                "remember_me.inactivity",
+                "remember_me.max_duration",
+            ])
+        {
+            self.remember_me_check(l, set, prefix);
+        }
     }
 
     /// `remember_me.inactivity`, where this section sets it: no shorter

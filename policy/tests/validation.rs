@@ -182,6 +182,40 @@ fn cross_field_rules() {
     );
 }
 
+/// A cross-field error is reported next to per-field errors, unless it
+/// involves a value that failed its own bound (which it would compare as
+/// a stand-in); a rule does not repeat what it only inherits.
+#[test]
+fn cross_field_errors_are_reported_with_per_field_errors() {
+    let e = errors(
+        "version: 1\nsession:\n  inactivity: 3h\n  timeout: { min: 1h, max: 30m }\nrules:\n  - name: a\n    session: { warn_before: 50m, inactivity: 20m, max_duration: 10m }\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "policy.yaml:3:15: session.inactivity: 3h exceeds the ceiling of 2h",
+            "policy.yaml:4:19: session.timeout.min: timeout.min 1h is greater than timeout.max 30m (min <= default <= max)",
+            "policy.yaml:7:29: rules[0].session.warn_before: warn_before 50m must be less than inactivity 20m (warn_before < inactivity)",
+            "policy.yaml:7:46: rules[0].session.inactivity: inactivity 20m exceeds max_duration 10m (inactivity <= max_duration)",
+        ],
+        "{e:#?}"
+    );
+    // The failed inactivity is in no comparison: no "3h exceeds
+    // max_duration", no "warn_before ... inactivity 3h".
+    assert!(!e.iter().any(|l| l.contains("inactivity 3h")), "{e:#?}");
+}
+
+/// A key given twice is reported where it is given the second time.
+#[test]
+fn a_duplicate_key_is_reported_at_its_line() {
+    let e = one_error("version: 1\nsession: { inactivity: 10m }\nbanner: { text: a }\nsession: { inactivity: 5m }\n");
+    assert!(e.starts_with("policy.yaml:4:1: "), "{e}");
+    assert!(e.contains("duplicate field `session`"), "{e}");
+    let e = one_error("version: 1\nsession:\n  inactivity: 10m\n  inactivity: 5m\n");
+    assert!(e.starts_with("policy.yaml:4:3: session: "), "{e}");
+    assert!(e.contains("duplicate field `inactivity`"), "{e}");
+}
+
 #[test]
 fn version_names_and_lists() {
     assert!(one_error("version: 2\n").contains("version: version 2 is not supported"));

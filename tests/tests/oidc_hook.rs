@@ -123,10 +123,22 @@ impl Hook {
         (r.status().as_u16(), r.text().expect("body"))
     }
 
+    /// `/healthz`: 200 with `"status": "ok"`, or 503 with
+    /// `"status": "policy_reload_failing"` while a reload fails.
     fn healthz(&self) -> Value {
         let (status, body) = self.get("/healthz");
-        assert_eq!(status, 200);
-        serde_json::from_str(&body).expect("healthz JSON")
+        let v: Value = serde_json::from_str(&body).expect("healthz JSON");
+        let failing = !v["policy"]["last_error"].is_null();
+        assert_eq!(status, if failing { 503 } else { 200 }, "{v}");
+        assert_eq!(
+            v["status"],
+            if failing {
+                "policy_reload_failing"
+            } else {
+                "ok"
+            }
+        );
+        v
     }
 
     fn curfew(&self, args: &[&str]) {

@@ -7,7 +7,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /token-hook` | `200` + session claims (allow), `204` (allow, tokens for a client, no user), `403` (deny), `400`/`413` (unreadable), `503` (store down, `on_unavailable: deny`) |
-//! | `GET /healthz` | `200` + the policy in force and the last reload error |
+//! | `GET /healthz` | `200` + the policy in force; `503` (`"status": "policy_reload_failing"`) with the last reload error while the policy file cannot be put in force (decisions go on by the last good policy) |
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /admin/reload` | reloads the policy now; needs `Authorization: Bearer` + the admin token |
 //!
@@ -600,14 +600,25 @@ async fn ends_feed(
     Json(json!({"last": last, "ends": list})).into_response()
 }
 
+/// `GET /healthz`: `200 {"status": "ok", ...}` while the policy file is
+/// in force as written; `503 {"status": "policy_reload_failing", ...}`
+/// while the last reload failed (the hook still decides, by the last good
+/// policy, but its file says something else: someone must look).
 async fn healthz(State(state): State<HookState>) -> Response {
     let policy = state.inner.gate.policy().status();
-    Json(json!({
-        "status": "ok",
-        "policy": policy,
-        "store": state.inner.gate.store().location(),
-    }))
-    .into_response()
+    let (code, status) = match policy.last_error {
+        None => (StatusCode::OK, "ok"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "policy_reload_failing"),
+    };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "policy": policy,
+            "store": state.inner.gate.store().location(),
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics_text(State(state): State<HookState>) -> Response {
