@@ -60,7 +60,7 @@ impl LinuxHost {
 impl Host for LinuxHost {
     fn refresh(&mut self) -> Result<(), ProcError> {
         self.notified.clear();
-        self.snap = self.procfs.scan()?;
+        self.snap = self.procfs.scan_after(&self.snap)?;
         self.clock = Some(BootClock {
             boot_time: self.procfs.boot_time()?,
             ticks_per_second: rustix::param::clock_ticks_per_second(),

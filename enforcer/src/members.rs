@@ -221,11 +221,7 @@ fn membership(
     // or started after it. A member that is older means the id was
     // inherited from an enclosing login (su, sudo, or a stack without
     // pam_loginuid), and belongs to more than this session.
-    let in_audit = || {
-        snap.all()
-            .iter()
-            .filter(move |p| p.audit_session == Some(id))
-    };
+    let in_audit = || snap.in_audit(id);
     // pam_loginuid sets the login uid with the audit session: a process in
     // it with another login uid means the id is not this user's session.
     let users = in_audit().all(|p| p.loginuid == Some(uid));
@@ -294,11 +290,8 @@ pub fn collect(
     let (membership, pids): (Membership, Vec<i32>) = match membership {
         Membership::Audit { id, loginuid } => {
             let pids = snap
-                .all()
-                .iter()
-                .filter(|p| {
-                    p.audit_session == Some(id) && p.loginuid == Some(loginuid) && !p.exited
-                })
+                .in_audit(id)
+                .filter(|p| p.loginuid == Some(loginuid) && !p.exited)
                 .map(|p| p.pid)
                 .collect();
             (Membership::Audit { id, loginuid }, pids)
@@ -341,8 +334,7 @@ pub fn collect(
             let pids = seen
                 .into_iter()
                 .filter(|&pid| {
-                    snap.get(pid)
-                        .is_some_and(|p| !p.exited && p.uid == Some(uid))
+                    snap.get(pid).is_some_and(|p| !p.exited) && snap.uid(pid) == Some(uid)
                 })
                 .collect();
             (

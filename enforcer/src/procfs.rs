@@ -131,22 +131,40 @@ impl Procfs {
         }
     }
 
-    /// Reads one process; `None` when it is gone (or was never there).
+    /// Reads one process, its real uid included; `None` when it is gone
+    /// (or was never there).
     pub fn read(&self, pid: i32) -> Option<Proc> {
+        let mut p = self.read_without_uid(pid, None)?;
+        p.uid = self.read_uid(pid);
+        Some(p)
+    }
+
+    /// Reads one process without its real uid (`uid: None`; see
+    /// [`Snapshot::uid`]). `before` is the same process as an earlier scan
+    /// saw it, if any: when its audit session id has not changed, its login
+    /// uid has not either (the kernel gives a process a new audit session
+    /// id, or none, each time its login uid is written) and is not read
+    /// again.
+    fn read_without_uid(&self, pid: i32, before: Option<&Proc>) -> Option<Proc> {
         let dir = self.root.join(pid.to_string());
         let stat = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
         let audit_session = std::fs::read_to_string(dir.join("sessionid"))
             .ok()
             .and_then(|t| parse_audit_session_id(&t));
-        // The login uid has the same "unset" value (-1) and the same format.
-        let loginuid = audit_session.and_then(|_| {
-            std::fs::read_to_string(dir.join("loginuid"))
-                .ok()
-                .and_then(|t| parse_audit_session_id(&t))
+        let known = before.filter(|b| {
+            b.start_ticks == stat.start_ticks
+                && b.audit_session.is_some()
+                && b.audit_session == audit_session
         });
-        let uid = std::fs::read_to_string(dir.join("status"))
-            .ok()
-            .and_then(|t| parse_status_uid(&t));
+        // The login uid has the same "unset" value (-1) and the same format.
+        let loginuid = match known {
+            Some(b) => b.loginuid,
+            None => audit_session.and_then(|_| {
+                std::fs::read_to_string(dir.join("loginuid"))
+                    .ok()
+                    .and_then(|t| parse_audit_session_id(&t))
+            }),
+        };
         Some(Proc {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -155,9 +173,16 @@ impl Procfs {
             start_ticks: stat.start_ticks,
             audit_session,
             loginuid,
-            uid,
+            uid: None,
             exited: matches!(stat.state, 'Z' | 'X' | 'x'),
         })
+    }
+
+    /// The real uid of process `pid` now (`/proc/PID/status`).
+    fn read_uid(&self, pid: i32) -> Option<u32> {
+        std::fs::read_to_string(self.root.join(pid.to_string()).join("status"))
+            .ok()
+            .and_then(|t| parse_status_uid(&t))
     }
 
     /// Every process. Processes that exit while the scan runs are skipped.
@@ -166,20 +191,36 @@ impl Procfs {
     ///
     /// [`ProcError::List`] when /proc cannot be listed.
     pub fn scan(&self) -> Result<Snapshot, ProcError> {
+        self.scan_after(&Snapshot::default())
+    }
+
+    /// Every process, like [`Procfs::scan`], reusing what `previous` (an
+    /// earlier scan of the same /proc) knows that cannot have changed: the
+    /// login uid of a process whose audit session id is the same. Per
+    /// process, a pass reads `stat` and `sessionid`; `loginuid` only for a
+    /// process new in an audit session; the real uid (`status`) only when
+    /// asked ([`Snapshot::uid`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::List`] when /proc cannot be listed.
+    pub fn scan_after(&self, previous: &Snapshot) -> Result<Snapshot, ProcError> {
         let entries = std::fs::read_dir(&self.root).map_err(|source| ProcError::List {
             path: self.root.clone(),
             source,
         })?;
-        let mut procs = Vec::new();
+        let mut procs = Vec::with_capacity(previous.procs.len() + 64);
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            if let Some(p) = self.read(pid) {
+            if let Some(p) = self.read_without_uid(pid, previous.get(pid)) {
                 procs.push(p);
             }
         }
-        Ok(Snapshot::new(procs))
+        let mut snap = Snapshot::new(procs);
+        snap.procfs = Some(self.clone());
+        Ok(snap)
     }
 
     /// Boot time, seconds since the epoch.
@@ -216,6 +257,9 @@ pub struct Snapshot {
     procs: Vec<Proc>,
     by_pid: HashMap<i32, usize>,
     children: HashMap<i32, Vec<i32>>,
+    by_audit: HashMap<u32, Vec<usize>>,
+    /// Where the processes' real uids are read when asked (a scan's /proc).
+    procfs: Option<Procfs>,
 }
 
 impl Snapshot {
@@ -223,15 +267,47 @@ impl Snapshot {
     pub fn new(procs: Vec<Proc>) -> Self {
         let mut by_pid = HashMap::with_capacity(procs.len());
         let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        let mut by_audit: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, p) in procs.iter().enumerate() {
             by_pid.insert(p.pid, i);
             children.entry(p.ppid).or_default().push(p.pid);
+            if let Some(a) = p.audit_session {
+                by_audit.entry(a).or_default().push(i);
+            }
         }
         Snapshot {
             procs,
             by_pid,
             children,
+            by_audit,
+            procfs: None,
         }
+    }
+
+    /// The processes whose audit session id is `id`.
+    pub fn in_audit(&self, id: u32) -> impl Iterator<Item = &Proc> + Clone + '_ {
+        self.by_audit
+            .get(&id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(|&i| &self.procs[i])
+    }
+
+    /// The real uid of `pid` (`None`: not in the snapshot, gone, or
+    /// unreadable). A scan reads it only here, when asked: from
+    /// `/proc/PID/status`, and only if the process there is still the one
+    /// the snapshot saw (same start time).
+    pub fn uid(&self, pid: i32) -> Option<u32> {
+        let p = self.get(pid)?;
+        if p.uid.is_some() {
+            return p.uid;
+        }
+        let procfs = self.procfs.as_ref()?;
+        let uid = procfs.read_uid(pid)?;
+        // The pid may have been reused since the scan.
+        let again = procfs.read_without_uid(pid, None)?;
+        (again.start_ticks == p.start_ticks).then_some(uid)
     }
 
     /// Every process.
@@ -409,7 +485,10 @@ mod tests {
             (bash.audit_session, bash.tty_nr, bash.start_ticks),
             (Some(7), 34817, 510)
         );
-        assert_eq!((bash.loginuid, bash.uid), (Some(1000), Some(1011)));
+        assert_eq!(bash.loginuid, Some(1000));
+        assert_eq!(bash.uid, None, "the real uid is read only when asked");
+        assert_eq!(snap.uid(11), Some(1011));
+        assert_eq!(Procfs::at(dir.path()).read(11).unwrap().uid, Some(1011));
         let z = snap.get(12).unwrap();
         assert!(z.exited);
         assert_eq!(z.audit_session, None);
