@@ -209,10 +209,18 @@ impl FleetHost {
     /// until it has made its first pass and subscribed to the store's
     /// changes.
     pub fn start_enforcer(&mut self) {
+        self.start_enforcer_with(&[]);
+    }
+
+    /// [`FleetHost::start_enforcer`] with `extra` arguments after
+    /// `enforce` (such as `--interval 60s`).
+    pub fn start_enforcer_with(&mut self, extra: &[&str]) {
         let log = File::create(&self.enforcer_log).expect("create enforce.log");
         let policy = self.sandbox.policy.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--policy", &policy, "enforce"];
+        args.extend_from_slice(extra);
         let child = self
-            .command("", &curfew_bin(), &["--policy", &policy, "enforce"])
+            .command("", &curfew_bin(), &args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -411,6 +419,13 @@ impl LiveSession {
     pub fn gone(&mut self) -> bool {
         let pamtester_gone = !matches!(self.pamtester.child.try_wait(), Ok(None));
         pamtester_gone && !self.child.is_some_and(|c| c.alive())
+    }
+
+    /// The pids of its processes: the pamtester, then its child.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = vec![self.pamtester.pid() as i32];
+        pids.extend(self.child.map(|c| c.pid));
+        pids
     }
 
     /// What pamtester printed.

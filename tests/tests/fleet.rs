@@ -316,3 +316,279 @@ fn revocation_reaches_two_hosts_bench() {
     println!("{}", summary("curfew revoke itself", cli));
     assert!(a.stop_enforcer() && b.stop_enforcer());
 }
+
+fn hosts_wanted() -> usize {
+    std::env::var("CURFEW_FLEET_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// The `q` quantile (0..=1) of sorted `times`, nearest rank.
+fn quantile(times: &[Duration], q: f64) -> Duration {
+    let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+    times[rank - 1]
+}
+
+/// Waits (at most `limit`) for every process of each group to exit, with
+/// one pidfd per process and poll(2), so that waiting costs no CPU while
+/// the enforcers work. Returns, per group, how long after `from` its last
+/// process exited (`None`: still running at the limit).
+fn exits(groups: &[Vec<i32>], from: Instant, limit: Duration) -> Vec<Option<Duration>> {
+    let mut fds = Vec::new();
+    let mut owner = Vec::new();
+    for (g, pids) in groups.iter().enumerate() {
+        for &pid in pids {
+            // SAFETY: pidfd_open takes a pid and flags and returns a new
+            // descriptor (or -1); no memory is passed.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+            assert!(
+                fd >= 0,
+                "pidfd_open({pid}): {}",
+                std::io::Error::last_os_error()
+            );
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            owner.push(g);
+        }
+    }
+    let mut left: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let mut done: Vec<Option<Duration>> = vec![None; groups.len()];
+    let mut open = fds.len();
+    while open > 0 && from.elapsed() < limit {
+        let wait = (limit - from.elapsed()).as_millis().clamp(1, 1000) as i32;
+        // SAFETY: `fds` is a live slice of pollfd of the length passed.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+        let at = from.elapsed();
+        if n <= 0 {
+            continue;
+        }
+        for (i, p) in fds.iter_mut().enumerate() {
+            if p.fd >= 0 && p.revents != 0 {
+                // SAFETY: the descriptor is ours (pidfd_open above) and
+                // closed once: it is set to -1 right after.
+                unsafe { libc::close(p.fd) };
+                p.fd = -1;
+                open -= 1;
+                let g = owner[i];
+                left[g] -= 1;
+                if left[g] == 0 {
+                    done[g] = Some(at);
+                }
+            }
+        }
+    }
+    for p in fds.iter().filter(|p| p.fd >= 0) {
+        // SAFETY: as above; still open.
+        unsafe { libc::close(p.fd) };
+    }
+    done
+}
+
+/// The fleet at scale (issue 17): CURFEW_FLEET_HOSTS hosts (default 200),
+/// each its own UTS namespace with its own policy file and `curfew
+/// enforce` process, all on one redis-server (unix socket), each with one
+/// live PAM session. Measures, per host, the time from `curfew revoke user`
+/// returning to the last process of that host's session having exited
+/// (pidfd), over CURFEW_BENCH_RUNS runs (default 3).
+#[test]
+#[ignore = "benchmark, needs root: each host runs in its own UTS namespace; run by scripts/bench-fleet"]
+fn revocation_reaches_many_hosts_bench() {
+    let n = hosts_wanted();
+    // Two descriptors per session while waiting, plus the children's pipes.
+    let _ =
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 65536, 65536);
+    let redis = RedisServer::start().expect("start redis-server");
+    let url = redis.url();
+    let admin = AdminConsole::new(&url);
+    let tag = std::process::id();
+    // `--interval 60s`: the hosts share this machine's 2 cores, where a real
+    // fleet has one machine each; their periodic passes (200 a second at
+    // the default 1 s) would take the CPU that the measured wake-up needs.
+    // The revocation wakes every enforcer through the store's change feed
+    // whatever the interval.
+    let interval = std::env::var("CURFEW_FLEET_INTERVAL").unwrap_or_else(|_| "60s".into());
+    let started = Instant::now();
+    let mut hosts: Vec<FleetHost> = (0..n)
+        .map(|i| FleetHost::new(Identity::Namespace(format!("f{i}-{tag}")), &url, ""))
+        .collect();
+    for h in &mut hosts {
+        h.start_enforcer_with(&["--interval", &interval]);
+    }
+    eprintln!(
+        "{n} enforcers started and subscribed in {:.1} s (--interval {interval})",
+        started.elapsed().as_secs_f64()
+    );
+    let (mut all, mut cli) = (Vec::new(), Vec::new());
+    for run in 0..runs() {
+        let opened = Instant::now();
+        let sessions: Vec<LiveSession> = hosts.iter().map(|h| h.open_session("daemon")).collect();
+        eprintln!(
+            "run {run}: {n} sessions opened in {:.1} s",
+            opened.elapsed().as_secs_f64()
+        );
+        let groups: Vec<Vec<i32>> = sessions.iter().map(LiveSession::pids).collect();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let launched = Instant::now();
+        let status = Command::new(curfew_bin())
+            .arg("--policy")
+            .arg(&admin.policy)
+            .args(["revoke", "user", "daemon", "--reason", "bench"])
+            .env_remove("CURFEW_POLICY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run curfew revoke");
+        let returned = Instant::now();
+        assert!(status.success());
+        let done = exits(&groups, returned, Duration::from_secs(30));
+        let mut times: Vec<Duration> = done.iter().flatten().copied().collect();
+        if times.len() != n {
+            let late: Vec<String> = done
+                .iter()
+                .zip(&hosts)
+                .filter(|(d, _)| d.is_none())
+                .map(|(_, h)| h.hostname())
+                .collect();
+            panic!(
+                "{} of {n} hosts' sessions outlived the revocation by 30 s: {late:?}",
+                late.len()
+            );
+        }
+        times.sort();
+        eprintln!(
+            "run {run}: revoke took {:.1} ms; sessions gone after it returned: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (load before: {})",
+            ms(returned - launched),
+            ms(quantile(&times, 0.5)),
+            ms(quantile(&times, 0.99)),
+            ms(times[times.len() - 1]),
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+        all.extend(times);
+        cli.push(returned - launched);
+        drop(sessions);
+        admin.unrevoke_all();
+    }
+    all.sort();
+    println!(
+        "{n} hosts x {} runs: revoke returned -> a host's session gone: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        runs(),
+        ms(quantile(&all, 0.5)),
+        ms(quantile(&all, 0.99)),
+        ms(all[all.len() - 1])
+    );
+    println!("{}", summary("curfew revoke itself", cli));
+    for h in &mut hosts {
+        assert!(h.stop_enforcer(), "{}: {}", h.hostname(), h.enforcer_log());
+    }
+}
+
+/// `used_memory` of the Redis at `socket`, in bytes (`INFO memory`).
+fn redis_used_memory(redis: &RedisServer) -> u64 {
+    let curfew_policy::store::testing::Listen::Unix(sock) = redis.listen() else {
+        panic!("the memory benchmark's Redis listens on a unix socket");
+    };
+    let out = Command::new("redis-cli")
+        .arg("-s")
+        .arg(sock)
+        .args(["INFO", "memory"])
+        .output()
+        .expect("run redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no used_memory in INFO memory: {text}"))
+}
+
+fn records_wanted() -> usize {
+    std::env::var("CURFEW_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// Runs `f(i)` for i in 0..n on `threads` threads.
+fn spread(n: usize, threads: usize, f: impl Fn(usize) + Sync) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let f = &f;
+            s.spawn(move || (t..n).step_by(threads).for_each(f));
+        }
+    });
+}
+
+/// Redis memory per record (issue 17): CURFEW_BENCH_RECORDS (default
+/// 1,000,000) live PAM sessions, then as many revocations, written through
+/// curfew's own `RedisStore` (the Lua scripts a login and `curfew revoke`
+/// run: hashes, indexes, publishes), with `used_memory` before and after.
+#[test]
+#[ignore = "benchmark (minutes, about 1 GB of Redis memory); run by scripts/bench-fleet memory"]
+fn redis_memory_per_record_bench() {
+    use curfew_policy::store::RedisStore;
+    use curfew_policy::{Revocation, Session, SessionKind, Store, Target};
+    let n = records_wanted();
+    let redis = RedisServer::start().expect("start redis-server");
+    let store = RedisStore::open(&redis.url(), "curfew:").expect("open the store");
+    // One write first, so that the schema key and the scripts are loaded.
+    #[allow(clippy::disallowed_methods)] // the test is an entry point
+    let now = chrono::Utc::now();
+    let session = |i: usize| {
+        let mut s = Session::start(
+            SessionKind::Pam,
+            &format!("user{}", i % 10_000),
+            now,
+            Duration::from_secs(1800),
+        )
+        .expect("random id");
+        s.service = Some("sshd".into());
+        s.host = Some(format!("host{:03}.example.org", i % 200));
+        s.machine_id = Some(format!("{:032x}", i % 200));
+        s.rhost = Some(format!("10.{}.{}.{}", i % 250, (i / 250) % 250, i % 7));
+        s.tty = Some(format!("/dev/pts/{}", i % 50));
+        s.pid = Some(10_000 + (i % 50_000) as u32);
+        s.audit_session_id = Some(i as u32);
+        s
+    };
+    store.create_session(&session(n)).expect("a first session");
+    let threads = 4;
+    let before = redis_used_memory(&redis);
+    let t = Instant::now();
+    spread(n, threads, |i| {
+        store.create_session(&session(i)).expect("create_session")
+    });
+    let sessions_took = t.elapsed();
+    let after_sessions = redis_used_memory(&redis);
+    let ids: Vec<String> = (0..n)
+        .map(|_| curfew_policy::session::new_id().expect("random id"))
+        .collect();
+    let t = Instant::now();
+    spread(n, threads, |i| {
+        let r = Revocation {
+            id: ids[i].clone(),
+            target: Target::Session(curfew_policy::session::new_id().expect("random id")),
+            not_before: now,
+            expires_at: None,
+            reason: Some("bench".into()),
+            actor: "root".into(),
+            created_at: now,
+        };
+        store.add_revocation(&r).expect("add_revocation")
+    });
+    let revocations_took = t.elapsed();
+    let after_revocations = redis_used_memory(&redis);
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / n as f64;
+    println!(
+        "{n} sessions: used_memory {before} -> {after_sessions} bytes, {:.0} bytes per session ({:.1} s to write, {threads} threads)",
+        per(before, after_sessions),
+        sessions_took.as_secs_f64()
+    );
+    println!(
+        "{n} revocations: used_memory {after_sessions} -> {after_revocations} bytes, {:.0} bytes per revocation ({:.1} s to write)",
+        per(after_sessions, after_revocations),
+        revocations_took.as_secs_f64()
+    );
+}

@@ -467,6 +467,12 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
+    /// An embedded file: a call waits only for this process's other calls
+    /// and, at worst, for another process's write (the busy timeout).
+    fn answers_locally(&self) -> bool {
+        true
+    }
+
     fn revalidate(&self) -> Result<(), StoreError> {
         let now = check_files(&self.path)?;
         if now.is_some() && now == self.identity {
@@ -655,14 +661,11 @@ impl Store for SqliteStore {
 
     fn timeout_preference(&self, user: &str) -> Result<Option<Duration>, StoreError> {
         let c = self.lock();
-        c.query_row(
-            "SELECT timeout_secs FROM preferences WHERE user = ?1",
-            params![user],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map(|v| v.map(|s| Duration::from_secs(s.max(0) as u64)))
-        .map_err(|e| self.err(e))
+        c.prepare_cached("SELECT timeout_secs FROM preferences WHERE user = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![user], |r| r.get::<_, i64>(0)))
+            .optional()
+            .map(|v| v.map(|s| Duration::from_secs(s.max(0) as u64)))
+            .map_err(|e| self.err(e))
     }
 }
 
