@@ -240,13 +240,35 @@ mod tests {
         }
         assert_eq!(inactivity(&src), 1200);
 
+        // Safe again, then its directory writable by others (sticky or
+        // not): refused with the directory named, the last good kept.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write(&path, GOOD, 0o644);
+        assert!(matches!(
+            src.refresh(t(5) + chrono::Duration::minutes(2)),
+            Some(PolicyEvent::Loaded { .. })
+        ));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        match src.refresh(t(5) + chrono::Duration::minutes(4)) {
+            Some(PolicyEvent::KeptLastGood { error, .. }) => assert!(
+                error.contains(&format!(
+                    "its directory {} is writable by everyone",
+                    dir.path().display()
+                )),
+                "{error}"
+            ),
+            other => panic!("expected KeptLastGood, got {other:?}"),
+        }
+        assert_eq!(inactivity(&src), 600);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
         // Gone: still kept.
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(
-            src.refresh(t(6)),
+            src.refresh(t(6) + chrono::Duration::minutes(6)),
             Some(PolicyEvent::KeptLastGood { .. })
         ));
-        assert_eq!(inactivity(&src), 1200);
+        assert_eq!(inactivity(&src), 600);
     }
 
     #[test]
