@@ -960,6 +960,37 @@ fn a_login_needs_the_form_token_of_the_browsers_own_cookie() {
     for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(set[0].contains(flag), "{flag} in {set:?}");
     }
+    // Over TLS the pre-session cookie is `__Host-` (no Domain), which a
+    // sibling host cannot plant.
+    assert!(set[0].starts_with("__Host-curfew_pre="), "{set:?}");
+    assert!(!set[0].contains("Domain"), "{set:?}");
+
+    // Cookie injection: a pre-session cookie the attacker chose, with the
+    // token anyone could compute without the server's secret (SHA-256 of
+    // the purpose and the cookie, the old derivation): nobody signed in.
+    use sha2::{Digest, Sha256};
+    let planted = "ab".repeat(32);
+    let keyless: String = Sha256::digest(format!("curfew-form:login:{planted}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let r = op
+        .browser()
+        .post(op.url("/login"))
+        .header("cookie", format!("__Host-curfew_pre={planted}"))
+        .form(&[
+            ("csrf", keyless.as_str()),
+            ("username", "alice"),
+            ("password", "pw-alice"),
+        ])
+        .send()
+        .expect("POST /login");
+    assert_ne!(r.status(), 302, "a keyless token signs nobody in");
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap_or("").starts_with("curfew_sso=")));
 }
 
 fn post_login(

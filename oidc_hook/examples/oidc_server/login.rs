@@ -36,7 +36,7 @@ pub fn page(
     error: Option<&str>,
 ) -> Result<Page, String> {
     let (pre, set_cookie) = web::pre_session(app, headers)?;
-    let token = web::form_token(PURPOSE, &pre);
+    let token = web::form_token(app, PURPOSE, &pre);
     Ok(Page {
         html: pages::login(client, banner, action, error, &token),
         set_cookie,
@@ -68,7 +68,7 @@ pub fn check(
     form: &HashMap<String, String>,
     client_id: &str,
 ) -> Result<SignedIn, Refused> {
-    if !web::form_token_ok(headers, form, PURPOSE) {
+    if !web::form_token_ok(app, headers, form, PURPOSE) {
         return Err(Refused::Form(
             "The sign-in form expired or did not come from this page; sign in again.",
         ));

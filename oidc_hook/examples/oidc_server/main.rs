@@ -169,6 +169,8 @@ pub struct App {
     pub codes: Mutex<HashMap<String, oauth::AuthContext>>,
     /// Cookies get `Secure` (served over TLS).
     pub secure_cookies: bool,
+    /// The key of the login and logout forms' tokens (HMAC-SHA256).
+    pub form_key: ring::hmac::Key,
     /// Sends logout tokens.
     pub http: reqwest::Client,
     /// Failed sign-ins.
@@ -344,6 +346,7 @@ async fn run(args: Args) -> Result<(), String> {
         sso: Mutex::new(HashMap::new()),
         codes: Mutex::new(HashMap::new()),
         secure_cookies: tls,
+        form_key: web::new_form_key()?,
         http,
         throttle: throttle::Throttle::default(),
     });

@@ -336,7 +336,8 @@ pub async fn end_session(
         let matches = hint
             .as_ref()
             .is_some_and(|h| hint_matches(&app, h, current.as_ref()));
-        let confirmed = method == Method::POST && web::form_token_ok(&headers, &params, "logout");
+        let confirmed =
+            method == Method::POST && web::form_token_ok(&app, &headers, &params, "logout");
         if !matches && !confirmed {
             let (pre, set) = match web::pre_session(&app, &headers) {
                 Ok(p) => p,
@@ -351,7 +352,7 @@ pub async fn end_session(
             };
             let mut r = Html(pages::confirm_logout(
                 &params,
-                &web::form_token("logout", &pre),
+                &web::form_token(&app, "logout", &pre),
                 current.as_ref().map(|c| c.user.as_str()),
                 client_id.as_deref(),
             ))

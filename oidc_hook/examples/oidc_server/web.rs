@@ -10,14 +10,34 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use ring::rand::SecureRandom as _;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{pages, App};
 
 /// The pre-session cookie: a random value set on the first login or
-/// logout page, to which those forms' tokens are bound.
+/// logout page, to which those forms' tokens are bound. Over TLS it is
+/// [`PRE_COOKIE_HOST`] instead.
 pub const PRE_COOKIE: &str = "curfew_pre";
+/// The pre-session cookie's name over TLS: the `__Host-` prefix makes the
+/// browser refuse it unless it is `Secure`, `Path=/` and without `Domain`,
+/// so a sibling host cannot plant one (cookie injection).
+pub const PRE_COOKIE_HOST: &str = "__Host-curfew_pre";
+
+/// The pre-session cookie's name for this server.
+fn pre_cookie_name(app: &App) -> &'static str {
+    if app.secure_cookies {
+        PRE_COOKIE_HOST
+    } else {
+        PRE_COOKIE
+    }
+}
+
+/// A new key for the form tokens (HMAC-SHA256, 256 random bits drawn at
+/// start, never stored: a restart makes open forms ask to sign in again).
+pub fn new_form_key() -> Result<ring::hmac::Key, String> {
+    ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+        .map_err(|_| "the system random generator failed".to_owned())
+}
 
 /// A form body (`application/x-www-form-urlencoded`), parsed leniently: a
 /// malformed pair is skipped, a repeated name keeps its last value. The
@@ -108,21 +128,24 @@ pub fn set_cookie(app: &App, name: &str, value: &str, max_age: Option<u64>) -> S
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{age}{secure}")
 }
 
-/// The form token for `purpose` bound to the pre-session cookie `pre`: a
-/// cross-site page can neither read the cookie nor compute the token.
-pub fn form_token(purpose: &str, pre: &str) -> String {
-    hex(&Sha256::digest(
+/// The form token for `purpose` bound to the pre-session cookie `pre`:
+/// HMAC-SHA256 under the server's secret key (ring's `hmac`), so that a
+/// page that can plant a cookie it knows still cannot compute the token.
+pub fn form_token(app: &App, purpose: &str, pre: &str) -> String {
+    hex(ring::hmac::sign(
+        &app.form_key,
         format!("curfew-form:{purpose}:{pre}").as_bytes(),
-    ))
+    )
+    .as_ref())
 }
 
 /// The request's pre-session cookie, or a new one with its `Set-Cookie`.
 pub fn pre_session(app: &App, headers: &HeaderMap) -> Result<(String, Option<String>), String> {
-    match cookie(headers, PRE_COOKIE) {
+    match cookie(headers, pre_cookie_name(app)) {
         Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok((v, None)),
         _ => {
             let v = random_id()?;
-            let set = set_cookie(app, PRE_COOKIE, &v, None);
+            let set = set_cookie(app, pre_cookie_name(app), &v, None);
             Ok((v, Some(set)))
         }
     }
@@ -130,11 +153,20 @@ pub fn pre_session(app: &App, headers: &HeaderMap) -> Result<(String, Option<Str
 
 /// Whether `form`'s `csrf` field is the token for `purpose` of the
 /// request's pre-session cookie (compared in constant time).
-pub fn form_token_ok(headers: &HeaderMap, form: &HashMap<String, String>, purpose: &str) -> bool {
-    let (Some(pre), Some(sent)) = (cookie(headers, PRE_COOKIE), form.get("csrf")) else {
+pub fn form_token_ok(
+    app: &App,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    purpose: &str,
+) -> bool {
+    let (Some(pre), Some(sent)) = (cookie(headers, pre_cookie_name(app)), form.get("csrf")) else {
         return false;
     };
-    bool::from(form_token(purpose, &pre).as_bytes().ct_eq(sent.as_bytes()))
+    bool::from(
+        form_token(app, purpose, &pre)
+            .as_bytes()
+            .ct_eq(sent.as_bytes()),
+    )
 }
 
 /// Appends a `Set-Cookie` header (a value that is not a valid header is
