@@ -57,12 +57,20 @@ impl Hook {
     }
 
     fn start_with(extra: &[&str]) -> Hook {
+        Hook::start_on(extra, None)
+    }
+
+    /// With `store` (a policy's `store:` line) in place of the SQLite file.
+    fn start_on(extra: &[&str], store: Option<&str>) -> Hook {
         let dir = tempfile::tempdir().expect("tempdir");
-        let policy = write_file(
-            dir.path(),
-            "policy.yaml",
-            &policy_text(dir.path(), "Authorized use only."),
-        );
+        let mut text = policy_text(dir.path(), "Authorized use only.");
+        if let Some(store) = store {
+            let at = text.find("store:").expect("a store line");
+            text.truncate(at);
+            text.push_str(store);
+            text.push('\n');
+        }
+        let policy = write_file(dir.path(), "policy.yaml", &text);
         let token = dir.path().join("admin-token");
         std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).expect("write token");
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -406,6 +414,74 @@ fn curfew_hook_serve_allows_denies_and_adds_claims_per_the_policy() {
         .send()
         .expect("POST /admin/reload");
     assert_eq!(r.status().as_u16(), 200);
+}
+
+/// Issue 14: `curfew unrevoke` lets new logins in and never revives a
+/// session the revocation ended, whether or not the session made a token
+/// request while the revocation was in force; on SQLite and on a real
+/// redis-server.
+fn unrevoke_keeps_the_old_session_ended(h: &Hook) {
+    let login = now() - chrono::Duration::seconds(60);
+    // Two sessions of alice (two Hydra login sessions), both allowed.
+    let mut touched = hydra("alice", "web", login, "authorization_code", &["offline"]);
+    touched["session"]["id_token"]["id_token_claims"]["ext"]["sid"] = json!("sid-touched");
+    let mut quiet = touched.clone();
+    quiet["session"]["id_token"]["id_token_claims"]["ext"]["sid"] = json!("sid-quiet");
+    for body in [&touched, &quiet] {
+        let (status, v) = h.post(body);
+        assert_eq!(status, 200, "{v}");
+    }
+    let refresh = |body: &Value| {
+        let mut b = body.clone();
+        b["request"]["grant_types"] = json!(["refresh_token"]);
+        b["request"]["payload"]["grant_type"] = json!(["refresh_token"]);
+        b
+    };
+    let (status, v) = h.post(&refresh(&touched));
+    assert_eq!(status, 200, "a refresh before the revocation: {v}");
+
+    h.curfew(&["revoke", "user", "alice", "--reason", "e2e"]);
+    // One session runs into the revocation while it is in force; the other
+    // makes no request until after the unrevoke.
+    let (status, v) = h.post(&refresh(&touched));
+    assert_eq!(status, 403, "{v}");
+    let out = Command::new(curfew_bin())
+        .arg("--policy")
+        .arg(&h.policy)
+        .args(["revocations", "list", "--format", "json"])
+        .output()
+        .expect("run curfew");
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let id = list[0]["id"].as_str().expect("an id").to_owned();
+    h.curfew(&["unrevoke", &id]);
+
+    for (which, body) in [("touched", &touched), ("quiet", &quiet)] {
+        let (status, v) = h.post(&refresh(body));
+        assert_eq!(status, 403, "{which}: the old session stays ended: {v}");
+        assert!(
+            ["revoked", "ended"].contains(&v["curfew_reason"].as_str().unwrap_or_default()),
+            "{which}: {v}"
+        );
+    }
+    // A fresh login works, and so do its refreshes.
+    let mut fresh = hydra("alice", "web", now(), "authorization_code", &["offline"]);
+    fresh["session"]["id_token"]["id_token_claims"]["ext"]["sid"] = json!("sid-fresh");
+    let (status, v) = h.post(&fresh);
+    assert_eq!(status, 200, "a new login after the unrevoke: {v}");
+    let (status, v) = h.post(&refresh(&fresh));
+    assert_eq!(status, 200, "{v}");
+}
+
+#[test]
+fn unrevoke_never_revives_an_oidc_session_on_sqlite() {
+    unrevoke_keeps_the_old_session_ended(&Hook::start());
+}
+
+#[test]
+fn unrevoke_never_revives_an_oidc_session_on_redis() {
+    let server = curfew_policy::store::testing::RedisServer::start().expect("start redis-server");
+    let store = format!("store: {{ backend: redis, url: \"{}\" }}", server.url());
+    unrevoke_keeps_the_old_session_ended(&Hook::start_on(&[], Some(&store)));
 }
 
 #[test]

@@ -215,6 +215,59 @@ fn revoked_user_is_denied_and_others_are_not() {
     assert_eq!(of_user(&sessions, "bin").len(), 1);
 }
 
+/// Issue 14: `curfew unrevoke` lets new logins in and never revives the
+/// session the revocation ended: through real libpam, a session opened
+/// before the revocation is still revoked after the unrevoke (the decision
+/// the enforcer's next pass takes, as `sessions list` shows it), while a
+/// new login and session work.
+#[test]
+fn unrevoke_lets_new_logins_in_and_the_old_session_stays_ended() {
+    let sb = PamSandbox::new(POLICY);
+    sb.standard_service("curfew-unrevoke", "");
+    let out = sb.pamtester("curfew-unrevoke", "daemon", &["acct_mgmt", "open_session"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sessions = sb.sessions();
+    let old = of_user(&sessions, "daemon");
+    assert_eq!(old.len(), 1, "{sessions:#?}");
+    let old_id = old[0]["id"].as_str().expect("an id").to_owned();
+    assert_eq!(old[0]["state"]["state"], "live", "{sessions:#?}");
+
+    sb.revoke("user", "daemon");
+    let policy = sb.policy.to_str().expect("utf-8");
+    let out = curfew_e2e::common::curfew(&[
+        "revocations",
+        "list",
+        "--policy",
+        policy,
+        "--format",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rid = list[0]["id"].as_str().expect("an id").to_owned();
+    let out = curfew_e2e::common::curfew(&["unrevoke", &rid, "--policy", policy]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let out = sb.pamtester(
+        "curfew-unrevoke",
+        "daemon",
+        &["acct_mgmt", "open_session", "close_session"],
+    );
+    assert!(out.status.success(), "a new login works: {:?}", text(&out));
+    let sessions = sb.sessions();
+    let old = sessions
+        .iter()
+        .find(|s| s["id"] == old_id.as_str())
+        .expect("the old session");
+    assert_eq!(old["state"]["state"], "revoked", "{old:#}");
+    assert_eq!(old["state"]["revocation_id"], rid.as_str());
+    let new: Vec<_> = of_user(&sessions, "daemon")
+        .into_iter()
+        .filter(|s| s["id"] != old_id.as_str())
+        .collect();
+    assert_eq!(new.len(), 1, "{sessions:#?}");
+    assert_eq!(new[0]["end_reason"], "logout", "{sessions:#?}");
+}
+
 #[test]
 fn revoked_service_is_denied_for_everyone_on_it() {
     let sb = PamSandbox::new(POLICY);
