@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use curfew_enforce::api::calls::explain_value;
+use curfew_enforce::api::calls::{explain_admission, ExplainStore};
 use curfew_enforce::api::protocol::{ExplainArgs as Explain, Request, ME};
-use curfew_policy::{Diagnostic, Policy, PolicyError, Subject};
+use curfew_policy::{host, Diagnostic, Policy, PolicyError};
 use serde_json::json;
 
 use crate::context::{self, Context};
@@ -139,7 +139,10 @@ fn check(ctx: &Context, file: Option<PathBuf>, format: Format) -> Result<Outcome
 }
 
 fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
-    let v = if a.groups.is_empty() {
+    // Root (as the PAM module runs) and what-ifs with --group answer here,
+    // with the store if it opens and the failure table's verdict if not;
+    // others ask the daemon, which can read the store for them.
+    let v = if a.groups.is_empty() && !nix::unistd::geteuid().is_root() {
         let service = Service::open(ctx)?;
         let request = Request::PolicyExplain(Explain {
             user: a.user.clone(),
@@ -150,7 +153,7 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
         match service.call(ctx, &request) {
             Ok(v) => v,
             Err(CallError::Unreachable(why)) => {
-                eprintln!("curfew: note: {why}; your own token lifetime is unknown here, the default is shown");
+                eprintln!("curfew: note: {why}; answering from the policy file alone");
                 local(ctx, &a)?
             }
             Err(e) => return Err(e.into()),
@@ -185,6 +188,28 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                     .map(|h| format!(", host {}", output::escape(h)))
                     .unwrap_or_default()
             );
+            let account = &v["account"];
+            if account["alias"].as_bool() == Some(true) {
+                outln!(
+                    "account: {} is the account {} (uid {}): rules, revocations and \
+                     sessions use {}, as the PAM module does",
+                    output::escape(account["login"].as_str().unwrap_or_default()),
+                    output::escape(account["user"].as_str().unwrap_or_default()),
+                    account["uid"],
+                    output::escape(account["user"].as_str().unwrap_or_default()),
+                );
+            } else if account["uid"].is_null() {
+                outln!(
+                    "account: none on this host (an OIDC subject; the PAM module refuses \
+                     a login by an unknown user)"
+                );
+            } else {
+                outln!(
+                    "account: {} (uid {})",
+                    output::escape(account["user"].as_str().unwrap_or_default()),
+                    account["uid"]
+                );
+            }
             outln!(
                 "rule:    {}",
                 v["rule"]
@@ -250,34 +275,83 @@ fn explain(ctx: &Context, a: ExplainArgs) -> Result<Outcome> {
                 value("inactivity"),
                 value("remember_me.inactivity")
             );
+            outln!();
+            let store = &v["store"];
+            if store["consulted"].as_bool() == Some(true) {
+                outln!(
+                    "store:   consulted ({} revocation(s) for this user or service; own token \
+                     lifetime {})",
+                    store["revocations"],
+                    if store["preference"].is_null() {
+                        "not chosen"
+                    } else {
+                        "chosen"
+                    }
+                );
+            } else {
+                outln!(
+                    "store:   NOT consulted, so revocations and the user's own token lifetime \
+                     are unknown: {} met {}",
+                    output::escape(store["met_by"].as_str().unwrap_or("the caller")),
+                    output::escape(store["error"].as_str().unwrap_or_default())
+                );
+            }
+            outln!(
+                "a new login now: {}",
+                output::escape(v["admission_text"].as_str().unwrap_or_default())
+            );
         }
     }
     Ok(Outcome::Success)
 }
 
-/// The explanation from the policy file alone (no store: the token
-/// lifetime shown is the default).
+/// The explanation from this process: the policy file, the user resolved
+/// as the PAM module resolves a login (`curfew_policy::host::resolve`),
+/// and the store if this process can open it; if not, the admission
+/// kernel's failure table says what its error means for a login.
 fn local(ctx: &Context, a: &ExplainArgs) -> Result<serde_json::Value> {
     let policy = ctx.policy()?;
-    let user = match a.user.as_deref() {
+    let login = match a.user.as_deref() {
         None | Some(ME) => context::current_user(),
         Some(u) => u.to_owned(),
     };
+    let resolved = host::resolve(&login);
     let groups = if a.groups.is_empty() {
-        context::system_groups(&user)?
+        resolved.groups.clone().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot find the groups of {login:?}: {e}; a login would be refused \
+                 (PAM_SYSTEM_ERR); pass the groups with --group to see the policy"
+            )
+        })?
     } else {
         a.groups.clone()
     };
     let host = a.host.clone().or_else(context::hostname);
-    Ok(explain_value(
+    let opened = ctx.open_store(&policy);
+    let store: ExplainStore<'_> = match &opened {
+        Ok(s) => Ok(s.as_ref()),
+        Err(e) if nix::unistd::geteuid().is_root() => {
+            Err((e.clone(), "this process (root, as the PAM module)"))
+        }
+        Err(e) => Err((
+            e.clone(),
+            "this process (not root: the PAM module, which runs as root, may open it)",
+        )),
+    };
+    let args = Explain {
+        user: Some(login.clone()),
+        service: a.service.clone(),
+        client: a.client.clone(),
+        host: host.clone(),
+    };
+    explain_admission(
         &policy,
-        &Subject {
-            user: &user,
-            groups: &groups,
-            service: a.service.as_deref(),
-            client: a.client.as_deref(),
-            host: host.as_deref(),
-        },
-        None,
-    ))
+        &resolved,
+        &groups,
+        &args,
+        host.as_deref(),
+        store,
+        ctx.now(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.message))
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use curfew_policy::policy::DEFAULT_POLICY_PATH;
-use curfew_policy::{AuditEvent, AuditSink, Policy, Store, StoreBackend, StoreConfig};
+use curfew_policy::{AuditEvent, AuditSink, Policy, Store, StoreBackend, StoreConfig, StoreError};
 
 /// The global options, resolved lazily so that `policy schema` needs no file.
 pub struct Context {
@@ -60,6 +60,12 @@ impl Context {
         Ok(store)
     }
 
+    /// Opens the store the policy names (or `--store-path`), keeping the
+    /// store's typed error for the admission kernel's failure table.
+    pub fn open_store(&self, policy: &Policy) -> Result<Box<dyn Store>, StoreError> {
+        curfew_policy::store::open(&self.store_config(policy))
+    }
+
     /// The store the policy names, or the SQLite file of `--store-path`.
     pub fn store_config(&self, policy: &Policy) -> StoreConfig {
         let mut config = policy.store.clone();
@@ -101,23 +107,6 @@ fn name_of(uid: nix::unistd::Uid) -> Option<String> {
     curfew_policy::host::account_of_uid(uid.as_raw())
         .ok()
         .map(|a| a.name)
-}
-
-/// A user's groups from the system, through the one host-facts module
-/// (`curfew_policy::host`): empty for a name no local account has (an
-/// OIDC subject); an error when the user or group database fails, since
-/// guessing "no groups" could show or apply looser limits than the user's.
-pub fn system_groups(user: &str) -> Result<Vec<String>> {
-    use curfew_policy::host::{self, HostError};
-    match host::account(user) {
-        Ok(account) => host::groups(&account).map_err(|e| {
-            anyhow::anyhow!("cannot find the groups of {user:?}: {e}; pass them with --group")
-        }),
-        Err(HostError::UnknownUser(_)) => Ok(Vec::new()),
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot look up the account {user:?}: {e}; pass its groups with --group"
-        )),
-    }
 }
 
 /// This host's name.

@@ -98,14 +98,11 @@ impl Service {
                 caller,
             } => {
                 let here = context::hostname();
-                let groups = |u: &str| -> Result<Vec<String>, String> {
-                    context::system_groups(u).map_err(|e| format!("{e:#}"))
-                };
                 let env = Env {
                     store: store.as_ref(),
                     policy,
                     host: here.as_deref(),
-                    groups: &groups,
+                    resolve: &host::resolve,
                     now: ctx.now(),
                 };
                 calls::sessions_list(&env, caller, &args).map_err(CallError::Refused)
@@ -128,14 +125,11 @@ impl Service {
                 caller,
             } => {
                 let here = context::hostname();
-                let groups = |u: &str| -> Result<Vec<String>, String> {
-                    context::system_groups(u).map_err(|e| format!("{e:#}"))
-                };
                 let env = Env {
                     store: store.as_ref(),
                     policy,
                     host: here.as_deref(),
-                    groups: &groups,
+                    resolve: &host::resolve,
                     now: ctx.now(),
                 };
                 let handled = calls::handle(&env, caller, request);

@@ -72,6 +72,57 @@ pub fn account(login: &str) -> Result<Account, HostError> {
     })
 }
 
+/// A user name as rules, revocations, preferences and session records see
+/// it: what the PAM module makes of a login name, for every other part that
+/// is handed a name (the CLI, the local API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The name as given.
+    pub login: String,
+    /// The canonical account name ([`account`]); the name as given when no
+    /// local account has it (an OIDC subject), or when the lookup failed.
+    pub user: String,
+    /// The account's uid, when there is one.
+    pub uid: Option<u32>,
+    /// The account's groups ([`groups`]): empty for a name without an
+    /// account; an error when the user or group database failed (the
+    /// admission kernel refuses then, never guessing "no groups").
+    pub groups: Result<Vec<String>, HostError>,
+}
+
+impl Resolved {
+    /// Whether the name given is another spelling of the account (an
+    /// alias entry sharing the uid, `Alice`, `alice@REALM`).
+    pub fn is_alias(&self) -> bool {
+        self.uid.is_some() && self.login != self.user
+    }
+}
+
+/// Resolves a user name as the PAM module does ([`account`], then
+/// [`groups`] of the account).
+pub fn resolve(login: &str) -> Resolved {
+    match account(login) {
+        Ok(a) => Resolved {
+            login: login.to_owned(),
+            user: a.name.clone(),
+            uid: Some(a.uid),
+            groups: groups(&a),
+        },
+        Err(HostError::UnknownUser(_)) => Resolved {
+            login: login.to_owned(),
+            user: login.to_owned(),
+            uid: None,
+            groups: Ok(Vec::new()),
+        },
+        Err(e) => Resolved {
+            login: login.to_owned(),
+            user: login.to_owned(),
+            uid: None,
+            groups: Err(e),
+        },
+    }
+}
+
 /// The account of a uid (`getpwuid`).
 pub fn account_of_uid(uid: u32) -> Result<Account, HostError> {
     let entry = User::from_uid(Uid::from_raw(uid))
@@ -219,6 +270,13 @@ mod tests {
             Err(HostError::UnknownUser("curfew-no-such-user-4711".into()))
         );
         assert!(matches!(account("a\0b"), Err(HostError::UnknownUser(_))));
+        let r = resolve("curfew-no-such-user-4711");
+        assert_eq!((r.user.as_str(), r.uid), ("curfew-no-such-user-4711", None));
+        assert_eq!(r.groups, Ok(Vec::new()));
+        assert!(!r.is_alias());
+        let root = resolve("root");
+        assert_eq!((root.user.as_str(), root.uid), ("root", Some(0)));
+        assert!(!root.is_alias());
     }
 
     #[test]

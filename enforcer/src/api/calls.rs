@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use curfew_policy::admission::{
+    admit_effective, store_failure_verdict, Admission, Caller as Invoker, StoreAnswer, Which, Who,
+};
 use curfew_policy::duration::format as fmt_duration;
+use curfew_policy::host::Resolved;
 use curfew_policy::status::{self, Status};
 use curfew_policy::store::Lift;
 use curfew_policy::{
@@ -91,10 +95,12 @@ pub struct Env<'a> {
     pub policy: &'a Policy,
     /// This host's name (PAM sessions are recorded under it).
     pub host: Option<&'a str>,
-    /// A user's groups from the system: empty for a name no local account
-    /// has (an OIDC subject); an error when the user or group database
-    /// fails (never guessed as "no groups").
-    pub groups: &'a dyn Fn(&str) -> Result<Vec<String>, String>,
+    /// A user name resolved as the PAM module resolves it
+    /// ([`curfew_policy::host::resolve`]): the canonical account and its
+    /// groups, which are empty for a name no local account has (an OIDC
+    /// subject) and an error when the user or group database fails (never
+    /// guessed as "no groups").
+    pub resolve: &'a dyn Fn(&str) -> Resolved,
     /// The time of the call.
     pub now: DateTime<Utc>,
 }
@@ -128,6 +134,30 @@ fn whose(caller: &Caller, user: Option<&str>, what: &str) -> Result<String, ApiE
         None | Some(ME) => Ok(caller.user.clone()),
         Some(u) if u == caller.user || caller.admin => Ok(u.to_owned()),
         Some(u) => Err(forbidden(&format!("{what} of user {u:?} refused"))),
+    }
+}
+
+/// Resolves a user argument to its account as the PAM module would
+/// ([`Env::resolve`]): `None` and `me` are the caller; an alias spelling of
+/// the caller's own account is the caller; anyone else needs an
+/// administrator.
+fn whose_account(
+    env: &Env<'_>,
+    caller: &Caller,
+    user: Option<&str>,
+    what: &str,
+) -> Result<Resolved, ApiError> {
+    let resolved = (env.resolve)(match user {
+        None | Some(ME) => &caller.user,
+        Some(u) => u,
+    });
+    if resolved.user == caller.user || caller.admin {
+        Ok(resolved)
+    } else {
+        Err(forbidden(&format!(
+            "{what} of user {:?} refused",
+            resolved.login
+        )))
     }
 }
 
@@ -198,8 +228,10 @@ pub fn handle(env: &Env<'_>, caller: &Caller, request: &Request) -> Handled {
                 )),
             }
         }),
-        Request::TimeoutShow(a) => whose(caller, a.user.as_deref(), "the token lifetime")
-            .and_then(|u| timeout_show(env, &u)),
+        Request::TimeoutShow(a) => {
+            whose_account(env, caller, a.user.as_deref(), "the token lifetime")
+                .and_then(|r| timeout_show(env, &r))
+        }
         Request::TimeoutSet(a) => timeout_set(env, caller, a, &mut notes),
         Request::PolicyExplain(a) => explain(env, caller, a),
         Request::Wake => admin_only(caller, "wake").map(|_| {
@@ -289,9 +321,11 @@ pub fn sessions_list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Lis
         .into_iter()
         .map(|session| {
             let state = if session.is_live() {
-                let g = groups
-                    .entry(session.user.clone())
-                    .or_insert_with(|| (env.groups)(&session.user));
+                let g = groups.entry(session.user.clone()).or_insert_with(|| {
+                    (env.resolve)(&session.user)
+                        .groups
+                        .map_err(|e| e.to_string())
+                });
                 let lookup = match g {
                     Ok(g) => GroupsLookup::Known(g),
                     Err(e) => GroupsLookup::Failed(e),
@@ -359,7 +393,8 @@ fn terminate(
     let mut targets: Vec<Session> = Vec::new();
     let mut kept_current = None;
     if let Some(user) = &a.user {
-        let user = whose(caller, Some(user), "ending the sessions")?;
+        // Sessions are recorded under the canonical account name.
+        let user = whose_account(env, caller, Some(user), "ending the sessions")?.user;
         for e in &a.except {
             own_session(env, caller, e).map_err(|err| match err.code {
                 Code::NotFound => {
@@ -444,11 +479,16 @@ fn revoke(
     // that; an ordinary user naming themselves gets the same.
     let (target, sign_out) = match &a.target {
         Target::User(u) if u == ME => (Target::User(caller.user.clone()), true),
-        Target::User(u) if *u == caller.user && !caller.admin => (Target::User(u.clone()), true),
-        Target::User(u) if caller.admin => (Target::User(u.clone()), false),
-        Target::User(u) => {
-            return Err(forbidden(&format!("revoking user {u:?} refused")));
-        }
+        // Revocations are matched under the canonical account name (as
+        // the PAM module and the enforcer resolve a login), so an alias
+        // spelling names its account.
+        Target::User(u) => match (env.resolve)(u).user {
+            c if c == caller.user && !caller.admin => (Target::User(c), true),
+            c if caller.admin => (Target::User(c), false),
+            _ => {
+                return Err(forbidden(&format!("revoking user {u:?} refused")));
+            }
+        },
         Target::Session(id) => {
             let s = own_session(env, caller, id)?;
             if !a.include_current && current_session(env, caller)?.is_some_and(|c| c.id == s.id) {
@@ -496,22 +536,28 @@ fn revoke(
     Ok(json!({ "revocation": revocation, "sign_out": sign_out }))
 }
 
-fn subject_groups(env: &Env<'_>, user: &str) -> Result<Vec<String>, ApiError> {
-    (env.groups)(user).map_err(|e| {
+fn subject_groups(r: &Resolved) -> Result<&[String], ApiError> {
+    r.groups.as_deref().map_err(|e| {
         ApiError::new(
             Code::Unavailable,
-            format!("cannot find the groups of {user:?} ({e}); ask an administrator"),
+            format!(
+                "cannot find the groups of {:?} ({e}); a login would be refused \
+                 (the admission kernel never guesses \"no groups\"); ask an administrator",
+                r.login
+            ),
         )
     })
 }
 
-/// The token lifetime of `user` and its bounds (the shape of
-/// `curfew timeout show --format json`).
-fn timeout_show(env: &Env<'_>, user: &str) -> Result<Value, ApiError> {
-    let groups = subject_groups(env, user)?;
+/// The token lifetime of the account `r` and its bounds (the shape of
+/// `curfew timeout show --format json`; `user` is the canonical account,
+/// `login` the name as given).
+fn timeout_show(env: &Env<'_>, r: &Resolved) -> Result<Value, ApiError> {
+    let groups = subject_groups(r)?;
+    let user = r.user.as_str();
     let eff = env.policy.effective(&Subject {
         user,
-        groups: &groups,
+        groups,
         host: env.host,
         ..Default::default()
     });
@@ -519,6 +565,7 @@ fn timeout_show(env: &Env<'_>, user: &str) -> Result<Value, ApiError> {
     let lifetime = eff.token_lifetime(pref);
     Ok(json!({
         "user": user,
+        "login": r.login,
         "timeout": lifetime.value.as_secs(),
         "source": lifetime.source,
         "chosen": pref.map(|p| p.as_secs()),
@@ -534,11 +581,12 @@ fn timeout_set(
     a: &TimeoutSetArgs,
     notes: &mut Vec<AuditEvent>,
 ) -> Result<Value, ApiError> {
-    let user = whose(caller, a.user.as_deref(), "setting the token lifetime")?;
-    let groups = subject_groups(env, &user)?;
+    let resolved = whose_account(env, caller, a.user.as_deref(), "setting the token lifetime")?;
+    let groups = subject_groups(&resolved)?;
+    let user = resolved.user.clone();
     let eff = env.policy.effective(&Subject {
         user: &user,
-        groups: &groups,
+        groups,
         host: env.host,
         ..Default::default()
     });
@@ -559,7 +607,7 @@ fn timeout_set(
         user: user.clone(),
         timeout: chosen.map(|d| d.as_secs()),
     });
-    timeout_show(env, &user)
+    timeout_show(env, &resolved)
 }
 
 /// The effective values for a subject (the shape of `curfew policy explain
@@ -651,21 +699,122 @@ pub fn activity_without_terminal(a: ActivitySet) -> String {
 }
 
 fn explain(env: &Env<'_>, caller: &Caller, a: &ExplainArgs) -> Result<Value, ApiError> {
-    let user = whose(caller, a.user.as_deref(), "explaining the policy")?;
-    let groups = subject_groups(env, &user)?;
-    let host = a.host.as_deref().or(env.host);
-    let pref = env.store.timeout_preference(&user).map_err(store_err)?;
-    Ok(explain_value(
+    let resolved = whose_account(env, caller, a.user.as_deref(), "explaining the policy")?;
+    let groups = subject_groups(&resolved)?.to_vec();
+    explain_admission(
         env.policy,
-        &Subject {
-            user: &user,
-            groups: &groups,
-            service: a.service.as_deref(),
-            client: a.client.as_deref(),
-            host,
+        &resolved,
+        &groups,
+        a,
+        a.host.as_deref().or(env.host),
+        Ok(env.store),
+        env.now,
+    )
+}
+
+/// Where the store's answer for `curfew policy explain` comes from: the
+/// store, or why it could not be consulted.
+pub type ExplainStore<'a> = Result<&'a dyn Store, (StoreError, &'a str)>;
+
+/// `curfew policy explain` (the shape of its `--format json`): the
+/// effective values for the account `resolved` (resolved as the PAM module
+/// resolves a login) with `groups`, and what the admission kernel
+/// ([`curfew_policy::admission::admit_effective`]) answers for a new login
+/// by it now: the store's revocations and the user's own token lifetime
+/// when `store` is one, else the failure table's verdict on its error
+/// (`store` is then the error and who met it, e.g. `"this process (not
+/// root)"`). The caller is taken to be an ordinary service (sshd, login),
+/// not a setuid program.
+pub fn explain_admission(
+    policy: &Policy,
+    resolved: &Resolved,
+    groups: &[String],
+    a: &ExplainArgs,
+    host: Option<&str>,
+    store: ExplainStore<'_>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let who = Who {
+        user: &resolved.user,
+        groups: GroupsLookup::Known(groups),
+        service: a.service.as_deref(),
+        client: a.client.as_deref(),
+        host,
+    };
+    let subject = who.subject(groups);
+    let eff = policy.effective(&subject);
+    let (read, met_by) = match store {
+        Ok(s) => (
+            s.revocations_for(&who.revocation_keys(None))
+                .and_then(|r| Ok((r, s.timeout_preference(who.user)?))),
+            None,
+        ),
+        Err((e, by)) => (Err(e), Some(by)),
+    };
+    let answer = match &read {
+        Ok((revocations, preference)) => StoreAnswer::Read {
+            revocations,
+            preference: *preference,
         },
-        pref,
-    ))
+        Err(e) => StoreAnswer::Failed(e),
+    };
+    let invoker = Invoker::default();
+    let admission = admit_effective(
+        &eff,
+        &who,
+        &Which::NewLogin,
+        answer,
+        policy.store.on_unavailable,
+        invoker,
+        now,
+    );
+    let preference = read.as_ref().ok().and_then(|(_, p)| *p);
+    let mut v = explain_value(policy, &subject, preference);
+    v["account"] = json!({
+        "login": resolved.login,
+        "user": resolved.user,
+        "uid": resolved.uid,
+        "alias": resolved.is_alias(),
+    });
+    v["store"] = match &read {
+        Ok((revocations, _)) => json!({
+            "consulted": true,
+            "revocations": revocations.len(),
+            "preference": preference.map(|p| p.as_secs()),
+        }),
+        Err(e) => json!({
+            "consulted": false,
+            "error": e.to_string(),
+            "met_by": met_by,
+            "on_unavailable": policy.store.on_unavailable,
+            "verdict": store_failure_verdict(e, policy.store.on_unavailable, invoker),
+        }),
+    };
+    v["now"] = json!(now);
+    v["admission"] = serde_json::to_value(&admission).unwrap_or(Value::Null);
+    v["admission_text"] = json!(admission_text(&admission));
+    Ok(v)
+}
+
+/// What the admission kernel's answer means for a new login, in words.
+pub fn admission_text(a: &Admission) -> String {
+    let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    match a {
+        Admission::Allow(allow) => format!(
+            "allowed: idle after {}, ends by {} at the latest",
+            when(allow.idle_deadline),
+            when(allow.absolute_deadline)
+        ),
+        Admission::Deny(d) => format!("refused: {d}"),
+        Admission::Unusable(u) => format!("refused (PAM_SYSTEM_ERR): {u}"),
+        Admission::Degraded(d) => format!(
+            "let through WITHOUT checking revocations and not recorded \
+             (store.on_unavailable: allow): {}; idle after {}, ends by {}",
+            d.detail,
+            when(d.allow.idle_deadline),
+            when(d.allow.absolute_deadline)
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -699,8 +848,16 @@ mod tests {
         s.id
     }
 
-    fn no_groups(_: &str) -> Result<Vec<String>, String> {
-        Ok(Vec::new())
+    /// The scripted host: `ali` is an alias entry of the account `alice`;
+    /// every other name is its own account without groups.
+    fn scripted(login: &str) -> Resolved {
+        let user = if login == "ali" { "alice" } else { login };
+        Resolved {
+            login: login.into(),
+            user: user.into(),
+            uid: Some(1000),
+            groups: Ok(Vec::new()),
+        }
     }
 
     struct World {
@@ -724,7 +881,7 @@ mod tests {
                 store: &self.store,
                 policy: &self.policy,
                 host: Some("here"),
-                groups: &no_groups,
+                resolve: &scripted,
                 now: t(10),
             };
             handle(&env, c, &r)
@@ -982,5 +1139,157 @@ mod tests {
             .unwrap();
         assert_eq!(v["chosen"], Value::Null);
         assert_eq!(w.store.timeout_preference("alice").unwrap(), None);
+    }
+
+    /// Issue 11: the local API resolves a user name as the PAM module does,
+    /// so an alias spelling is its account for explain, timeout, revoke
+    /// and terminate, and explain answers with the admission kernel.
+    #[test]
+    fn an_alias_spelling_is_its_account_as_for_the_pam_module() {
+        let mut w = World::new();
+        w.policy = Policy::parse(
+            "version: 1\nsession: { inactivity: 30m, timeout: { min: 1m, max: 1h } }\n\
+             admin: { users: [carol] }\nrules:\n  - name: by-account\n    \
+             match: { users: [alice] }\n    session: { inactivity: 5m }\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let alice = caller("alice", None, false);
+        let carol = caller("carol", None, true);
+        let bob = caller("bob", None, false);
+        let explain_ali = || {
+            Request::PolicyExplain(ExplainArgs {
+                user: Some("ali".into()),
+                service: Some("sshd".into()),
+                ..Default::default()
+            })
+        };
+        for who in [&alice, &carol] {
+            let v = w.call(who, explain_ali()).result.unwrap();
+            assert_eq!(v["account"]["user"], "alice", "{v:#}");
+            assert_eq!(v["account"]["login"], "ali", "{v:#}");
+            assert_eq!(v["account"]["alias"], true, "{v:#}");
+            assert_eq!(v["subject"]["user"], "alice", "{v:#}");
+            assert_eq!(v["rule"], "by-account", "{v:#}");
+            assert_eq!(v["store"]["consulted"], true, "{v:#}");
+            assert_eq!(v["admission"]["admission"], "allow", "{v:#}");
+            assert_eq!(v["admission"]["idle_deadline"], json!(t(10 + 300)), "{v:#}");
+        }
+        assert_eq!(code(&w.call(&bob, explain_ali())), Code::Forbidden);
+
+        // Her own token lifetime, set under the alias, is the account's.
+        let h = w.call(
+            &alice,
+            Request::TimeoutSet(TimeoutSetArgs {
+                user: Some("ali".into()),
+                timeout: Choice::Seconds(120),
+            }),
+        );
+        assert_eq!(h.result.unwrap()["user"], "alice");
+        assert_eq!(
+            w.store.timeout_preference("alice").unwrap(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(w.store.timeout_preference("ali").unwrap(), None);
+        let v = w.call(&carol, explain_ali()).result.unwrap();
+        assert_eq!(v["values"]["token_lifetime"]["seconds"], 120, "{v:#}");
+
+        // Ending "ali"'s sessions ends the account's (recorded as alice).
+        let a1 = login(&w.store, "alice", 1);
+        let h = w.call(
+            &carol,
+            Request::SessionsTerminate(TerminateArgs {
+                user: Some("ali".into()),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(h.result.unwrap()["terminated"][0]["id"], a1.as_str());
+
+        // Revoking "ali" revokes the account, and explain then says what
+        // PAM says: refused.
+        let h = w.call(
+            &carol,
+            Request::Revoke(RevokeArgs {
+                target: Target::User("ali".into()),
+                reason: None,
+                expires_at: None,
+                include_current: false,
+            }),
+        );
+        let v = h.result.unwrap();
+        assert_eq!(v["revocation"]["target"]["value"], "alice", "{v:#}");
+        let v = w.call(&carol, explain_ali()).result.unwrap();
+        assert_eq!(v["admission"]["admission"], "deny", "{v:#}");
+        assert_eq!(v["admission"]["reason"], "revoked", "{v:#}");
+    }
+
+    /// Issue 11: explain without a store still explains the policy and
+    /// says what the failure table makes of the store's error.
+    #[test]
+    fn explain_without_a_store_gives_the_failure_tables_verdict() {
+        let alice = scripted("alice");
+        let error = StoreError::Unavailable {
+            location: "redis://127.0.0.1:1".into(),
+            detail: "connection refused".into(),
+        };
+        for (on_unavailable, admission, verdict) in [
+            (
+                "deny",
+                "unusable",
+                json!({"deny": "store.on_unavailable: deny"}),
+            ),
+            ("allow", "degraded", json!("degrade")),
+        ] {
+            let policy = Policy::parse(
+                &format!(
+                    "version: 1\nsession: {{ inactivity: 30m }}\nrules:\n  - name: r\n    \
+                     match: {{ users: [alice] }}\n    session: {{ inactivity: 5m }}\n\
+                     store: {{ backend: redis, url: \"redis://127.0.0.1:1\", \
+                     on_unavailable: {on_unavailable} }}\n"
+                ),
+                "p.yaml",
+            )
+            .unwrap();
+            let v = explain_admission(
+                &policy,
+                &alice,
+                &[],
+                &ExplainArgs::default(),
+                Some("here"),
+                Err((error.clone(), "this process")),
+                t(0),
+            )
+            .unwrap();
+            assert_eq!(v["rule"], "r", "{v:#}");
+            assert_eq!(v["values"]["inactivity"]["seconds"], 300, "{v:#}");
+            assert_eq!(v["store"]["consulted"], false, "{v:#}");
+            assert_eq!(v["store"]["met_by"], "this process", "{v:#}");
+            assert_eq!(v["store"]["verdict"], verdict, "{v:#}");
+            assert_eq!(v["admission"]["admission"], admission, "{v:#}");
+        }
+        // A store written by a newer curfew is never degraded.
+        let policy = Policy::parse(
+            "version: 1\nstore: { backend: sqlite, path: /x/s.db, on_unavailable: allow }\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let v = explain_admission(
+            &policy,
+            &alice,
+            &[],
+            &ExplainArgs::default(),
+            None,
+            Err((
+                StoreError::TooNew {
+                    location: "/x/s.db".into(),
+                    found: 9,
+                    supported: 3,
+                },
+                "this process",
+            )),
+            t(0),
+        )
+        .unwrap();
+        assert_eq!(v["admission"]["admission"], "unusable", "{v:#}");
     }
 }

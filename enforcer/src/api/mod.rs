@@ -452,14 +452,6 @@ fn identify(cred: PeerCred, policy: &Policy) -> Result<Caller, ApiError> {
     })
 }
 
-fn user_groups(user: &str) -> Result<Vec<String>, String> {
-    match host::account(user) {
-        Ok(a) => host::groups(&a).map_err(|e| e.to_string()),
-        Err(host::HostError::UnknownUser(_)) => Ok(Vec::new()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// The policy in force (reloaded if its file changed) and the store.
 fn resources(shared: &Shared, at: DateTime<Utc>) -> Result<(Policy, Arc<dyn Store>), ApiError> {
     let policy = {
@@ -620,7 +612,7 @@ fn answer(
         store: store.as_ref(),
         policy: &policy,
         host: Some(&shared.config.hostname),
-        groups: &user_groups,
+        resolve: &host::resolve,
         now: at,
     };
     let handled: Handled = calls::handle(&env, &caller, request);
