@@ -1201,3 +1201,58 @@ fn a_remembered_login_has_a_persistent_cookie_until_its_deadline() {
         "a plain login's cookie is a session cookie: {plain}"
     );
 }
+
+/// OIDC Core 6 and 3.1.2.1: `request` and `request_uri` are refused by
+/// redirect with `state` (`request_not_supported`,
+/// `request_uri_not_supported`), as discovery says; a login older than
+/// `max_age` shows the form again, or with `prompt=none` is
+/// `login_required`; a younger one signs in silently.
+#[test]
+fn request_objects_are_refused_and_max_age_asks_again() {
+    let op = Op::start();
+    let meta: Value = op
+        .browser()
+        .get(op.url("/.well-known/openid-configuration"))
+        .send()
+        .expect("discovery")
+        .json()
+        .expect("JSON");
+    assert_eq!(meta["request_parameter_supported"], false, "{meta}");
+    assert_eq!(meta["request_uri_parameter_supported"], false, "{meta}");
+    let b = op.browser();
+    let with = |extra: &[(&str, &str)]| {
+        let (mut url, _) = auth_url(&op, Some("n"));
+        for (k, v) in extra {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        b.get(url).send().expect("GET /authorize")
+    };
+    for (param, error) in [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ] {
+        let r = with(&[(param, "eyJhbGciOiJub25lIn0.e30.")]);
+        assert_eq!(r.status(), 302, "{param}");
+        let q = query_of(r.headers()["location"].to_str().expect("location"));
+        assert_eq!(get(&q, "error"), Some(error), "{q:?}");
+        assert_eq!(get(&q, "state"), Some("st"), "{q:?}");
+    }
+
+    // Signed in (the SSO cookie), a moment ago.
+    let (url, _) = auth_url(&op, Some("n"));
+    code_at(&b, &url, "alice", &[]);
+    let r = with(&[("max_age", "3600")]);
+    assert_eq!(r.status(), 302, "a young login signs in silently");
+    assert!(
+        query_of(r.headers()["location"].to_str().expect("location"))
+            .iter()
+            .any(|(k, _)| k == "code")
+    );
+    let r = with(&[("max_age", "0")]);
+    assert_eq!(r.status(), 200, "a login older than max_age: the form");
+    assert!(r.text().expect("page").contains("password"));
+    let r = with(&[("max_age", "0"), ("prompt", "none")]);
+    assert_eq!(r.status(), 302);
+    let q = query_of(r.headers()["location"].to_str().expect("location"));
+    assert_eq!(get(&q, "error"), Some("login_required"), "{q:?}");
+}

@@ -412,6 +412,12 @@ pub fn check_password<'a>(app: &'a App, name: &str, password: &str) -> Option<&'
 /// `prompt=none` without a usable SSO session: `login_required` back to
 /// the client (OIDC Core 3.1.2.6), if its redirect URI is the registered one.
 fn login_required(app: &App, params: &HashMap<String, String>) -> Response {
+    error_to_client(app, params, "login_required")
+}
+
+/// The authorization error `error` back to the client with `state`, if its
+/// redirect URI is the registered one (else our 400 page, never a redirect).
+fn error_to_client(app: &App, params: &HashMap<String, String>, error: &str) -> Response {
     let client = params.get("client_id").and_then(|c| app.clients.get(c));
     let Some(client) = client else {
         return unverified_client(Face::Page);
@@ -424,7 +430,7 @@ fn login_required(app: &App, params: &HashMap<String, String>) -> Response {
     let mut url = client.redirect_uri.clone();
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("error", "login_required");
+        q.append_pair("error", error);
         if let Some(s) = params.get("state") {
             q.append_pair("state", s);
         }
@@ -462,8 +468,33 @@ pub async fn authorize(
             .get("prompt")
             .map(|p| p.split_whitespace().collect())
             .unwrap_or_default();
-        let force_login = prompt.contains(&"login");
+        // Request objects are not supported (discovery says so): the
+        // client learns it rather than having the parameter ignored (OIDC
+        // Core 6).
+        for (param, error) in [
+            ("request", "request_not_supported"),
+            ("request_uri", "request_uri_not_supported"),
+        ] {
+            if params.contains_key(param) {
+                return error_to_client(&app, &params, error);
+            }
+        }
+        let max_age = match params.get("max_age").map(|m| m.parse::<u64>()) {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) => return error_to_client(&app, &params, "invalid_request"),
+        };
         let current = sso::current(&app, &headers);
+        // A login older than `max_age` seconds must be made again (OIDC
+        // Core 3.1.2.1); `max_age=0` always asks.
+        let too_old = match (max_age, &current) {
+            (Some(m), Some(c)) => {
+                let age = crate::oidc::real_now().saturating_sub(c.auth_time);
+                m == 0 || u64::try_from(age).unwrap_or(0) > m
+            }
+            _ => false,
+        };
+        let force_login = prompt.contains(&"login") || too_old;
         if prompt.contains(&"none") && (current.is_none() || force_login) {
             return login_required(&app, &params);
         }

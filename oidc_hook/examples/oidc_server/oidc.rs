@@ -149,6 +149,8 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Response {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login"],
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp",
             "preferred_username", "groups", "curfew_absolute_deadline",
