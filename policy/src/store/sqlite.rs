@@ -39,6 +39,11 @@ use crate::session::{EndReason, Session, SessionKind};
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// The columns of a session row, in the order [`SqliteStore`] reads them.
+const SESSION_COLUMNS: &str = "id, kind, user, service, client_id, host, machine_id, rhost, tty, \
+     pid, audit_session_id, started_at, last_seen, timeout_secs, remember_me, \
+     terminate_requested_at, end_reason, ended_at";
+
 /// How long a writer waits for another before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -334,36 +339,31 @@ impl SqliteStore {
         }
     }
 
+    /// One row of `SELECT` [`SESSION_COLUMNS`]: columns by position, not
+    /// by name (a name lookup per column and row was 6 % of listing 100,000
+    /// sessions, issue 17).
     fn session_from_row(&self, r: &Row<'_>) -> Result<Session, StoreError> {
         let get_err = |e: rusqlite::Error| self.corrupt(e.to_string());
-        let kind: String = r.get("kind").map_err(get_err)?;
-        let end_reason: Option<String> = r.get("end_reason").map_err(get_err)?;
+        let kind: String = r.get(1).map_err(get_err)?;
+        let end_reason: Option<String> = r.get(16).map_err(get_err)?;
         Ok(Session {
-            id: r.get("id").map_err(get_err)?,
+            id: r.get(0).map_err(get_err)?,
             kind: kind.parse::<SessionKind>().map_err(|e| self.corrupt(e))?,
-            user: r.get("user").map_err(get_err)?,
-            service: r.get("service").map_err(get_err)?,
-            client_id: r.get("client_id").map_err(get_err)?,
-            host: r.get("host").map_err(get_err)?,
-            machine_id: r.get("machine_id").map_err(get_err)?,
-            rhost: r.get("rhost").map_err(get_err)?,
-            tty: r.get("tty").map_err(get_err)?,
-            pid: r.get("pid").map_err(get_err)?,
-            audit_session_id: r.get("audit_session_id").map_err(get_err)?,
-            started_at: from_ms(r.get("started_at").map_err(get_err)?),
-            last_seen: from_ms(r.get("last_seen").map_err(get_err)?),
-            timeout: Duration::from_secs(
-                r.get::<_, i64>("timeout_secs").map_err(get_err)?.max(0) as u64
-            ),
-            remember_me: r.get("remember_me").map_err(get_err)?,
-            terminate_requested_at: r
-                .get::<_, Option<i64>>("terminate_requested_at")
-                .map_err(get_err)?
-                .map(from_ms),
-            ended_at: r
-                .get::<_, Option<i64>>("ended_at")
-                .map_err(get_err)?
-                .map(from_ms),
+            user: r.get(2).map_err(get_err)?,
+            service: r.get(3).map_err(get_err)?,
+            client_id: r.get(4).map_err(get_err)?,
+            host: r.get(5).map_err(get_err)?,
+            machine_id: r.get(6).map_err(get_err)?,
+            rhost: r.get(7).map_err(get_err)?,
+            tty: r.get(8).map_err(get_err)?,
+            pid: r.get(9).map_err(get_err)?,
+            audit_session_id: r.get(10).map_err(get_err)?,
+            started_at: from_ms(r.get(11).map_err(get_err)?),
+            last_seen: from_ms(r.get(12).map_err(get_err)?),
+            timeout: Duration::from_secs(r.get::<_, i64>(13).map_err(get_err)?.max(0) as u64),
+            remember_me: r.get(14).map_err(get_err)?,
+            terminate_requested_at: r.get::<_, Option<i64>>(15).map_err(get_err)?.map(from_ms),
+            ended_at: r.get::<_, Option<i64>>(17).map_err(get_err)?.map(from_ms),
             end_reason: end_reason
                 .map(|s| s.parse::<EndReason>().map_err(|e| self.corrupt(e)))
                 .transpose()?,
@@ -522,18 +522,23 @@ impl Store for SqliteStore {
 
     fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(self
-            .query_sessions("SELECT * FROM sessions WHERE id = ?1", params![id])?
+            .query_sessions(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+                params![id],
+            )?
             .pop())
     }
 
     fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         let sessions = self.query_sessions(
-            "SELECT * FROM sessions
+            &format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE (?1 OR ended_at IS NULL)
                AND (?2 IS NULL OR user = ?2)
                AND (?3 IS NULL OR kind = ?3)
                AND (?4 IS NULL OR host = ?4)
-             ORDER BY started_at, id",
+             ORDER BY started_at, id"
+            ),
             params![f.include_ended, f.user, f.kind.map(|k| k.as_str()), f.host],
         )?;
         Ok(sessions)
