@@ -121,6 +121,9 @@ pub enum RefusalReason {
     /// Too many failed sign-ins for the account or from the address (a
     /// login page's throttle, such as the example OpenID Provider's).
     Throttled,
+    /// A wrong user name or password at a login page (such as the example
+    /// OpenID Provider's). The password is never logged.
+    BadCredentials,
 }
 
 impl RefusalReason {
@@ -140,6 +143,7 @@ impl RefusalReason {
             RefusalReason::Groups => "groups",
             RefusalReason::Store => "store",
             RefusalReason::Throttled => "throttled",
+            RefusalReason::BadCredentials => "bad_credentials",
         }
     }
 

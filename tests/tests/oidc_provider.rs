@@ -1023,7 +1023,7 @@ fn failed_logins_are_throttled_per_account_and_audited() {
     let op = Op::start();
     let b = op.browser();
     for _ in 0..5 {
-        let r = post_login(&op, &b, "carol", "wrong");
+        let r = post_login(&op, &b, "carol", "wrong-secret-xyzzy");
         assert_eq!(r.status(), 200);
         assert!(r
             .text()
@@ -1078,6 +1078,17 @@ fn failed_logins_are_throttled_per_account_and_audited() {
     );
     assert_eq!(throttled[0]["client"], "curfew-account");
     assert_eq!(throttled[1]["client"], "rp");
+    // Each wrong password is a `bad_credentials` refusal too, naming the
+    // user as typed and never the password.
+    let bad: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "login_refused" && e["reason"] == "bad_credentials")
+        .collect();
+    assert_eq!(bad.len(), 5, "{audit}");
+    assert!(bad.iter().all(|e| e["user"] == "carol"), "{bad:?}");
+    assert!(!audit.contains("wrong-secret-xyzzy"), "{audit}");
+    assert!(!audit.contains("pw-carol"), "{audit}");
 }
 
 /// Issue 13 (Done when), through the example server's HTTP token endpoint

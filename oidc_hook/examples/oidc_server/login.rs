@@ -90,6 +90,16 @@ pub fn check(
     }
     if oauth::check_password(app, name, password).is_none() {
         app.throttle.failed(name, peer);
+        // The name as typed (it may be no account at all); never the
+        // password.
+        app.gate.audit(&AuditEvent::LoginRefused {
+            user: name.clone(),
+            service: None,
+            client: Some(client_id.to_owned()),
+            reason: RefusalReason::BadCredentials,
+            revocation: None,
+            detail: format!("from {peer}: wrong user name or password"),
+        });
         return Err(Refused::Form("Wrong user name or password."));
     }
     app.throttle.succeeded(name);
