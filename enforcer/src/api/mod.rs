@@ -542,7 +542,7 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred, opened: Instant) 
                 Code::TooLarge,
                 format!("the request is longer than {MAX_REQUEST_BYTES} bytes"),
             );
-            refuse_and_close(shared, stream, cred, None, &e);
+            refuse_and_close(shared, stream, cred, None, &e, until);
             return;
         }
         if !complete && Instant::now() >= until {
@@ -569,7 +569,7 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred, opened: Instant) 
         let request = match protocol::parse(&line) {
             Ok(r) => r,
             Err(e) => {
-                refuse_and_close(shared, stream, cred, None, &e);
+                refuse_and_close(shared, stream, cred, None, &e, until);
                 return;
             }
         };
@@ -649,20 +649,27 @@ fn answer(
     (Response::of(handled.result), handled.wake)
 }
 
+/// The most a refused connection is drained of before it is closed.
+const DRAIN_BYTES: u64 = 64 * 1024;
+
 /// Writes a refusal, then closes the connection after a short drain (so
-/// the client reads the answer rather than a reset).
+/// the client reads the answer rather than a reset). The drain ends at the
+/// request's deadline `until` (or after [`DRAIN_BYTES`]), however slowly the
+/// client trickles bytes: a refused client holds its slot no longer than
+/// any other request.
 fn refuse_and_close(
     shared: &Shared,
     stream: &UnixStream,
     cred: PeerCred,
     call: Option<&str>,
     e: &ApiError,
+    until: Instant,
 ) {
     audit_refusal(shared, cred, None, call, e, now());
-    let _ = (&*stream).write_all(Response::of(Err(e.clone())).to_line().as_bytes());
+    let _ = write_before(stream, &Response::of(Err(e.clone())).to_line(), until);
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let _ = std::io::copy(&mut stream.take(1024 * 1024), &mut std::io::sink());
+    let mut drain = Deadlined { stream, until }.take(DRAIN_BYTES);
+    let _ = std::io::copy(&mut drain, &mut std::io::sink());
 }
 
 /// Audits a refusal that happened before the caller could be fully
@@ -1011,6 +1018,68 @@ mod tests {
             }
         }
         assert!(closed, "the server closed the trickling connection");
+        // Its slot (the uid's only one) is free again.
+        let ok = (0..50).any(|_| {
+            exchange(&r.socket, Request::Whoami.to_line().as_bytes())
+                .first()
+                .is_some_and(|a| a.ok)
+                || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    false
+                }
+        });
+        assert!(ok, "the uid may connect again");
+    }
+
+    #[test]
+    fn a_client_trickling_after_a_malformed_request_is_closed_at_the_deadline() {
+        let r = running(Limits {
+            max_connections_per_uid: 1,
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        });
+        let slow = UnixStream::connect(&r.socket).unwrap();
+        slow.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        (&slow).write_all(b"not json\n").unwrap();
+        // A byte every 20 ms, each read by the server well within any
+        // per-read timeout: only the request's deadline ends the drain.
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut closed = false;
+        let mut buf = [0u8; 256];
+        for _ in 0..500 {
+            let _ = (&slow).write_all(b"x");
+            match (&slow).read(&mut buf) {
+                Ok(0) => {
+                    // The answer was read and the server shut its side;
+                    // a write now fails once the server has closed.
+                    if (&slow).write_all(b"x").is_err() {
+                        closed = true;
+                        break;
+                    }
+                }
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let answer: Response = serde_json::from_slice(answer.trim_ascii_end()).unwrap();
+        assert_eq!(code(&answer), Some(Code::BadRequest));
+        assert!(closed, "the server closed the trickling connection");
+        let held = started.elapsed();
+        assert!(
+            held < Duration::from_secs(5),
+            "held {held:?}, the request deadline is 300 ms"
+        );
         // Its slot (the uid's only one) is free again.
         let ok = (0..50).any(|_| {
             exchange(&r.socket, Request::Whoami.to_line().as_bytes())
