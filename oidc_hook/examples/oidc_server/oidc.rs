@@ -120,9 +120,20 @@ impl Keys {
         v.validate_aud = false;
         v.set_issuer(&[issuer]);
         v.required_spec_claims.clear();
+        // A logout token is no ID token (Back-Channel Logout 1.0 2.4): it
+        // carries `typ: logout+jwt` and `events`, and is never a hint.
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("logout+jwt"))
+        {
+            return None;
+        }
         jsonwebtoken::decode::<Value>(token, &self.decoding, &v)
             .ok()
             .map(|d| d.claims)
+            .filter(|c| c.get("events").is_none())
     }
 }
 
@@ -392,4 +403,27 @@ pub async fn end_session(
         r
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Back-Channel Logout 2.4: a logout token, though signed by this
+    /// provider for its issuer, is refused as `id_token_hint`, by its
+    /// `typ` or by its `events` claim; an ID token is accepted.
+    #[test]
+    fn a_logout_token_is_no_id_token_hint() {
+        let keys = Keys::load_or_generate(None).expect("a key");
+        let iss = "https://op.test";
+        let id = json!({"iss": iss, "sub": "alice", "sid": "s1"});
+        let hint = keys.sign(&id, "JWT").expect("sign");
+        assert_eq!(keys.verify_hint(&hint, iss), Some(id.clone()));
+        let mut logout = id.clone();
+        logout["events"] = json!({ BACKCHANNEL_EVENT: {} });
+        let by_typ = keys.sign(&id, "logout+jwt").expect("sign");
+        assert_eq!(keys.verify_hint(&by_typ, iss), None, "typ logout+jwt");
+        let by_events = keys.sign(&logout, "JWT").expect("sign");
+        assert_eq!(keys.verify_hint(&by_events, iss), None, "events claim");
+    }
 }
