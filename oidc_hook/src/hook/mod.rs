@@ -435,39 +435,16 @@ async fn authenticated_body(state: &HookState, req: Request) -> Result<Bytes, Re
     read_body(state, req.into_body()).await
 }
 
-/// Runs the decision; a panic in it is a 503 whose body says nothing of
-/// the panic (the detail goes to the log).
-///
-/// Over a store that answers locally (SQLite, memory: tens of
-/// microseconds a call) the decision runs right here, on the runtime's
-/// worker that read the request: handing it to the blocking pool and back
-/// cost more than the decision (two thread wake-ups a request, and up to
-/// one blocking thread per connection queueing on the store's one
-/// connection), see BENCHMARKS.md "Token hook under load". The price: while
-/// another process holds the SQLite write lock, the worker waits with the
-/// request (as the request would anyway). A networked store (Redis) may
-/// take up to its command timeout, so its decisions go to the blocking
-/// pool, where they do not hold up other connections.
+/// Runs the decision on a blocking thread; a panic in it is a 503 whose
+/// body says nothing of the panic (the detail goes to the log).
 async fn decide_blocking(state: &HookState, req: TokenRequest) -> Outcome {
-    let failed = |e: &dyn std::fmt::Display| {
-        eprintln!("curfew hook: error: the decision failed: {e}");
-        Outcome::Unavailable
-    };
-    if state.inner.gate.store().answers_locally() {
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.decide(&req)))
-            .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                failed(&what)
-            });
-    }
     let st = state.clone();
     match tokio::task::spawn_blocking(move || st.decide(&req)).await {
         Ok(o) => o,
-        Err(e) => failed(&e),
+        Err(e) => {
+            eprintln!("curfew hook: error: the decision failed: {e}");
+            Outcome::Unavailable
+        }
     }
 }
 

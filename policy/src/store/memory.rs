@@ -39,9 +39,6 @@ impl Store for MemoryStore {
     fn location(&self) -> String {
         "memory".into()
     }
-    fn answers_locally(&self) -> bool {
-        true
-    }
 
     fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut g = self.lock();

@@ -261,16 +261,6 @@ pub trait Store: Send + Sync {
     fn revalidate(&self) -> Result<(), StoreError> {
         Ok(())
     }
-
-    /// Whether every call is answered on this machine without a network
-    /// round trip (an embedded file, memory): tens of microseconds, less
-    /// than handing the call to another thread and back costs. The token
-    /// hook runs the decisions over such a store on the thread that read
-    /// the request; a networked store's calls go to a blocking pool.
-    /// Default: false.
-    fn answers_locally(&self) -> bool {
-        false
-    }
 }
 
 /// A shared store is a store: for a process that keeps one open and hands
@@ -278,9 +268,6 @@ pub trait Store: Send + Sync {
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn location(&self) -> String {
         (**self).location()
-    }
-    fn answers_locally(&self) -> bool {
-        (**self).answers_locally()
     }
     fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         (**self).create_session(session)

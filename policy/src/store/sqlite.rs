@@ -467,12 +467,6 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
-    /// An embedded file: a call waits only for this process's other calls
-    /// and, at worst, for another process's write (the busy timeout).
-    fn answers_locally(&self) -> bool {
-        true
-    }
-
     fn revalidate(&self) -> Result<(), StoreError> {
         let now = check_files(&self.path)?;
         if now.is_some() && now == self.identity {
