@@ -69,6 +69,10 @@ struct Args {
     /// The curfew policy (its store is used too).
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
+    /// Use this SQLite file instead of the policy's `store` (as `curfew
+    /// --store-path` does).
+    #[arg(long, env = "CURFEW_STORE_PATH", value_name = "FILE")]
+    store_path: Option<PathBuf>,
     /// Where to listen (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8020")]
     listen: String,
@@ -272,8 +276,12 @@ async fn run(args: Args) -> Result<(), String> {
     // workspace's Redis client uses it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let policy = Policy::load_secure(&args.policy).map_err(|e| e.to_string())?;
+    let mut store_config = policy.store.clone();
+    if let Some(p) = &args.store_path {
+        store_config.backend = curfew_policy::StoreBackend::Sqlite { path: p.clone() };
+    }
     let store: Arc<dyn Store> =
-        Arc::from(curfew_policy::store::open(&policy.store).map_err(|e| e.to_string())?);
+        Arc::from(curfew_policy::store::open(&store_config).map_err(|e| e.to_string())?);
     let clock: Arc<dyn Clock> = match &args.clock_offset_file {
         Some(path) => {
             eprintln!(
