@@ -615,6 +615,9 @@ fn authorize_and_token_errors_are_ours_and_codes_are_single_use() {
     ];
     let (status, first) = token_request(&op, &exchange);
     assert_eq!(status, 200, "{first}");
+    // The access token lives the policy's default timeout (5m), answered
+    // in whole seconds rounded, not cut down to 299.
+    assert_eq!(first["expires_in"], 300, "{first}");
     let claims = op.verify(first["id_token"].as_str().expect("id_token"), "rp");
     assert!(claims.get("nonce").is_none(), "no nonce claim: {claims}");
     let access = first["access_token"].as_str().expect("access token");

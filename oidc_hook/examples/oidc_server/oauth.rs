@@ -664,7 +664,9 @@ pub async fn token(
         drop(o);
         let claims = t.granted.claims();
         json.extend(claims.to_map());
-        let left = (t.expires_at - now).num_seconds().max(0);
+        // Rounded to the nearest second: a lifetime of 45 s answered a
+        // few milliseconds after issue is 45, not 44.
+        let left = ((t.expires_at - now).num_milliseconds().max(0) + 500) / 1000;
         json.insert("expires_in".into(), left.into());
         let next_check = t
             .granted
