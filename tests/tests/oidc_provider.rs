@@ -1252,6 +1252,41 @@ fn request_objects_are_refused_and_max_age_asks_again() {
         assert_eq!(get(&q, "state"), Some("st"), "{q:?}");
     }
 
+    // Small protocol points: an unknown scope is invalid_scope (never
+    // widened to the default), an S256 challenge that is not 43 base64url
+    // characters and a missing response_type are invalid_request.
+    let refused = |url: reqwest::Url| {
+        let r = b.get(url).send().expect("GET /authorize");
+        assert_eq!(r.status(), 302);
+        let q = query_of(r.headers()["location"].to_str().expect("location"));
+        assert_eq!(get(&q, "state"), Some("st"), "{q:?}");
+        get(&q, "error").map(str::to_owned)
+    };
+    let (url, _) = auth_url(&op, Some("n"));
+    type Change<'a> = &'a dyn Fn(&str, &str) -> Option<(String, String)>;
+    let rebuilt = |change: Change| {
+        let mut u = url.clone();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter_map(|(k, v)| change(&k, &v))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        u
+    };
+    let keep = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+    let scope = rebuilt(&|k, v| match k {
+        "scope" => Some((k.into(), "openid payroll".into())),
+        _ => keep(k, v),
+    });
+    assert_eq!(refused(scope).as_deref(), Some("invalid_scope"));
+    let short = rebuilt(&|k, v| match k {
+        "code_challenge" => Some((k.into(), "abc".into())),
+        _ => keep(k, v),
+    });
+    assert_eq!(refused(short).as_deref(), Some("invalid_request"));
+    let no_type = rebuilt(&|k, v| (k != "response_type").then(|| (k.into(), v.into())));
+    assert_eq!(refused(no_type).as_deref(), Some("invalid_request"));
+
     // Signed in (the SSO cookie), a moment ago.
     let (url, _) = auth_url(&op, Some("n"));
     code_at(&b, &url, "alice", &[]);

@@ -479,6 +479,30 @@ pub async fn authorize(
                 return error_to_client(&app, &params, error);
             }
         }
+        // What oxide-auth would let through or answer in its own way:
+        // no response_type (RFC 6749 4.1.1), a scope this server does not
+        // know (never widened to the default; RFC 6749 4.1.2.1), an S256
+        // challenge that is not 43 base64url characters (RFC 7636 4.2).
+        if params.get("response_type").is_none_or(|t| t.is_empty()) {
+            return error_to_client(&app, &params, "invalid_request");
+        }
+        if let Some(scope) = params.get("scope") {
+            let allowed: Vec<&str> = ALLOWED_SCOPE.split(' ').collect();
+            if scope
+                .split(' ')
+                .any(|s| !s.is_empty() && !allowed.contains(&s))
+            {
+                return error_to_client(&app, &params, "invalid_scope");
+            }
+        }
+        if let Some(challenge) = params.get("code_challenge") {
+            let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            if params.get("code_challenge_method").map(String::as_str) == Some("S256")
+                && (challenge.len() != 43 || !challenge.bytes().all(base64url))
+            {
+                return error_to_client(&app, &params, "invalid_request");
+            }
+        }
         let max_age = match params.get("max_age").map(|m| m.parse::<u64>()) {
             None => None,
             Some(Ok(m)) => Some(m),
