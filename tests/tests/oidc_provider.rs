@@ -822,6 +822,12 @@ fn the_lifetime_goes_back_to_the_default_and_errors_name_the_bounds() {
         assert!(!page.contains(internal), "{internal} in {page}");
     }
     assert_eq!(lifetime_value(&page), "5m (policy default)");
+    // The value is shown as typed, escaped for HTML, not in Rust's quoting.
+    let r = post(&[("lifetime", "<b>\"x\\y")]);
+    assert_eq!(r.status(), 400);
+    let page = r.text().expect("page");
+    assert!(page.contains("&lt;b&gt;"), "{page}");
+    assert!(!page.contains("<b>") && !page.contains("\\\""), "{page}");
 }
 
 /// RP-Initiated Logout 1.0 section 2: a logout with another user's

@@ -383,8 +383,13 @@ async fn lifetime(
                     &c,
                     None,
                     Some(format!(
-                        "Token lifetime {:?} is not a duration from {} to {}; write, for example, \"15m\" or \"1h 30m\".",
-                        text.chars().take(40).collect::<String>(),
+                        "Token lifetime \u{201c}{}\u{201d} is not a duration from {} to {}; write, for example, \"15m\" or \"1h 30m\".",
+                        // As typed (the page escapes it for HTML), without
+                        // control characters, at most 40 characters.
+                        text.chars()
+                            .filter(|ch| !ch.is_control())
+                            .take(40)
+                            .collect::<String>(),
                         f(eff.timeout_min.value),
                         f(eff.timeout_max.value)
                     )),
