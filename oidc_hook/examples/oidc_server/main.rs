@@ -379,6 +379,7 @@ async fn run(args: Args) -> Result<(), String> {
         .merge(account::routes())
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(web::our_413))
         .layer(axum::middleware::map_response(web::security_headers))
         .with_state(app);
 

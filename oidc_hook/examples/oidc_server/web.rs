@@ -84,6 +84,38 @@ pub async fn security_headers(mut r: Response) -> Response {
     r
 }
 
+/// A body over the limit that an extractor refused with the framework's
+/// plain text ("Failed to buffer the request body...") becomes our 413:
+/// a JSON OAuth error on the JSON endpoints (also where [`Fields`] made
+/// its HTML page), our HTML page elsewhere.
+pub async fn our_413(req: Request, next: axum::middleware::Next) -> Response {
+    let json = matches!(
+        req.uri().path(),
+        "/token" | "/introspect" | "/revoke" | "/userinfo" | "/api/session"
+    );
+    let r = next.run(req).await;
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if r.status() != StatusCode::PAYLOAD_TOO_LARGE || !(plain || json) {
+        return r;
+    }
+    if json {
+        crate::oauth::oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is larger than 64 KiB",
+        )
+    } else {
+        error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request refused",
+            "The request body is unreadable or larger than 64 KiB.",
+        )
+    }
+}
+
 /// An HTML error page with `status`.
 pub fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
     let mut r = (status, Html(pages::message(title, text))).into_response();
