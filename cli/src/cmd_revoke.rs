@@ -28,7 +28,9 @@ struct RevokeOptions {
     /// (RFC 3339). Sessions it ended stay ended.
     #[arg(long, value_name = "DURATION|RFC3339")]
     expires: Option<String>,
-    /// A session target may be the session this command runs in.
+    /// The revocation may end the session this command runs in (a
+    /// session target that is it, or a user, client or `all` it belongs
+    /// to); without this flag that is refused.
     #[arg(long)]
     include_current: bool,
     /// Output format.

@@ -179,6 +179,12 @@ fn self_service_and_delegated_administration_through_the_local_api() {
     assert!(r.stderr.contains("--include-current"), "{r:?}");
     let r = f.run(&mut r1, &["revoke", "session", &r1_id]);
     assert_eq!(r.code, 1, "{r:?}");
+    // A lock of root, or `revoke all`, would end it too: refused the same.
+    for args in [&["revoke", "user", "root"][..], &["revoke", "all"][..]] {
+        let r = f.run(&mut r1, args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("--include-current"), "{args:?}: {r:?}");
+    }
     assert!(r1.alive() && r1.answers(Duration::from_secs(10)));
     assert!(f.record(&r1.id)["terminate_requested_at"].is_null());
     let r = f.run(

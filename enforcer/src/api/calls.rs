@@ -173,7 +173,12 @@ fn admin_only(caller: &Caller, call: &str) -> Result<(), ApiError> {
 }
 
 /// The live PAM session on this host that the caller is typing in: the one
-/// whose audit session id is the caller's.
+/// whose audit session id is the caller's and whose user is the caller's
+/// account. An administrator's is also the session of the account they
+/// logged in as (`sudo curfew ...` from their own login: root acts, but
+/// the session it would end is the administrator's). After `su` to an
+/// ordinary user, the session of the account su started from is not that
+/// user's current one: they cannot act on it anyway.
 pub fn current_session(env: &Env<'_>, caller: &Caller) -> Result<Option<Session>, ApiError> {
     let Some(audit) = caller.audit_session else {
         return Ok(None);
@@ -186,9 +191,11 @@ pub fn current_session(env: &Env<'_>, caller: &Caller) -> Result<Option<Session>
             ..Default::default()
         })
         .map_err(store_err)?;
-    Ok(sessions
-        .into_iter()
-        .find(|s| s.audit_session_id == Some(audit)))
+    Ok(sessions.into_iter().find(|s| {
+        s.audit_session_id == Some(audit)
+            && (s.user == caller.user
+                || (caller.admin && caller.login_user.as_deref() == Some(s.user.as_str())))
+    }))
 }
 
 /// Runs one call.
@@ -501,6 +508,32 @@ fn revoke(
             (t.clone(), false)
         }
     };
+    // An administrator's lock of a user, client or everyone may end the
+    // session the administrator is using: that needs include_current, as
+    // ending it by id does (only "sign out everywhere" goes without).
+    if !sign_out && !a.include_current && !matches!(target, Target::Session(_)) {
+        if let Some(c) = current_session(env, caller)? {
+            let hit = match &target {
+                Target::User(u) => c.user == *u,
+                Target::Client(id) => {
+                    c.client_id.as_deref() == Some(id.as_str())
+                        || c.service.as_deref() == Some(id.as_str())
+                }
+                Target::All => true,
+                Target::Session(_) => false,
+            };
+            if hit {
+                return Err(ApiError::new(
+                    Code::CurrentSession,
+                    format!(
+                        "revoking {target} would end session {} too, the session you are using; \
+                         to end it too, pass --include-current",
+                        c.id
+                    ),
+                ));
+            }
+        }
+    }
     if sign_out && a.expires_at.is_some() {
         return Err(ApiError::new(
             Code::BadRequest,
@@ -1070,6 +1103,88 @@ mod tests {
         assert_eq!(v["sign_out"], false);
         assert_eq!(v["revocation"]["expires_at"], Value::Null, "a lock");
         assert_eq!(v["revocation"]["actor"], "carol");
+    }
+
+    fn revoke_req(target: Target, include_current: bool) -> Request {
+        Request::Revoke(RevokeArgs {
+            target,
+            reason: None,
+            expires_at: None,
+            include_current,
+        })
+    }
+
+    #[test]
+    fn an_administrator_ends_their_own_session_only_with_include_current() {
+        let w = World::new();
+        let mut c =
+            Session::start(SessionKind::Pam, "carol", t(0), Duration::from_secs(300)).unwrap();
+        c.host = Some("here".into());
+        c.audit_session_id = Some(5);
+        c.service = Some("sshd".into());
+        w.store.create_session(&c).unwrap();
+        let c1 = c.id;
+        let carol = caller("carol", Some(5), true);
+        // Root through sudo from carol's login: the session is carol's.
+        let sudo = Caller {
+            uid: 0,
+            user: "root".into(),
+            ..caller("carol", Some(5), true)
+        };
+        for who in [&carol, &sudo] {
+            for target in [
+                Target::User("carol".into()),
+                Target::All,
+                Target::Client("sshd".into()),
+            ] {
+                let h = w.call(who, revoke_req(target.clone(), false));
+                assert_eq!(code(&h), Code::CurrentSession, "{who:?} {target}");
+                assert!(h.result.unwrap_err().message.contains(&c1));
+                assert!(h.notes.is_empty() && !h.wake);
+            }
+        }
+        assert!(w.store.list_revocations().unwrap().is_empty());
+        // Another user, a client the session is not of: no flag needed.
+        assert!(w
+            .call(&carol, revoke_req(Target::User("bob".into()), false))
+            .result
+            .is_ok());
+        assert!(w
+            .call(&carol, revoke_req(Target::Client("web".into()), false))
+            .result
+            .is_ok());
+        // With the flag: done.
+        let h = w.call(&carol, revoke_req(Target::User("carol".into()), true));
+        assert!(h.result.is_ok(), "{:?}", h.result);
+        // "Sign out everywhere" needs no flag, for an administrator too.
+        let h = w.call(&carol, revoke_req(Target::User(ME.into()), false));
+        assert_eq!(h.result.unwrap()["sign_out"], true);
+    }
+
+    #[test]
+    fn after_su_the_session_of_another_account_is_not_current() {
+        let w = World::new();
+        let r1 = login(&w.store, "root", 7);
+        // `su cf16b` in root's login: same audit session, login user root.
+        let cf = Caller {
+            login_user: Some("root".into()),
+            login_uid: Some(0),
+            ..caller("cf16b", Some(7), false)
+        };
+        let v = w.call(&cf, Request::Whoami).result.unwrap();
+        assert_eq!(v["current_session"], Value::Null);
+        let v = w
+            .call(&cf, Request::SessionsList(ListArgs::default()))
+            .result
+            .unwrap();
+        assert_eq!(v["current"], Value::Null);
+        // Root itself, in that login, is in it.
+        let root = Caller {
+            uid: 0,
+            ..caller("root", Some(7), true)
+        };
+        let v = w.call(&root, Request::Whoami).result.unwrap();
+        assert_eq!(v["current_session"], r1.as_str());
     }
 
     #[test]
