@@ -498,6 +498,14 @@ fn revoke(
         },
         Target::Session(id) => {
             let s = own_session(env, caller, id)?;
+            // Nothing to end: no row (a row per call would let anyone
+            // grow the store without bound).
+            if !s.is_live() {
+                return Err(ApiError::new(
+                    Code::Ended,
+                    format!("session {id} has already ended"),
+                ));
+            }
             if !a.include_current && current_session(env, caller)?.is_some_and(|c| c.id == s.id) {
                 return Err(current_refusal(id));
             }
@@ -1159,6 +1167,28 @@ mod tests {
         // "Sign out everywhere" needs no flag, for an administrator too.
         let h = w.call(&carol, revoke_req(Target::User(ME.into()), false));
         assert_eq!(h.result.unwrap()["sign_out"], true);
+    }
+
+    #[test]
+    fn revoking_an_ended_session_writes_nothing() {
+        let w = World::new();
+        let a1 = login(&w.store, "alice", 1);
+        let a2 = login(&w.store, "alice", 2);
+        w.store.end_session(&a2, t(5), EndReason::Logout).unwrap();
+        for who in [caller("alice", Some(1), false), caller("carol", None, true)] {
+            for _ in 0..3 {
+                let h = w.call(&who, revoke_req(Target::Session(a2.clone()), false));
+                assert_eq!(code(&h), Code::Ended, "{who:?}");
+                assert!(h.notes.is_empty() && !h.wake);
+            }
+        }
+        assert!(w.store.list_revocations().unwrap().is_empty());
+        // A live one still can be.
+        let h = w.call(
+            &caller("carol", None, true),
+            revoke_req(Target::Session(a1.clone()), false),
+        );
+        assert!(h.result.is_ok(), "{:?}", h.result);
     }
 
     #[test]
