@@ -66,10 +66,12 @@ impl Service {
         let policy = match ctx.policy() {
             Ok(p) => p,
             Err(e) if !is_root => {
+                // The policy's `api.socket` cannot come from a policy we
+                // cannot read: $CURFEW_SOCKET, else the default.
                 return Ok(Service::Remote {
-                    socket: curfew_policy::policy::DEFAULT_API_SOCKET.into(),
-                    local_error: format!("{e:#}"),
-                })
+                    socket: socket_without_policy(),
+                    local_error: unreadable_policy(ctx.policy_path().as_deref(), &e),
+                });
             }
             Err(e) => return Err(e),
         };
@@ -81,7 +83,7 @@ impl Service {
             }),
             Err(e) if !is_root => Ok(Service::Remote {
                 socket: policy.api.socket.clone(),
-                local_error: format!("{e:#}"),
+                local_error: format!("you cannot use the store yourself ({e:#})"),
             }),
             Err(e) => Err(e),
         }
@@ -150,12 +152,43 @@ impl Service {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(CallError::Refused(e)),
                 Err(e @ ClientError::Connect { .. }) => Err(CallError::Unreachable(format!(
-                    "you cannot use the store yourself ({local_error}), and {e}; \
+                    "{local_error}; {e}; \
                      the curfew enforcer serves ordinary users: ask an administrator to run it"
                 ))),
                 Err(e) => Err(CallError::Unreachable(e.to_string())),
             },
         }
+    }
+}
+
+/// The environment variable naming the daemon's socket when the policy
+/// (whose `api.socket` it would be) cannot be read.
+pub const SOCKET_ENV: &str = "CURFEW_SOCKET";
+
+/// `$CURFEW_SOCKET`, else the default socket.
+fn socket_without_policy() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| curfew_policy::policy::DEFAULT_API_SOCKET.into())
+}
+
+/// Why the policy could not be used, in our terms: a file that is not
+/// readable by this user (SECURITY.md recommends 0600/0640 for a policy
+/// holding a store password) says so, not "Permission denied (os error 13)".
+fn unreadable_policy(path: Option<&std::path::Path>, e: &anyhow::Error) -> String {
+    match path {
+        Some(p)
+            if nix::unistd::access(p, nix::unistd::AccessFlags::R_OK)
+                == Err(nix::errno::Errno::EACCES) =>
+        {
+            format!(
+                "cannot read the policy {}: not readable by you",
+                p.display()
+            )
+        }
+        Some(p) => format!("cannot use the policy {}: {e:#}", p.display()),
+        None => format!("cannot use the policy: {e:#}"),
     }
 }
 

@@ -400,14 +400,26 @@ impl ApiFixture {
     /// Runs `curfew --policy P ARGS` in `shell` (as its user, in its
     /// session), returning exit code, stdout and stderr.
     pub fn run(&self, shell: &mut Shell, args: &[&str]) -> Ran {
+        self.run_with(shell, "", &self.sandbox.policy, args)
+    }
+
+    /// As [`ApiFixture::run`], with `env` (`NAME=value ...`, shell words)
+    /// before the command and `policy` as its `--policy`.
+    pub fn run_with(
+        &self,
+        shell: &mut Shell,
+        env: &str,
+        policy: &std::path::Path,
+        args: &[&str],
+    ) -> Ran {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let out = shell.home.join(format!("out-{n}"));
         let err = shell.home.join(format!("err-{n}"));
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         shell.send(&format!(
-            "{} --policy {} {} >{} 2>{}; echo rc-{n}-$?-done\n",
+            "{env} {} --policy {} {} >{} 2>{}; echo rc-{n}-$?-done\n",
             self.curfew.display(),
-            self.sandbox.policy.display(),
+            policy.display(),
             quoted.join(" "),
             out.display(),
             err.display()

@@ -3,6 +3,7 @@
 //! the enforcer serving the API; every `curfew` command runs inside the
 //! user's own ssh session, as that user (harness: curfew_e2e::api).
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use curfew_e2e::api::ApiFixture;
@@ -80,6 +81,35 @@ fn self_service_and_delegated_administration_through_the_local_api() {
     let r = f.run(&mut a1, &["revoke", "user", &b]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("ask an administrator"), "{r:?}");
+
+    // A policy A cannot read (0600, as SECURITY.md recommends with a store
+    // password): the socket comes from $CURFEW_SOCKET, and the error says
+    // what happened in our terms.
+    let secret = f.sandbox.dir.path().join("secret-policy.yaml");
+    std::fs::copy(&f.sandbox.policy, &secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = format!("CURFEW_SOCKET={}", f.socket.display());
+    let r = f.run_with(
+        &mut a1,
+        &env,
+        &secret,
+        &["sessions", "list", "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(ids(&r.json()).contains(&a1.id), "{r:?}");
+    let r = f.run_with(
+        &mut a1,
+        "CURFEW_SOCKET=/nonexistent/curfew.sock",
+        &secret,
+        &["sessions", "list"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let want = format!(
+        "cannot read the policy {}: not readable by you; cannot reach the curfew daemon at /nonexistent/curfew.sock",
+        secret.display()
+    );
+    assert!(r.stderr.contains(&want), "{r:?}");
+    assert!(!r.stderr.contains("Permission denied"), "{r:?}");
 
     // A's current session is never ended by id without --include-current.
     let a1_id = a1.id.clone();
