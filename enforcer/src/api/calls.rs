@@ -572,6 +572,22 @@ fn revoke(
         created_at: now,
     };
     env.store.add_revocation(&revocation).map_err(store_err)?;
+    if sign_out {
+        // An earlier sign-out of this user (a row lifted the moment it was
+        // made) ends only sessions this one ends too: it is dropped, so
+        // signing out again and again keeps one row per user, not one per
+        // call. Best effort: a row left behind is harmless.
+        if let Ok(all) = env.store.list_revocations() {
+            for old in all.iter().filter(|r| {
+                r.id != revocation.id
+                    && r.target == revocation.target
+                    && r.expires_at == Some(r.not_before)
+                    && r.not_before <= revocation.not_before
+            }) {
+                let _ = env.store.remove_revocation(&old.id);
+            }
+        }
+    }
     notes.push(AuditEvent::revoke(&revocation));
     *wake = true;
     Ok(json!({ "revocation": revocation, "sign_out": sign_out }))
@@ -1189,6 +1205,38 @@ mod tests {
             revoke_req(Target::Session(a1.clone()), false),
         );
         assert!(h.result.is_ok(), "{:?}", h.result);
+    }
+
+    #[test]
+    fn signing_out_again_and_again_keeps_one_row() {
+        let w = World::new();
+        login(&w.store, "alice", 1);
+        let alice = caller("alice", Some(1), false);
+        // An administrator's lock of alice is not a sign-out: it stays.
+        let lock = w.call(
+            &caller("carol", None, true),
+            revoke_req(Target::User("alice".into()), false),
+        );
+        let lock_id = lock.result.unwrap()["revocation"]["id"].clone();
+        let mut last = Value::Null;
+        for _ in 0..5 {
+            let h = w.call(&alice, revoke_req(Target::User(ME.into()), false));
+            last = h.result.unwrap()["revocation"]["id"].clone();
+        }
+        let mut ids: Vec<String> = w
+            .store
+            .list_revocations()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        let mut want = vec![
+            lock_id.as_str().unwrap().to_owned(),
+            last.as_str().unwrap().to_owned(),
+        ];
+        want.sort();
+        assert_eq!(ids, want);
     }
 
     #[test]
