@@ -103,7 +103,11 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
                         output::opt(&s.tty),
                         output::opt(&s.rhost),
                         output::time(s.started_at),
-                        output::time(s.last_seen),
+                        format!(
+                            "{} ({})",
+                            output::time(l.last_active.at),
+                            l.last_active.by.as_str()
+                        ),
                         if current == Some(s.id.as_str()) {
                             format!("{} (current)", state(&l.state))
                         } else {
@@ -122,7 +126,7 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
                     "TTY",
                     "RHOST",
                     "STARTED",
-                    "LAST SEEN",
+                    "LAST ACTIVE",
                     "STATE",
                 ],
                 &rows,

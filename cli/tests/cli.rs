@@ -424,6 +424,37 @@ fn sessions_list_shows_each_state_from_the_decision() {
         );
     }
     assert_eq!(st[&oidc_old]["state"], "max_duration", "{st:?}");
+    // LAST ACTIVE: last_seen and what it was, by kind of session.
+    let o = env.run(&["sessions", "list", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let last = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["last_active"].clone())
+            .unwrap()
+    };
+    assert_eq!(last(&pam_live)["by"], "traffic", "no terminal: {listed}");
+    assert_eq!(last(&oidc_live)["by"], "refresh", "{listed}");
+    let at = chrono::DateTime::parse_from_rfc3339(last(&pam_idle)["at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert!(
+        (at - (now - chrono::Duration::seconds(1500)))
+            .num_seconds()
+            .abs()
+            <= 1,
+        "{at}"
+    );
+    let text = stdout(&env.run(&["sessions", "list"]));
+    assert!(text.contains("LAST ACTIVE"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(oidc_live.as_str()) && l.contains("(refresh)")),
+        "{text}"
+    );
 
     let o = env.run(&["revoke", "user", "alice", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -17,7 +17,7 @@ use crate::admission::{admit, Admission, Caller, GroupsLookup, StoreAnswer, Whic
 use crate::decision::{Deny, NextEnd, SessionState};
 use crate::policy::Policy;
 use crate::revocation::RevocationSet;
-use crate::session::{EndReason, Session};
+use crate::session::{EndReason, Session, SessionKind};
 
 /// A session's state at `now`. In JSON (`sessions list --format json`,
 /// the field `state` of each session) an object tagged by `state`, e.g.
@@ -108,6 +108,67 @@ pub fn status(
     of_admission(admit(policy, &who, &which, answer, Caller::default(), now))
 }
 
+/// What a session's last activity was, as `sessions list` shows it
+/// (LAST ACTIVE): the record's `last_seen` and what moves it for this kind
+/// of session. In JSON (the field `last_active` of each session) e.g.
+/// `{"at": "2026-11-29T14:00:00Z", "by": "terminal"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastActive {
+    /// When (`last_seen`, never before the session's start).
+    pub at: DateTime<Utc>,
+    /// What it was.
+    pub by: ActiveBy,
+}
+
+/// What moved a session's `last_seen` last. The enforcer and the token hook
+/// write `last_seen` only for activity the policy counts (docs/enforce.md,
+/// "What counts as activity").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActiveBy {
+    /// Nothing since the login.
+    Login,
+    /// Input read from or output written to the session's terminal, as the
+    /// policy's `session.activity` counts them (`input`, `output`).
+    Terminal,
+    /// Data moved by a session without a terminal (`traffic`).
+    Traffic,
+    /// An OIDC token request (a refresh).
+    Refresh,
+}
+
+impl ActiveBy {
+    /// The stable name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveBy::Login => "login",
+            ActiveBy::Terminal => "terminal",
+            ActiveBy::Traffic => "traffic",
+            ActiveBy::Refresh => "refresh",
+        }
+    }
+}
+
+/// The last activity of `session`: see [`LastActive`]. The kind follows
+/// from the kind of session, because each kind has one measure (a PAM
+/// session with a terminal: the terminal; without: its traffic; OIDC: its
+/// token requests); a `last_seen` not after the start is the login itself.
+pub fn last_active(session: &Session) -> LastActive {
+    let by = if session.last_seen <= session.started_at {
+        ActiveBy::Login
+    } else {
+        match session.kind {
+            SessionKind::Oidc => ActiveBy::Refresh,
+            SessionKind::Pam if session.tty.is_some() => ActiveBy::Terminal,
+            SessionKind::Pam => ActiveBy::Traffic,
+        }
+    };
+    LastActive {
+        at: session.last_seen.max(session.started_at),
+        by,
+    }
+}
+
 /// The state an admission of a recorded, not ended session means.
 pub fn of_admission(a: Admission) -> Status {
     match a {
@@ -164,6 +225,40 @@ mod tests {
             SessionKind::Oidc => s.client_id = Some("web".into()),
         }
         s
+    }
+
+    #[test]
+    fn the_last_activity_is_named_by_the_kind_of_session() {
+        let mut pam = session(SessionKind::Pam);
+        assert_eq!(
+            last_active(&pam),
+            LastActive {
+                at: t(0),
+                by: ActiveBy::Login
+            }
+        );
+        pam.last_seen = t(60);
+        assert_eq!(last_active(&pam).by, ActiveBy::Traffic);
+        pam.tty = Some("pts/3".into());
+        assert_eq!(
+            last_active(&pam),
+            LastActive {
+                at: t(60),
+                by: ActiveBy::Terminal
+            }
+        );
+        let mut oidc = session(SessionKind::Oidc);
+        oidc.last_seen = t(90);
+        assert_eq!(last_active(&oidc).by, ActiveBy::Refresh);
+        // A last_seen before the start is the login, at the start.
+        oidc.last_seen = t(-90);
+        assert_eq!(
+            last_active(&oidc),
+            LastActive {
+                at: t(0),
+                by: ActiveBy::Login
+            }
+        );
     }
 
     #[test]

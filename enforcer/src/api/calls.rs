@@ -15,7 +15,7 @@ use curfew_policy::admission::{
 };
 use curfew_policy::duration::format as fmt_duration;
 use curfew_policy::host::Resolved;
-use curfew_policy::status::{self, Status};
+use curfew_policy::status::{self, LastActive, Status};
 use curfew_policy::store::Lift;
 use curfew_policy::{
     ActivitySet, ApiCaller, AuditEvent, Policy, Revocation, Session, SessionFilter, SessionKind,
@@ -274,6 +274,8 @@ pub struct Listed {
     pub session: Session,
     /// Its state at the call's `now`.
     pub state: Status,
+    /// Its last activity and what it was (LAST ACTIVE).
+    pub last_active: LastActive,
 }
 
 /// The answer of `sessions.list`.
@@ -347,7 +349,11 @@ pub fn sessions_list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Lis
                     env.now,
                 )
             };
-            Listed { session, state }
+            Listed {
+                last_active: status::last_active(&session),
+                session,
+                state,
+            }
         })
         .collect();
     let current = current_session(env, caller)?.map(|s| s.id);
