@@ -84,7 +84,10 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
     let listing = service.sessions_list(ctx, ListArgs { user, all })?;
     let current = listing.current.as_deref();
     match format {
-        Format::Json => output::json(&listing.sessions)?,
+        Format::Json => {
+            output::json(&listing.sessions)?;
+            unreadable_note(&listing.unreadable);
+        }
         Format::Text => {
             let rows: Vec<Vec<String>> = listing
                 .sessions
@@ -131,9 +134,25 @@ fn list(ctx: &Context, user: Option<String>, all: bool, format: Format) -> Resul
                 ],
                 &rows,
             );
+            unreadable_note(&listing.unreadable);
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Says on stderr how many records the store holds but cannot read, by
+/// id with why (issue 12): the listing above holds every other session.
+fn unreadable_note(unreadable: &[curfew_policy::UnreadableRecord]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} session record(s) could not be read and are not listed:",
+        unreadable.len()
+    );
+    for u in unreadable {
+        eprintln!("  {}: {}", output::escape(&u.id), output::escape(&u.detail));
+    }
 }
 
 fn terminate(ctx: &Context, a: TerminateArgs) -> Result<Outcome> {

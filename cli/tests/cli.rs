@@ -590,6 +590,36 @@ fn sessions_list_never_prints_terminal_escapes() {
     assert_eq!(v[0]["user"], "evil\u{1b}]0;pwned\u{7}\u{1b}[2J");
 }
 
+/// Issue 12: one session record with a pid out of range made `curfew
+/// sessions list` fail entirely; now the others are listed and stderr says
+/// which record could not be read.
+#[test]
+fn sessions_list_shows_the_others_when_one_record_is_unreadable() {
+    let env = Env::new("");
+    let store = env.store();
+    let good = add_session(&store, "alice", "pts/1");
+    let bad = add_session(&store, "bob", "pts/2");
+    drop(store);
+    let db = rusqlite::Connection::open(env.dir.path().join("state.db")).unwrap();
+    db.execute("UPDATE sessions SET pid = -1 WHERE id = ?1", [&bad])
+        .unwrap();
+    drop(db);
+    let o = env.run(&["sessions", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains(&good) && !out.contains(&bad), "{out}");
+    assert!(
+        err.contains("1 session record(s) could not be read") && err.contains(&bad),
+        "{err}"
+    );
+    let o = env.run(&["sessions", "list", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["id"], good.as_str());
+    assert!(stderr(&o).contains(&bad));
+}
+
 /// Issue 18: bidi overrides and zero-width characters reached the terminal raw.
 #[test]
 fn sessions_list_escapes_bidi_and_zero_width_characters() {

@@ -532,19 +532,20 @@ impl<'a, H: Host> Enforcer<'a, H> {
             ..Default::default()
         };
         let listed = match self.store() {
-            Some(store) => store.list_sessions(&filter),
+            Some(store) => store.list_sessions_reporting(&filter),
             None => return pass,
         };
-        let sessions = match listed {
-            Ok(s) => s
-                .into_iter()
-                .filter(|s| self.is_ours(s))
-                .collect::<Vec<_>>(),
+        let (sessions, unreadable) = match listed {
+            Ok(l) => (l.sessions, l.unreadable),
             Err(e) => {
                 self.store_error(&mut pass.events, e.to_string());
                 return pass;
             }
         };
+        let sessions = sessions
+            .into_iter()
+            .filter(|s| self.is_ours(s))
+            .collect::<Vec<_>>();
         self.last_store_error = None;
         if let Err(e) = self.host.refresh() {
             pass.events.push(Event::Host(e.to_string()));
@@ -560,9 +561,21 @@ impl<'a, H: Host> Enforcer<'a, H> {
             .iter()
             .chain(&left_behind)
             .map(|s| s.id.clone())
+            .chain(unreadable.iter().map(|u| u.id.clone()))
             .collect();
         self.ending.retain(|id, _| looked_at.contains(id));
         self.faults.retain(|id, _| looked_at.contains(id));
+        // A record the store cannot read is skipped and said once (until
+        // its fault changes or it goes away); every other session is still
+        // enforced (issue 12).
+        for u in &unreadable {
+            pass.complete = false;
+            self.fault(
+                &mut pass.events,
+                &u.id,
+                format!("the store holds a record that cannot be read: {}", u.detail),
+            );
+        }
 
         let mut to_end: Vec<ToEnd> = Vec::new();
         let candidates = sessions
@@ -1240,8 +1253,9 @@ mod tests {
         dir: tempfile::TempDir,
     }
 
-    /// A shared memory store handed to the enforcer through its opener.
-    struct Shared(Arc<MemoryStore>);
+    /// A shared memory store handed to the enforcer through its opener,
+    /// with records it says it cannot read (a memory store has none).
+    struct Shared(Arc<MemoryStore>, Vec<curfew_policy::UnreadableRecord>);
     macro_rules! forward {
         ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
             $(fn $name(&self, $($a: $t),*) -> $r { self.0.$name($($a),*) })*
@@ -1264,6 +1278,15 @@ mod tests {
             set_timeout_preference(u: &str, t: Option<Duration>) -> Result<(), curfew_policy::StoreError>;
             timeout_preference(u: &str) -> Result<Option<Duration>, curfew_policy::StoreError>;
         }
+        fn list_sessions_reporting(
+            &self,
+            f: &SessionFilter,
+        ) -> Result<curfew_policy::SessionListing, curfew_policy::StoreError> {
+            Ok(curfew_policy::SessionListing {
+                sessions: self.0.list_sessions(f)?,
+                unreadable: self.1.clone(),
+            })
+        }
     }
 
     const POLICY: &str =
@@ -1280,6 +1303,15 @@ mod tests {
 
     /// A fixture whose policy has `rules` (YAML) added, on `store`.
     fn fixture_with(rules: &str, store: Arc<MemoryStore>) -> Fixture {
+        fixture_unreadable(rules, store, Vec::new())
+    }
+
+    /// [`fixture_with`], whose store also reports `unreadable` records.
+    fn fixture_unreadable(
+        rules: &str,
+        store: Arc<MemoryStore>,
+        unreadable: Vec<curfew_policy::UnreadableRecord>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = dir.path().join("policy.yaml");
@@ -1299,7 +1331,9 @@ mod tests {
             },
             PolicySource::new(Some(path)),
             "here".into(),
-            Box::new(move |_| Ok(Box::new(Shared(opener_store.clone())) as Box<dyn Store>)),
+            Box::new(move |_| {
+                Ok(Box::new(Shared(opener_store.clone(), unreadable.clone())) as Box<dyn Store>)
+            }),
         );
         Fixture {
             enforcer,
@@ -1470,7 +1504,7 @@ mod tests {
                         detail: "connection refused".into(),
                     })
                 } else {
-                    Ok(Box::new(Shared(opener_store.clone())) as Box<dyn Store>)
+                    Ok(Box::new(Shared(opener_store.clone(), Vec::new())) as Box<dyn Store>)
                 }
             }),
         );
@@ -1814,6 +1848,42 @@ mod tests {
         assert_eq!(rec.ended_at, Some(t(60)));
         assert_eq!(rec.end_reason, Some(EndReason::Terminated));
         assert_eq!(g.log.lock().unwrap().ended, vec!["pid 100"]);
+    }
+
+    /// Issue 12: a record the store cannot read (a pid out of range) is
+    /// skipped and said once; the host's other sessions are still ended.
+    #[test]
+    fn an_unreadable_record_is_skipped_said_once_and_the_others_ended() {
+        let bad = curfew_policy::UnreadableRecord {
+            id: "bad-record".into(),
+            detail: "Integer -1 out of range at index 9".into(),
+        };
+        let mut f = fixture_unreadable("", Arc::new(MemoryStore::new()), vec![bad]);
+        let alice = login(&mut f, "alice", 200, "here", t(0), true);
+        revoke_user(&f, "r1", "alice", t(5));
+        let first = f.enforcer.pass(t(6));
+        assert_eq!(ended(&f, &alice).map(|e| e.1), Some(EndReason::Revoked));
+        assert!(!first.complete);
+        let faults = |p: &Pass| {
+            p.events
+                .iter()
+                .filter(|e| matches!(e, Event::Fault { .. }))
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        let said = faults(&first);
+        assert_eq!(said.len(), 1, "{:?}", first.events);
+        assert!(
+            said[0].contains("bad-record") && said[0].contains("out of range"),
+            "{said:?}"
+        );
+        assert!(
+            !first.events.iter().any(|e| matches!(e, Event::Store(_))),
+            "{:?}",
+            first.events
+        );
+        let second = f.enforcer.pass(t(7));
+        assert!(faults(&second).is_empty(), "said once: {:?}", second.events);
     }
 
     /// Issue 12: one record's fault costs that record, not the pass.

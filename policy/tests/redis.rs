@@ -460,3 +460,50 @@ fn many_threads_share_one_store() {
     assert_eq!(wins.load(Ordering::SeqCst), 1, "first end wins, once");
     assert!(s.session("race").unwrap().unwrap().ended_at.is_some());
 }
+
+/// A session record whose pid is out of range (written behind the store's
+/// back) is left out and reported by its id; the host's other sessions are
+/// still listed (issue 12: one bad record blinded the enforcer).
+#[test]
+fn an_unreadable_session_record_is_reported_and_the_others_listed() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "u:").unwrap();
+    for x in [
+        session("good1", "alice", 0),
+        session("bad", "bob", 1),
+        session("good2", "carol", 2),
+    ] {
+        s.create_session(&x).unwrap();
+    }
+    let mut c = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg("u:session:bad")
+        .arg("pid")
+        .arg("-1")
+        .query(&mut c)
+        .unwrap();
+    let filter = SessionFilter {
+        host: Some("host1".into()),
+        ..Default::default()
+    };
+    let listing = s.list_sessions_reporting(&filter).unwrap();
+    let ids: Vec<&str> = listing.sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["good1", "good2"]);
+    assert_eq!(listing.unreadable.len(), 1);
+    assert_eq!(listing.unreadable[0].id, "bad");
+    assert!(
+        listing.unreadable[0].detail.contains("pid"),
+        "{:?}",
+        listing.unreadable
+    );
+    let plain: Vec<String> = s
+        .list_sessions(&filter)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(plain, ["good1", "good2"]);
+}

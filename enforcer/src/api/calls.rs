@@ -21,7 +21,7 @@ use curfew_policy::{
     ActivitySet, ApiCaller, AuditEvent, Policy, Revocation, Session, SessionFilter, SessionKind,
     Sourced, Store, StoreError, Subject, Target,
 };
-use curfew_policy::{GroupsLookup, RevocationSet};
+use curfew_policy::{GroupsLookup, RevocationSet, SessionListing, UnreadableRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -285,6 +285,11 @@ pub struct Listing {
     pub sessions: Vec<Listed>,
     /// The caller's own session on this host, if it is one of them.
     pub current: Option<String>,
+    /// Records passing the same filter that the store holds but cannot
+    /// read (a value out of range, a missing field), by id with why: left
+    /// out of `sessions`, never the cause of the whole listing failing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableRecord>,
 }
 
 fn list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Value, ApiError> {
@@ -308,9 +313,12 @@ pub fn sessions_list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Lis
         (None, true) => None,
         (u, _) => Some(whose(caller, u.as_deref(), "listing the sessions")?),
     };
-    let sessions = env
+    let SessionListing {
+        sessions,
+        unreadable,
+    } = env
         .store
-        .list_sessions(&SessionFilter {
+        .list_sessions_reporting(&SessionFilter {
             user,
             include_ended: a.all,
             ..Default::default()
@@ -357,7 +365,11 @@ pub fn sessions_list(env: &Env<'_>, caller: &Caller, a: &ListArgs) -> Result<Lis
         })
         .collect();
     let current = current_session(env, caller)?.map(|s| s.id);
-    Ok(Listing { sessions, current })
+    Ok(Listing {
+        sessions,
+        current,
+        unreadable,
+    })
 }
 
 /// A session the caller may act on: theirs, or anyone's for an administrator.

@@ -164,6 +164,26 @@ impl SessionFilter {
     }
 }
 
+/// What [`Store::list_sessions_reporting`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionListing {
+    /// The readable sessions passing the filter, oldest first.
+    pub sessions: Vec<Session>,
+    /// The records that could not be read and were left out.
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
+/// A session record the store holds but cannot read (a value out of
+/// range, a missing or unknown field): left out of listings, never the
+/// cause of a whole listing failing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnreadableRecord {
+    /// The record's id as stored (`?` if even that cannot be read).
+    pub id: String,
+    /// Why it cannot be read, naming the field.
+    pub detail: String,
+}
+
 /// The revocation list, the session registry and users' token lifetimes.
 pub trait Store: Send + Sync {
     /// Where the store is, for messages (never with a password).
@@ -175,8 +195,25 @@ pub trait Store: Send + Sync {
     /// One session by id.
     fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
 
-    /// Sessions passing `filter`, oldest first.
+    /// Sessions passing `filter`, oldest first. A record that cannot be
+    /// read (a value out of range, a missing field) is left out: one bad
+    /// record never hides the others. [`Store::list_sessions_reporting`]
+    /// says which were left out.
     fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError>;
+
+    /// [`Store::list_sessions`], with the records left out because they
+    /// could not be read (by id, with why), for the enforcer's log and
+    /// `curfew sessions list`. A store whose records are always readable
+    /// (in memory) reports none.
+    fn list_sessions_reporting(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<SessionListing, StoreError> {
+        Ok(SessionListing {
+            sessions: self.list_sessions(filter)?,
+            unreadable: Vec::new(),
+        })
+    }
 
     /// Moves `last_seen` forward to `at` (never back). False if the session
     /// is unknown or ended.
@@ -277,6 +314,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         (**self).list_sessions(filter)
+    }
+    fn list_sessions_reporting(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<SessionListing, StoreError> {
+        (**self).list_sessions_reporting(filter)
     }
     fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         (**self).touch_session(id, at)

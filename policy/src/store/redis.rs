@@ -84,7 +84,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::{Client, Connection, RedisError, RedisResult, Script};
 use serde::{Deserialize, Serialize};
 
-use super::{EventStream, Lift, SessionFilter, Store, StoreError, StoreEvent};
+use super::{
+    EventStream, Lift, SessionFilter, SessionListing, Store, StoreError, StoreEvent,
+    UnreadableRecord,
+};
 use crate::policy::REMEMBER_ME_CEILING;
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
@@ -894,6 +897,10 @@ impl Store for RedisStore {
     }
 
     fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        Ok(self.list_sessions_reporting(f)?.sessions)
+    }
+
+    fn list_sessions_reporting(&self, f: &SessionFilter) -> Result<SessionListing, StoreError> {
         let k = &self.keys;
         let mut indexes = Vec::new();
         match (&f.user, &f.host) {
@@ -941,15 +948,23 @@ impl Store for RedisStore {
             Ok((ids, maps))
         })?;
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         let mut gone = Vec::new();
         for (id, m) in ids.into_iter().zip(maps) {
             if m.is_empty() {
                 gone.push(id);
                 continue;
             }
-            let s = self.decode_session(m)?;
-            if f.accepts(&s) {
-                out.push(s);
+            match self.decode_session(m) {
+                Ok(s) if f.accepts(&s) => out.push(s),
+                Ok(_) => {}
+                Err(e) => unreadable.push(UnreadableRecord {
+                    id,
+                    detail: match e {
+                        StoreError::Corrupt { detail, .. } => detail,
+                        other => other.to_string(),
+                    },
+                }),
             }
         }
         if !gone.is_empty() {
@@ -963,7 +978,10 @@ impl Store for RedisStore {
             });
         }
         out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok(SessionListing {
+            sessions: out,
+            unreadable,
+        })
     }
 
     fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {

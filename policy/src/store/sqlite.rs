@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use super::{Lifetime, Lift, SessionFilter, Store, StoreError};
+use super::{Lifetime, Lift, SessionFilter, SessionListing, Store, StoreError, UnreadableRecord};
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
@@ -404,6 +404,32 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// [`Self::query_sessions`], row by row: a row that cannot be read is
+    /// reported by its id and left out, and the others are returned.
+    fn query_sessions_lenient(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<SessionListing, StoreError> {
+        let c = self.lock();
+        let mut stmt = c.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(args).map_err(|e| self.err(e))?;
+        let mut out = SessionListing::default();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            match self.session_from_row(row) {
+                Ok(s) => out.sessions.push(s),
+                Err(e) => out.unreadable.push(UnreadableRecord {
+                    id: row.get::<_, String>(0).unwrap_or_else(|_| "?".into()),
+                    detail: match e {
+                        StoreError::Corrupt { detail, .. } => detail,
+                        other => other.to_string(),
+                    },
+                }),
+            }
+        }
+        Ok(out)
+    }
+
     fn query_revocations(
         &self,
         sql: &str,
@@ -524,7 +550,11 @@ impl Store for SqliteStore {
     }
 
     fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<Session>, StoreError> {
-        let sessions = self.query_sessions(
+        Ok(self.list_sessions_reporting(f)?.sessions)
+    }
+
+    fn list_sessions_reporting(&self, f: &SessionFilter) -> Result<SessionListing, StoreError> {
+        let sessions = self.query_sessions_lenient(
             &format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions
              WHERE (?1 OR ended_at IS NULL)
@@ -682,6 +712,49 @@ mod tests {
             let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Box::new(SqliteStore::open(&dir.path().join(format!("s{i}.db"))).unwrap())
         });
+    }
+
+    /// A session row with a pid or audit session id out of range (written
+    /// behind the store's back) is left out and reported by its id; the
+    /// others are still listed (issue 12: one bad row blinded the enforcer).
+    #[test]
+    fn an_unreadable_session_row_is_reported_and_the_others_listed() {
+        use crate::store::conformance::session;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        for id in ["good1", "bad_pid", "bad_audit", "huge_pid", "good2"] {
+            let mut x = session(id, "alice", 0);
+            x.started_at += chrono::Duration::seconds(id.len() as i64);
+            s.create_session(&x).unwrap();
+        }
+        s.execute("UPDATE sessions SET pid = -1 WHERE id = 'bad_pid'", &[])
+            .unwrap();
+        s.execute(
+            "UPDATE sessions SET audit_session_id = -1 WHERE id = 'bad_audit'",
+            &[],
+        )
+        .unwrap();
+        s.execute(
+            "UPDATE sessions SET pid = 9223372036854775807 WHERE id = 'huge_pid'",
+            &[],
+        )
+        .unwrap();
+        let filter = SessionFilter {
+            host: Some("host1".into()),
+            ..Default::default()
+        };
+        let listing = s.list_sessions_reporting(&filter).unwrap();
+        let mut ids: Vec<&str> = listing.sessions.iter().map(|s| s.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["good1", "good2"]);
+        let mut bad: Vec<&str> = listing.unreadable.iter().map(|u| u.id.as_str()).collect();
+        bad.sort();
+        assert_eq!(bad, ["bad_audit", "bad_pid", "huge_pid"]);
+        assert!(listing
+            .unreadable
+            .iter()
+            .all(|u| u.detail.contains("out of range")));
+        assert_eq!(s.list_sessions(&filter).unwrap().len(), 2);
     }
 
     #[test]
