@@ -545,8 +545,10 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred, opened: Instant) 
             refuse_and_close(shared, stream, cred, None, &e, until);
             return;
         }
-        if !complete && Instant::now() >= until {
-            // Timed out in the middle of a line: nothing to answer.
+        if !complete {
+            // Only a line ending in a newline is a request: a line cut
+            // short (the client closed, its deadline passed, the daemon is
+            // stopping) is dropped unanswered, never run.
             return;
         }
         let at = now();
@@ -580,7 +582,7 @@ fn serve(shared: &Shared, stream: &UnixStream, cred: PeerCred, opened: Instant) 
         if wake {
             let _ = lock(&shared.wake).send(());
         }
-        if written.is_err() || !complete {
+        if written.is_err() {
             return;
         }
     }
@@ -947,6 +949,19 @@ mod tests {
         assert!(audit
             .iter()
             .any(|l| l["event"] == "api_call" && l["call"] == "whoami"));
+    }
+
+    #[test]
+    fn a_line_without_its_newline_is_never_run() {
+        let r = running(Limits::default());
+        let line = Request::Wake.to_line();
+        let answers = exchange(&r.socket, line.trim_end().as_bytes());
+        assert!(answers.is_empty(), "{answers:?}");
+        assert!(r.wake.try_recv().is_err(), "the cut-short wake ran");
+        assert!(!audit_lines(&r).iter().any(|l| l["call"] == "wake"));
+        // The same line with its newline is a request.
+        let answers = exchange(&r.socket, Request::Whoami.to_line().as_bytes());
+        assert!(answers[0].ok, "{answers:?}");
     }
 
     #[test]
