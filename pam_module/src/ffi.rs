@@ -196,7 +196,7 @@ impl PamHandler for LibPam<'_> {
             .map_err(from_pam)
     }
 
-    fn runtime_max_sec(&mut self) -> Option<u64> {
+    fn runtime_max_sec(&mut self) -> Option<String> {
         let name = c_string(RUNTIME_MAX_SEC_DATA);
         let mut data: *const std::ffi::c_void = std::ptr::null();
         // SAFETY: `self.pamh` is the live handle of this hook; `name` is a
@@ -217,7 +217,7 @@ impl PamHandler for LibPam<'_> {
         // sets it, this one included (`runtime_max_sec` above), stores one;
         // libpam keeps it alive for the handle's lifetime, beyond this call.
         let text = unsafe { CStr::from_ptr(data.cast::<c_char>()) };
-        text.to_str().ok()?.trim().parse().ok()
+        text.to_str().ok().map(str::to_owned)
     }
 
     fn set_session_id(&mut self, id: &str) -> Result<(), PamCode> {

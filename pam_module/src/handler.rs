@@ -75,9 +75,10 @@ pub trait PamHandler {
     fn set_runtime_max_sec(&mut self, seconds: u64) -> Result<(), PamCode>;
 
     /// The `systemd.runtime_max_sec` a module earlier in the stack left as
-    /// PAM data (a NUL-terminated decimal string, as pam_systemd reads it),
-    /// if any and if it parses.
-    fn runtime_max_sec(&mut self) -> Option<u64>;
+    /// PAM data, as its text (a NUL-terminated string that pam_systemd
+    /// reads with systemd's time-span grammar: "3600", "1h", "300.5"; see
+    /// [`crate::timespan`]), if any and if it is UTF-8.
+    fn runtime_max_sec(&mut self) -> Option<String>;
 
     /// Keeps the session id for close_session ([`SESSION_ID_DATA`]).
     fn set_session_id(&mut self, id: &str) -> Result<(), PamCode>;

@@ -499,26 +499,50 @@ impl<'a> Cx<'a> {
         // the session's scope at max_duration, even if no enforcer runs. A
         // module earlier in the stack may have set a lower limit (the end
         // of a pam_time window, say): the smaller one stays.
+        // The earlier value is read with systemd's time-span grammar, as
+        // pam_systemd reads it ("1h", "300.5"); one curfew cannot read is
+        // left as it is (never replaced by a possibly larger one) and logged.
         let ours = secs(eff.max_duration.value);
-        let max = match self.pam.runtime_max_sec() {
-            Some(earlier) if earlier > 0 && earlier < ours => {
-                self.debug(|| {
-                    format!(
-                        "systemd.runtime_max_sec {earlier} set earlier in the stack is \
-                         lower than max_duration ({ours}s): kept"
-                    )
-                });
-                earlier
-            }
-            _ => ours,
+        // `max`: the limit in force, in whole seconds (for the audit line; an
+        // unreadable earlier value: ours, the most it can be).
+        let (keep_earlier, max) = match self.pam.runtime_max_sec() {
+            None => (false, ours),
+            Some(text) => match crate::timespan::parse(&text) {
+                Ok(crate::timespan::Span::Micros(us))
+                    if us > 0 && us < u128::from(ours) * 1_000_000 =>
+                {
+                    self.debug(|| {
+                        format!(
+                            "systemd.runtime_max_sec {text:?} set earlier in the stack is \
+                             lower than max_duration ({ours}s): kept"
+                        )
+                    });
+                    let whole = us.div_ceil(1_000_000);
+                    (true, u64::try_from(whole).unwrap_or(ours))
+                }
+                Ok(_) => (false, ours),
+                Err(e) => {
+                    self.log(
+                        LogLevel::Warning,
+                        &format!(
+                            "systemd.runtime_max_sec set earlier in the stack cannot be read \
+                             ({e}): left as it is, max_duration ({ours}s) is not handed to \
+                             pam_systemd"
+                        ),
+                    );
+                    (true, ours)
+                }
+            },
         };
-        self.pam.set_runtime_max_sec(max).map_err(|code| {
-            self.log(
-                LogLevel::Err,
-                &format!("cannot hand systemd.runtime_max_sec to pam_systemd: {code}"),
-            );
-            PamCode::SessionErr
-        })?;
+        if !keep_earlier {
+            self.pam.set_runtime_max_sec(ours).map_err(|code| {
+                self.log(
+                    LogLevel::Err,
+                    &format!("cannot hand systemd.runtime_max_sec to pam_systemd: {code}"),
+                );
+                PamCode::SessionErr
+            })?;
+        }
         if self.args.tmout && !self.args.no_tmout {
             let idle = secs(eff.inactivity.value).to_string();
             self.pam.putenv(TMOUT_ENV, &idle).map_err(|code| {

@@ -34,6 +34,7 @@ pub mod code;
 pub mod handler;
 pub mod hooks;
 pub mod system;
+pub mod timespan;
 
 #[allow(unsafe_code)]
 mod ffi;

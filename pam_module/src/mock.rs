@@ -53,7 +53,7 @@ pub struct ScriptedPam {
     /// The session id kept by set_session_id.
     pub kept_session_id: Option<String>,
     /// A `systemd.runtime_max_sec` an earlier module left (not scripted).
-    pub earlier_runtime_max_sec: Option<u64>,
+    pub earlier_runtime_max_sec: Option<String>,
 }
 
 impl ScriptedPam {
@@ -131,8 +131,8 @@ impl PamHandler for ScriptedPam {
         self.logs.push((level, text.to_owned()));
     }
 
-    fn runtime_max_sec(&mut self) -> Option<u64> {
-        self.earlier_runtime_max_sec
+    fn runtime_max_sec(&mut self) -> Option<String> {
+        self.earlier_runtime_max_sec.clone()
     }
 
     fn set_runtime_max_sec(&mut self, seconds: u64) -> Result<(), PamCode> {

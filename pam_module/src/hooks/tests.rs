@@ -848,21 +848,48 @@ fn issue12_sessions_are_recorded_under_the_canonical_account_name() {
 fn issue12_a_lower_runtime_max_sec_set_earlier_in_the_stack_is_kept() {
     let sys = FakeSystem::new(POLICY);
     let args = ModuleArgs::parse(["no_banner", "no_tmout"]);
-    // pam_time (or another module) ends the allowed window in 1 h.
-    let mut steps = session_items("bob", "sshd");
-    steps.push(Step::RuntimeMaxSec(3600, Ok(())));
-    steps.extend(id_steps());
-    let mut pam = ScriptedPam::new(steps);
-    pam.earlier_runtime_max_sec = Some(3600);
-    assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    // pam_time (or another module) ends the allowed window in 1 h, in
+    // any of systemd's spellings (pam_systemd reads them all): it is left
+    // as it is, not overwritten by max_duration (12 h).
+    for earlier in ["3600", "1h", "60min", "3600s", "300.5", "1h 30min", "0.25d"] {
+        let mut steps = session_items("bob", "sshd");
+        steps.extend(id_steps());
+        let mut pam = ScriptedPam::new(steps);
+        pam.earlier_runtime_max_sec = Some(earlier.into());
+        assert_eq!(
+            open_session(&mut pam, &sys, call(&args)),
+            PamCode::Success,
+            "{earlier}"
+        );
+    }
 
-    // A higher earlier value gives way to max_duration (12 h).
+    // A value curfew cannot read is left as it is too, and logged.
     let mut steps = session_items("bob", "sshd");
-    steps.push(Step::RuntimeMaxSec(12 * 3600, Ok(())));
     steps.extend(id_steps());
     let mut pam = ScriptedPam::new(steps);
-    pam.earlier_runtime_max_sec = Some(48 * 3600);
+    pam.earlier_runtime_max_sec = Some("5 fortnights".into());
     assert_eq!(open_session(&mut pam, &sys, call(&args)), PamCode::Success);
+    assert!(
+        pam.logs
+            .iter()
+            .any(|(_, l)| l.contains("cannot be read") && l.contains("fortnights")),
+        "{:?}",
+        pam.logs
+    );
+
+    // A higher earlier value (or infinity) gives way to max_duration (12 h).
+    for earlier in ["172800", "48h", "2d", "infinity", "1y"] {
+        let mut steps = session_items("bob", "sshd");
+        steps.push(Step::RuntimeMaxSec(12 * 3600, Ok(())));
+        steps.extend(id_steps());
+        let mut pam = ScriptedPam::new(steps);
+        pam.earlier_runtime_max_sec = Some(earlier.into());
+        assert_eq!(
+            open_session(&mut pam, &sys, call(&args)),
+            PamCode::Success,
+            "{earlier}"
+        );
+    }
 }
 
 // ---- the audit trail ---------------------------------------------------------
