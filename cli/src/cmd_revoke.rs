@@ -222,6 +222,12 @@ pub fn list(ctx: &Context, cmd: RevocationsCommand) -> Result<Outcome> {
     let service = Service::open(ctx)?;
     let v = service.call(ctx, &Request::RevocationsList)?;
     let revs: Vec<Revocation> = serde_json::from_value(v["revocations"].clone())?;
+    if let Some(more) = v["more"].as_u64().filter(|m| *m > 0) {
+        eprintln!(
+            "curfew: note: {more} older revocations are not shown (at most {} are listed, the newest)",
+            curfew_enforce::api::calls::REVOCATIONS_LIST_LIMIT
+        );
+    }
     match format {
         Format::Json => output::json(&revs)?,
         Format::Text => {

@@ -198,6 +198,10 @@ pub fn current_session(env: &Env<'_>, caller: &Caller) -> Result<Option<Session>
     }))
 }
 
+/// The most revocations `revocations.list` answers with (the newest); the
+/// answer's `more` counts the rest. About 300 bytes each in JSON: some 3 MB.
+pub const REVOCATIONS_LIST_LIMIT: usize = 10_000;
+
 /// Runs one call.
 pub fn handle(env: &Env<'_>, caller: &Caller, request: &Request) -> Handled {
     let mut notes = Vec::new();
@@ -208,8 +212,15 @@ pub fn handle(env: &Env<'_>, caller: &Caller, request: &Request) -> Handled {
         Request::SessionsTerminate(a) => terminate(env, caller, a, &mut notes, &mut wake),
         Request::Revoke(a) => revoke(env, caller, a, &mut notes, &mut wake),
         Request::RevocationsList => admin_only(caller, "revocations.list").and_then(|_| {
-            let revs = env.store.list_revocations().map_err(store_err)?;
-            Ok(json!({ "revocations": revs }))
+            let mut revs = env.store.list_revocations().map_err(store_err)?;
+            // The newest first when there are too many: an answer stays
+            // well under the client's 16 MiB cap however large the store.
+            let more = revs.len().saturating_sub(REVOCATIONS_LIST_LIMIT);
+            if more > 0 {
+                revs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+                revs.truncate(REVOCATIONS_LIST_LIMIT);
+            }
+            Ok(json!({ "revocations": revs, "more": more }))
         }),
         // Unrevoke lifts the lock from now on; the sessions the revocation
         // ended (every matching session that existed when it was made)
@@ -1255,6 +1266,34 @@ mod tests {
         ];
         want.sort();
         assert_eq!(ids, want);
+    }
+
+    #[test]
+    fn revocations_list_is_bounded_with_a_count_of_the_rest() {
+        let w = World::new();
+        for i in 0..REVOCATIONS_LIST_LIMIT + 3 {
+            w.store
+                .add_revocation(&Revocation {
+                    id: format!("r{i}"),
+                    target: Target::User(format!("u{i}")),
+                    not_before: t(0),
+                    expires_at: None,
+                    reason: None,
+                    actor: "test".into(),
+                    created_at: t(i64::try_from(i).unwrap()),
+                })
+                .unwrap();
+        }
+        let v = w
+            .call(&caller("carol", None, true), Request::RevocationsList)
+            .result
+            .unwrap();
+        let listed = v["revocations"].as_array().unwrap();
+        assert_eq!(listed.len(), REVOCATIONS_LIST_LIMIT);
+        assert_eq!(v["more"], 3);
+        // The newest are kept.
+        assert!(listed.iter().all(|r| r["id"] != "r0" && r["id"] != "r2"));
+        assert!(listed.iter().any(|r| r["id"] == "r3"));
     }
 
     #[test]
