@@ -1479,7 +1479,10 @@ mod tests {
         // bob's keystrokes were written back as last_seen.
         assert!(f.store.session(&busy).unwrap().unwrap().last_seen >= t(ended_at.unwrap() - 30));
         let notices = &f.log.lock().unwrap().notices;
-        assert!(notices[0].1.contains("Press any key"), "{notices:?}");
+        assert!(
+            notices[0].1.contains("Press Enter at the prompt"),
+            "{notices:?}"
+        );
     }
 
     #[test]

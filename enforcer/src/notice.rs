@@ -17,17 +17,18 @@ fn remaining(deadline: DateTime<Utc>, now: DateTime<Utc>) -> String {
 /// The warning ahead of a forced end: what will happen, when, and for
 /// idleness, what keeps the session under the policy's `activity` (the
 /// "Extend Session" dialog). Only sessions with a terminal read it. The
-/// kernel records input when a program reads it: at once in programs that
-/// read each key (bash, zsh, editors), at Enter at a prompt that reads
-/// whole lines (dash, `read`); the text says so. With `output` counted, a
+/// kernel records input only when a program reads it: at once in programs
+/// that read each key (bash, zsh, editors), at Enter at a prompt that reads
+/// whole lines (dash, `read`), and never while a job in front reads
+/// nothing (a silent `cp`, `sleep`); the text says so. With `output` counted, a
 /// job that prints keeps the session, and the text says that too, so a
 /// user whose build is running knows it is safe.
 pub fn warning(w: &Warning, counts: ActivitySet, now: DateTime<Utc>) -> String {
     match w.kind {
         NextEnd::Idle => {
             let how = match (counts.input, counts.output) {
-                (true, true) => "Press any key (Enter at a plain prompt) to stay logged in; a running job that prints to this terminal also keeps it open.",
-                (true, false) => "Press any key (Enter at a plain prompt) to stay logged in; output of a running job does not count.",
+                (true, true) => "Press Enter at the prompt (or a key the program in front reads) to stay logged in; a running job that prints to this terminal also keeps it open, a silent one does not.",
+                (true, false) => "Press Enter at the prompt (or a key the program in front reads) to stay logged in; a running job does not count.",
                 (false, true) => "Only output to this terminal keeps it open (keys do not count here): run something that prints, or save your work.",
                 (false, false) => "Nothing you do here keeps it open. Save your work.",
             };
@@ -83,13 +84,16 @@ mod tests {
             now,
         );
         assert!(
-            strict.contains("Press any key") && strict.contains("does not count"),
+            strict.contains("Press Enter at the prompt") && strict.contains("does not count"),
             "{strict}"
         );
         assert!(idle.contains("idle"), "{idle}");
         assert!(idle.contains(&clock_time(deadline)), "{idle}");
         assert!(idle.contains("in 2m"), "{idle}");
-        assert!(idle.contains("Press any key"), "{idle}");
+        assert!(
+            idle.contains("Press Enter at the prompt") && idle.contains("a silent one does not"),
+            "{idle}"
+        );
         let max = warning(
             &Warning {
                 kind: NextEnd::MaxDuration,

@@ -24,7 +24,7 @@ pub struct ModuleArgs {
     /// `tmout`: export `TMOUT` = `inactivity` (the shell's own idle logout),
     /// for hosts where no enforcer runs. Off by default: bash's TMOUT waits
     /// for a whole line and ignores output, so it contradicts the
-    /// enforcer's warning ("press any key", "a running job keeps it").
+    /// enforcer's warning ("press Enter at the prompt", "a running job keeps it").
     pub tmout: bool,
     /// Arguments that were not understood; each is logged, none is fatal
     /// (the usual behaviour of Linux-PAM modules).

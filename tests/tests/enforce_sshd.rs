@@ -156,7 +156,7 @@ fn an_idle_session_is_warned_kept_alive_by_keystrokes_then_ended() {
         f.logs()
     );
     assert!(
-        shell.output().contains("Press any key"),
+        shell.output().contains("Press Enter at the prompt"),
         "{}",
         shell.output()
     );
