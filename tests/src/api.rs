@@ -403,6 +403,19 @@ impl ApiFixture {
         self.run_with(shell, "", &self.sandbox.policy, args)
     }
 
+    /// Runs `curfew --policy POLICY ARGS...` in `shell` without waiting for
+    /// it: for a command that ends the shell's own session, which may be
+    /// gone before the shell could say how the command exited.
+    pub fn run_detached(&self, shell: &mut Shell, args: &[&str]) {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        shell.send(&format!(
+            "{} --policy {} {}\n",
+            self.curfew.display(),
+            self.sandbox.policy.display(),
+            quoted.join(" ")
+        ));
+    }
+
     /// As [`ApiFixture::run`], with `env` (`NAME=value ...`, shell words)
     /// before the command and `policy` as its `--policy`.
     pub fn run_with(
