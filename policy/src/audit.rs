@@ -949,6 +949,14 @@ pub fn open_checked(path: &Path, euid: u32) -> Result<std::fs::File, AuditError>
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // The store's and the policy's rules for the directories above (as
+    // written and as resolved): a user who owns a directory higher up
+    // could otherwise swap a root-owned one below it for a symbolic link
+    // and choose where root creates the file (issue 12).
+    crate::fsperm::check_private_dir(dir).map_err(|e| AuditError::Insecure {
+        path: path.to_owned(),
+        reason: format!("{}: {}", e.path.display(), e.reason),
+    })?;
     let dir_meta = std::fs::metadata(dir).map_err(|source| AuditError::Io {
         path: dir.to_owned(),
         source,
@@ -1383,6 +1391,45 @@ mod tests {
 
     /// As root: a file owned by another user is refused, on the real file
     /// system (the rule itself is tested above without root).
+    /// Issue 12: a user who owns a directory above the audit file's swaps
+    /// the root-owned directory below it for a symbolic link to a
+    /// directory of their choosing; root must not create the file there.
+    #[test]
+    #[ignore = "needs root: chowns a directory to nobody; run by scripts/test as root"]
+    fn a_directory_swapped_for_a_link_under_a_users_directory_is_refused() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "run as root (scripts/test does when uid is 0)"
+        );
+        let top = tempfile::tempdir().unwrap();
+        let users = top.path().join("users");
+        std::fs::create_dir(&users).unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o755)).unwrap();
+        nix::unistd::chown(&users, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let chosen = top.path().join("chosen");
+        std::fs::create_dir(&chosen).unwrap();
+        std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The root-owned middle directory, replaced by the user's link.
+        std::os::unix::fs::symlink(&chosen, users.join("log")).unwrap();
+        let file = users.join("log").join("audit.jsonl");
+        let e = sink(&file)
+            .record(at(), &AuditEvent::revoke(&revocation()))
+            .unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+        assert!(!chosen.join("audit.jsonl").exists());
+        // A real root-owned directory there is refused too: the user can
+        // swap it at any time.
+        std::fs::remove_file(users.join("log")).unwrap();
+        std::fs::create_dir(users.join("log")).unwrap();
+        std::fs::set_permissions(users.join("log"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let e = sink(&file)
+            .record(at(), &AuditEvent::revoke(&revocation()))
+            .unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+        assert!(!file.exists());
+    }
+
     #[test]
     #[ignore = "needs root: chowns a file to nobody; run by scripts/test as root"]
     fn a_file_owned_by_someone_else_is_refused() {
