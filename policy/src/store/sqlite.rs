@@ -343,7 +343,7 @@ impl SqliteStore {
     /// by name (a name lookup per column and row was 6 % of listing 100,000
     /// sessions, issue 17).
     fn session_from_row(&self, r: &Row<'_>) -> Result<Session, StoreError> {
-        let get_err = |e: rusqlite::Error| self.corrupt(e.to_string());
+        let get_err = |e: rusqlite::Error| self.corrupt(column_error(&e));
         let kind: String = r.get(1).map_err(get_err)?;
         let end_reason: Option<String> = r.get(16).map_err(get_err)?;
         Ok(Session {
@@ -466,6 +466,21 @@ impl SqliteStore {
 
     fn execute(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<usize, StoreError> {
         self.execute_raw(sql, args).map_err(|e| self.err(e))
+    }
+}
+
+/// A column's read error, naming the column of [`SESSION_COLUMNS`]:
+/// "pid: Integer -1 out of range at index 9".
+fn column_error(e: &rusqlite::Error) -> String {
+    let index = match e {
+        rusqlite::Error::IntegralValueOutOfRange(i, _)
+        | rusqlite::Error::InvalidColumnType(i, _, _)
+        | rusqlite::Error::FromSqlConversionFailure(i, _, _) => Some(*i),
+        _ => None,
+    };
+    match index.and_then(|i| SESSION_COLUMNS.split(',').nth(i)) {
+        Some(name) => format!("{}: {e}", name.trim()),
+        None => e.to_string(),
     }
 }
 
@@ -754,6 +769,24 @@ mod tests {
             .unreadable
             .iter()
             .all(|u| u.detail.contains("out of range")));
+        let detail = |id: &str| {
+            listing
+                .unreadable
+                .iter()
+                .find(|u| u.id == id)
+                .map(|u| u.detail.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            detail("bad_pid").starts_with("pid: "),
+            "{}",
+            detail("bad_pid")
+        );
+        assert!(
+            detail("bad_audit").starts_with("audit_session_id: "),
+            "{}",
+            detail("bad_audit")
+        );
         assert_eq!(s.list_sessions(&filter).unwrap().len(), 2);
     }
 
