@@ -25,6 +25,11 @@ use crate::system::System;
 
 /// What the user is told when the policy or the store is unusable. The
 /// cause goes to the log only: it is the administrator's business.
+/// The kernel records a terminal's times to 8 seconds (Linux
+/// `tty_update_time`), and the enforcer writes input as late as that window
+/// allows; a TMOUT judged from the record's `last_seen` is met this early.
+const TTY_TIME_WINDOW: std::time::Duration = std::time::Duration::from_secs(8);
+
 const BROKEN_MESSAGE: &str =
     "Access denied: the login policy cannot be applied. Contact your administrator.";
 
@@ -639,7 +644,19 @@ impl<'a> Cx<'a> {
     /// prints its notice, which is output, so only input is looked at);
     /// `logout` otherwise. The terminal is PAM_TTY; a time in the future
     /// (a user can set their tty's times) is no news.
-    fn tmout_reason(&mut self, now: DateTime<Utc>) -> EndReason {
+    ///
+    /// sshd closes the PAM session after it has released the pty, and its
+    /// PAM_TTY is `ssh`: then the terminal cannot be read, and the input
+    /// time is the record's `last_seen` (`recorded`: last_seen and
+    /// started_at), which the enforcer moves on terminal input, counted as
+    /// late as the kernel's 8-second window allows (so the limit is met
+    /// [`TTY_TIME_WINDOW`] early). A record whose `last_seen` never moved
+    /// past its start (no enforcer wrote it) tells nothing: `logout`.
+    fn tmout_reason(
+        &mut self,
+        now: DateTime<Utc>,
+        recorded: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> EndReason {
         if !self.args.tmout || self.args.no_tmout {
             return EndReason::Logout;
         }
@@ -651,18 +668,37 @@ impl<'a> Cx<'a> {
         else {
             return EndReason::Logout;
         };
-        let Ok(Some(tty)) = self.pam.item(Item::Tty) else {
-            return EndReason::Logout;
+        let limit = std::time::Duration::from_secs(limit);
+        let tty = self.pam.item(Item::Tty).ok().flatten();
+        let from_tty = tty
+            .as_deref()
+            .and_then(|tty| self.sys.tty_input_time(tty))
+            .map(|t| curfew_policy::time::observed(t, now));
+        let (input, limit, source) = match from_tty {
+            Some(Some(input)) => (input, limit, "the terminal"),
+            // Readable, but set into the future: no news.
+            Some(None) => return EndReason::Logout,
+            None => match recorded {
+                Some((last_seen, started_at)) if last_seen > started_at => {
+                    let Some(input) = curfew_policy::time::observed(last_seen, now) else {
+                        return EndReason::Logout;
+                    };
+                    (
+                        input,
+                        limit.saturating_sub(TTY_TIME_WINDOW),
+                        "the record's last activity",
+                    )
+                }
+                _ => return EndReason::Logout,
+            },
         };
-        let Some(input) = self
-            .sys
-            .tty_input_time(&tty)
-            .and_then(|t| curfew_policy::time::observed(t, now))
-        else {
-            return EndReason::Logout;
-        };
-        if now >= curfew_policy::time::add(input, std::time::Duration::from_secs(limit)) {
-            self.debug(|| format!("no input on {tty} for TMOUT={limit}s: recorded as idle"));
+        if now >= curfew_policy::time::add(input, limit) {
+            self.debug(|| {
+                format!(
+                    "no input for TMOUT ({}s, from {source}): recorded as idle",
+                    limit.as_secs()
+                )
+            });
             EndReason::Idle
         } else {
             EndReason::Logout
@@ -715,7 +751,17 @@ impl<'a> Cx<'a> {
             }
         }
         let now = self.sys.now();
-        let reason = self.tmout_reason(now);
+        // The record's activity, for a TMOUT logout when the terminal is
+        // gone (only asked for with the `tmout` argument).
+        let recorded = if self.args.tmout && !self.args.no_tmout {
+            match self.with_store(&policy, &mut store, |s| s.session(&id)) {
+                Ok(Some(Some(s))) => Some((s.last_seen, s.started_at)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let reason = self.tmout_reason(now, recorded);
         let ended = self.with_store(&policy, &mut store, |s| s.end_session(&id, now, reason))?;
         match ended {
             Some(true) => {

@@ -642,6 +642,41 @@ fn tmout_is_exported_only_when_asked_and_its_logout_is_recorded_idle() {
     assert_eq!(s.end_reason, Some(EndReason::Logout));
 }
 
+/// sshd closes the PAM session after releasing the pty, with PAM_TTY
+/// `ssh`: the TMOUT logout is judged from the record's last activity (which
+/// the enforcer writes), and a record no enforcer moved tells nothing.
+#[test]
+fn a_tmout_logout_over_sshd_is_judged_from_the_records_last_activity() {
+    let mut sys = FakeSystem::new(POLICY);
+    let args = ModuleArgs::parse(["no_banner", "tmout"]);
+    let close = |sys: &FakeSystem, id: &str| {
+        let mut pam = ScriptedPam::new([
+            Step::User(Ok("bob")),
+            Step::SessionId(Some(leak(id.to_owned()))),
+            Step::GetEnv("TMOUT", Some("1800")),
+            Step::Item(Item::Tty, Some("ssh")),
+        ]);
+        assert_eq!(close_session(&mut pam, sys, call(&args)), PamCode::Success);
+        sys.store.session(id).unwrap().unwrap().end_reason
+    };
+    let touched = |sys: &FakeSystem, minutes: i64| {
+        let id = open(sys, "bob");
+        sys.store
+            .touch_session(&id, t0() + chrono::Duration::minutes(minutes))
+            .unwrap();
+        id
+    };
+    let idle = touched(&sys, 10);
+    let recent = touched(&sys, 39);
+    let never = open(&sys, "bob");
+    sys.now = t0() + chrono::Duration::minutes(40);
+    // 30 minutes since the last input the enforcer saw: bash's TMOUT.
+    assert_eq!(close(&sys, &idle), Some(EndReason::Idle));
+    assert_eq!(close(&sys, &recent), Some(EndReason::Logout));
+    // last_seen never moved past the start: no news, logout.
+    assert_eq!(close(&sys, &never), Some(EndReason::Logout));
+}
+
 #[test]
 fn close_session_falls_back_to_the_environment_for_the_same_user_only() {
     let sys = FakeSystem::new(POLICY);
