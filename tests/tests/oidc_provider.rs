@@ -121,7 +121,7 @@ impl Op {
         format!("{}{path}", self.provider.issuer)
     }
 
-    fn curfew(&self, args: &[&str]) {
+    fn curfew(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new(curfew_bin())
             .arg("--policy")
             .arg(&self.policy)
@@ -135,6 +135,7 @@ impl Op {
             "curfew {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        out.stdout
     }
 
     /// Validates an ID or logout token against the published JWKS.
@@ -743,6 +744,22 @@ fn a_code_of_a_user_revoked_before_the_exchange_is_invalid_grant() {
         ],
     );
     assert_eq!(status, 200, "{r}");
+    // The web session names this host, as the hook's do (the sessions page
+    // shows it).
+    let listed: Value =
+        serde_json::from_slice(&op.curfew(&["sessions", "list", "--format", "json"]))
+            .expect("sessions list JSON");
+    let host = curfew_policy::host::hostname().expect("this host's name");
+    let bobs: Vec<&Value> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|s| s["user"] == "bob")
+        .collect();
+    assert!(!bobs.is_empty(), "{listed}");
+    for s in bobs {
+        assert_eq!(s["host"], host.as_str(), "{s}");
+    }
 }
 
 /// The sessions page's CSRF token, and the page (signed in at /login).

@@ -292,7 +292,10 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => Arc::new(SystemClock),
     };
-    let gate = Gate::new(PolicyCell::new(policy), store, clock);
+    // Web sessions name this host, as the token hook's do (`curfew hook
+    // serve`): the sessions page shows it, and rules may `match.hosts`.
+    let gate =
+        Gate::new(PolicyCell::new(policy), store, clock).with_host(curfew_policy::host::hostname());
 
     let users: HashMap<String, User> = args
         .users
