@@ -98,17 +98,9 @@ impl Service {
                 policy,
                 store,
                 caller,
-            } => {
-                let here = context::hostname();
-                let env = Env {
-                    store: store.as_ref(),
-                    policy,
-                    host: here.as_deref(),
-                    resolve: &host::resolve,
-                    now: ctx.now(),
-                };
-                calls::sessions_list(&env, caller, &args).map_err(CallError::Refused)
-            }
+            } => with_local_env(ctx, policy, store.as_ref(), |env| {
+                calls::sessions_list(env, caller, &args).map_err(CallError::Refused)
+            }),
             Service::Remote { .. } => {
                 let v = self.call(ctx, &Request::SessionsList(args))?;
                 serde_json::from_value(v).map_err(|e| {
@@ -125,16 +117,8 @@ impl Service {
                 policy,
                 store,
                 caller,
-            } => {
-                let here = context::hostname();
-                let env = Env {
-                    store: store.as_ref(),
-                    policy,
-                    host: here.as_deref(),
-                    resolve: &host::resolve,
-                    now: ctx.now(),
-                };
-                let handled = calls::handle(&env, caller, request);
+            } => with_local_env(ctx, policy, store.as_ref(), |env| {
+                let handled = calls::handle(env, caller, request);
                 for event in &handled.notes {
                     ctx.audit(policy, env.now, event);
                 }
@@ -144,7 +128,7 @@ impl Service {
                     let _ = client::call(&policy.api.socket, &Request::Wake, WAKE_TIMEOUT);
                 }
                 handled.result.map_err(CallError::Refused)
-            }
+            }),
             Service::Remote {
                 socket,
                 local_error,
@@ -159,6 +143,24 @@ impl Service {
             },
         }
     }
+}
+
+/// Runs `f` with the calls' environment on this process's own store: this
+/// host's name, the PAM module's account resolution, the context's `now`.
+fn with_local_env<T>(
+    ctx: &Context,
+    policy: &Policy,
+    store: &dyn Store,
+    f: impl FnOnce(&Env<'_>) -> T,
+) -> T {
+    let here = context::hostname();
+    f(&Env {
+        store,
+        policy,
+        host: here.as_deref(),
+        resolve: &host::resolve,
+        now: ctx.now(),
+    })
 }
 
 /// The environment variable naming the daemon's socket when the policy
