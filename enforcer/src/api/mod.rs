@@ -1034,16 +1034,10 @@ mod tests {
         }
         assert!(closed, "the server closed the trickling connection");
         // Its slot (the uid's only one) is free again.
-        let ok = (0..50).any(|_| {
-            exchange(&r.socket, Request::Whoami.to_line().as_bytes())
-                .first()
-                .is_some_and(|a| a.ok)
-                || {
-                    std::thread::sleep(Duration::from_millis(50));
-                    false
-                }
-        });
-        assert!(ok, "the uid may connect again");
+        assert!(
+            whoami_answers_within(&r.socket),
+            "the uid may connect again"
+        );
     }
 
     #[test]
@@ -1096,16 +1090,24 @@ mod tests {
             "held {held:?}, the request deadline is 300 ms"
         );
         // Its slot (the uid's only one) is free again.
-        let ok = (0..50).any(|_| {
-            exchange(&r.socket, Request::Whoami.to_line().as_bytes())
+        assert!(
+            whoami_answers_within(&r.socket),
+            "the uid may connect again"
+        );
+    }
+
+    /// Whether a `whoami` on `socket` is answered within about 2.5 s (50
+    /// tries, 50 ms apart): a slot of this uid is free.
+    fn whoami_answers_within(socket: &std::path::Path) -> bool {
+        (0..50).any(|_| {
+            exchange(socket, Request::Whoami.to_line().as_bytes())
                 .first()
                 .is_some_and(|a| a.ok)
                 || {
                     std::thread::sleep(Duration::from_millis(50));
                     false
                 }
-        });
-        assert!(ok, "the uid may connect again");
+        })
     }
 
     /// Connects to `socket` from a thread whose effective uid is `uid`
