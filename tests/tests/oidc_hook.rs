@@ -97,7 +97,15 @@ impl Hook {
             _guard: guard,
             base,
             policy,
-            http: reqwest::blocking::Client::new(),
+            // A fresh connection per request: a pooled connection the hook
+            // has closed (it closes after answers given before the body
+            // was read, and at its timeouts) made a later request fail now
+            // and then with IncompleteMessage, which says nothing about
+            // the answer under test.
+            http: reqwest::blocking::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("HTTP client"),
             dir,
         }
     }
