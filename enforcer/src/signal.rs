@@ -510,9 +510,11 @@ mod tests {
         // script(1) is what sshd is to an ssh login: it holds the master of
         // a new pty and relays it; `sleep` runs with that pty as its
         // controlling terminal. The notice was "written" to that terminal.
+        // `exec`: whatever $SHELL script(1) runs (dash forks for `-c cmd`),
+        // the shell becomes `sleep`.
         let mut relay = Reaped(
             Command::new("script")
-                .args(["-qefc", "sleep 604", "/dev/null"])
+                .args(["-qefc", "exec sleep 604", "/dev/null"])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .process_group(0)

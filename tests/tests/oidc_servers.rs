@@ -237,12 +237,36 @@ fn hydra_admin_api_is_told_of_every_end_with_retries_and_audit() {
     s.curfew(&["revoke", "user", "alice", "--reason", "offboarding"]);
     s.curfew(&["sessions", "terminate", &bob_session, "--yes"]);
 
+    // Each end is several calls (login session by sid, then consents), sent
+    // one after another: wait for the last of every user's, not the first.
+    let consent_told = |c: &[Value], user: &str, client: &str| {
+        c.iter().any(|x| {
+            x["operation"] == "revokeOAuth2ConsentSessions"
+                && query(x, "subject").as_deref() == Some(user)
+                && x["status"] == 204
+                && (query(x, "client").as_deref() == Some(client)
+                    || (client == "*" && query(x, "all").as_deref() == Some("true")))
+        })
+    };
     let calls = s.wait_calls("every end told", |c| {
         ["op-alice", "op-bob", "op-carol", "op-dave"]
             .iter()
             .all(|sid| {
                 c.iter()
                     .any(|x| query(x, "sid").as_deref() == Some(sid) && x["status"] == 204)
+            })
+            && [
+                ("alice", "*"),
+                ("bob", "web"),
+                ("carol", "kiosk"),
+                ("dave", "web"),
+            ]
+            .iter()
+            .all(|(user, client)| consent_told(c, user, client))
+            && c.iter().any(|x| {
+                x["operation"] == "revokeOAuth2LoginSessions"
+                    && query(x, "subject").as_deref() == Some("alice")
+                    && x["status"] == 204
             })
     });
 
@@ -284,8 +308,20 @@ fn hydra_admin_api_is_told_of_every_end_with_retries_and_audit() {
     let retried: Vec<&Value> = calls.iter().filter(|c| c["status"] == 503).collect();
     assert_eq!(retried.len(), 2, "the two failures: {calls:#?}");
 
-    // The reasons, in the store and in the audit trail (one event per call).
-    let audit = s.audit();
+    // The reasons, in the store and in the audit trail (one event per call,
+    // written after the call returns: wait until every call has its event).
+    let (calls, audit) = wait_for(Duration::from_secs(15), || {
+        let a = s.audit();
+        let c = s.calls();
+        let audited = a
+            .iter()
+            .filter(|e| e["event"] == "oidc_server_call" && e["ok"] == true)
+            .count();
+        let told = c.iter().filter(|x| x["status"] == 204).count();
+        (audited == told).then_some((c, a))
+    })
+    .unwrap_or_else(|| (s.calls(), s.audit()));
+    let successful = calls.iter().filter(|c| c["status"] == 204).count();
     let server_calls: Vec<&Value> = audit
         .iter()
         .filter(|e| e["event"] == "oidc_server_call")
@@ -305,7 +341,6 @@ fn hydra_admin_api_is_told_of_every_end_with_retries_and_audit() {
             .any(|e| e["attempts"] == 3 && e["ok"] == true),
         "a call that succeeded on its third attempt: {server_calls:#?}"
     );
-    let successful = calls.iter().filter(|c| c["status"] == 204).count();
     assert_eq!(server_calls.len(), successful, "one audit event per call");
 
     // A call that keeps failing is given up after its attempts and audited
