@@ -796,7 +796,8 @@ impl<'a, H: Host> Enforcer<'a, H> {
         }
         let action = match step.action {
             Action::End(deny)
-                if groups.is_none() && !matches!(deny, Deny::Revoked { .. } | Deny::Terminated) =>
+                if groups.is_none()
+                    && !matches!(deny, Deny::Revoked { .. } | Deny::Terminated { .. }) =>
             {
                 Action::Continue
             }
@@ -843,7 +844,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             let asked = match &self.store {
                 // Ended already: nothing to request, its leftovers go.
                 _ if t.after_logout => Ok(true),
-                Some((_, store)) => store.request_termination(&t.session.id, now),
+                Some((_, store)) => store.request_termination(&t.session.id, now, None),
                 None => Ok(true),
             };
             match asked {
@@ -1268,7 +1269,7 @@ mod tests {
             session(id: &str) -> Result<Option<Session>, curfew_policy::StoreError>;
             list_sessions(f: &SessionFilter) -> Result<Vec<Session>, curfew_policy::StoreError>;
             touch_session(id: &str, at: DateTime<Utc>) -> Result<bool, curfew_policy::StoreError>;
-            request_termination(id: &str, at: DateTime<Utc>) -> Result<bool, curfew_policy::StoreError>;
+            request_termination(id: &str, at: DateTime<Utc>, by: Option<&str>) -> Result<bool, curfew_policy::StoreError>;
             end_session(id: &str, at: DateTime<Utc>, r: EndReason) -> Result<bool, curfew_policy::StoreError>;
             add_revocation(r: &Revocation) -> Result<(), curfew_policy::StoreError>;
             remove_revocation(id: &str) -> Result<Option<Revocation>, curfew_policy::StoreError>;
@@ -1423,7 +1424,9 @@ mod tests {
         let keep = login(&mut f, "alice", 100, "here", t(0), true);
         let other = login(&mut f, "alice", 101, "here", t(0), true);
         // What `curfew sessions terminate --user alice --except KEEP` writes.
-        f.store.request_termination(&other, t(2)).unwrap();
+        f.store
+            .request_termination(&other, t(2), Some("root"))
+            .unwrap();
         f.enforcer.pass(t(3));
         assert_eq!(ended(&f, &other), Some((t(3), EndReason::Terminated)));
         assert_eq!(ended(&f, &keep), None);
@@ -1586,7 +1589,7 @@ mod tests {
             "version: 1\nsession: { inactivity: nonsense }\n",
         );
         let s = login(&mut g, "alice", 100, "here", t(0), true);
-        g.store.request_termination(&s, t(1)).unwrap();
+        g.store.request_termination(&s, t(1), Some("root")).unwrap();
         let pass = g.enforcer.pass(t(5000));
         assert!(!pass.complete);
         assert!(matches!(
@@ -1601,7 +1604,7 @@ mod tests {
     fn a_session_ended_meanwhile_is_left_alone() {
         let mut f = fixture();
         let s = login(&mut f, "alice", 100, "here", t(0), true);
-        f.store.request_termination(&s, t(1)).unwrap();
+        f.store.request_termination(&s, t(1), Some("root")).unwrap();
         // The user logged out before the enforcer acted on the request.
         f.store.end_session(&s, t(2), EndReason::Logout).unwrap();
         let pass = f.enforcer.pass(t(3));

@@ -46,13 +46,24 @@ pub fn warning(w: &Warning, counts: ActivitySet, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The last line a session sees.
+/// The last line a session sees. A termination says who asked for it: the
+/// session's own user (from another session, the local API or the web
+/// sessions page) is told they did it, not that an administrator did
+/// (issue 16); an administrator is named.
 pub fn closing(deny: &Deny) -> String {
     let why = match deny {
-        Deny::Revoked { .. } => "access was revoked",
-        Deny::Terminated => "an administrator terminated it",
-        Deny::MaxDuration { .. } => "it reached its maximum duration",
-        Deny::Idle { .. } => "it was idle too long",
+        Deny::Revoked { .. } => "access was revoked".to_string(),
+        Deny::Terminated {
+            by: Some(_),
+            own: true,
+        } => "you ended it yourself".to_string(),
+        Deny::Terminated {
+            by: Some(by),
+            own: false,
+        } => format!("an administrator ({by}) terminated it"),
+        Deny::Terminated { by: None, .. } => "it was terminated on request".to_string(),
+        Deny::MaxDuration { .. } => "it reached its maximum duration".to_string(),
+        Deny::Idle { .. } => "it was idle too long".to_string(),
     };
     format!("curfew: this session is being closed now: {why}.")
 }
@@ -110,8 +121,43 @@ mod tests {
             !max.contains("any key"),
             "a key does not extend max_duration: {max}"
         );
-        for line in [idle, max, closing(&Deny::Terminated)] {
+        let by = |by: Option<&str>, own| Deny::Terminated {
+            by: by.map(str::to_owned),
+            own,
+        };
+        for line in [
+            idle,
+            max,
+            closing(&by(Some("alice"), true)),
+            closing(&by(Some("root"), false)),
+            closing(&by(None, false)),
+        ] {
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    /// Issue 16: a user who ends their own session is not told that an
+    /// administrator did; an administrator's end names them.
+    #[test]
+    fn the_closing_notice_says_who_ended_the_session() {
+        let own = closing(&Deny::Terminated {
+            by: Some("alice".into()),
+            own: true,
+        });
+        assert!(!own.contains("administrator"), "{own}");
+        assert!(own.contains("you ended it"), "{own}");
+        let admin = closing(&Deny::Terminated {
+            by: Some("root".into()),
+            own: false,
+        });
+        assert!(
+            admin.contains("an administrator (root) terminated it"),
+            "{admin}"
+        );
+        let unknown = closing(&Deny::Terminated {
+            by: None,
+            own: false,
+        });
+        assert!(!unknown.contains("administrator"), "{unknown}");
     }
 }

@@ -458,8 +458,15 @@ mod tests {
         let before = step_(&eff, &s, &RevocationSet::new(), tty(now), None, now);
         assert_eq!(before.action, Action::Continue);
         s.terminate_requested_at = Some(now);
+        s.terminate_requested_by = Some(s.user.clone());
         let after = step_(&eff, &s, &RevocationSet::new(), tty(now), None, now);
-        assert_eq!(after.action, Action::End(Deny::Terminated));
+        assert_eq!(
+            after.action,
+            Action::End(Deny::Terminated {
+                by: Some(s.user.clone()),
+                own: true
+            })
+        );
     }
 
     #[test]

@@ -882,7 +882,12 @@ rules:
         fn touch_session(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
             Err(down())
         }
-        fn request_termination(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        fn request_termination(
+            &self,
+            _: &str,
+            _: DateTime<Utc>,
+            _: Option<&str>,
+        ) -> Result<bool, StoreError> {
             Err(down())
         }
         fn end_session(&self, _: &str, _: DateTime<Utc>, _: EndReason) -> Result<bool, StoreError> {

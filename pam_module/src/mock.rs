@@ -351,8 +351,13 @@ impl Store for SharedStore {
     fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inner.touch_session(id, at)
     }
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.request_termination(id, at)
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.inner.request_termination(id, at, by)
     }
     fn end_session(
         &self,

@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
         last_activity: start,
         remember_me: false,
         terminate_requested: false,
+        terminate_requested_by: None,
     };
 
     // Baseline: the path before the admission kernel (issue 11), the

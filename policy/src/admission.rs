@@ -480,6 +480,7 @@ mod tests {
             last_activity: t(5),
             remember_me: false,
             terminate_requested: false,
+            terminate_requested_by: None,
         };
         let read = StoreAnswer::Read {
             revocations: &revs,
@@ -494,5 +495,63 @@ mod tests {
             t(20),
         );
         assert!(matches!(a, Admission::Deny(Deny::Revoked { .. })), "{a:?}");
+    }
+
+    /// Issue 16: a session its own user ended (from another session, the
+    /// local API or a sessions page) is not said to be an administrator's
+    /// doing; an administrator's is, by name; a record naming nobody says so.
+    #[test]
+    fn a_termination_says_who_asked() {
+        let p = policy("deny");
+        let g = vec![];
+        let revs = RevocationSet::new();
+        let ended_by = |by: Option<&str>| {
+            let state = SessionState {
+                id: Some("s1"),
+                user: "alice",
+                client_id: None,
+                started_at: t(0),
+                last_activity: t(5),
+                remember_me: false,
+                terminate_requested: true,
+                terminate_requested_by: by,
+            };
+            let read = StoreAnswer::Read {
+                revocations: &revs,
+                preference: None,
+            };
+            match admit(
+                &p,
+                &who(GroupsLookup::Known(&g)),
+                &Which::Session(state),
+                read,
+                Caller::default(),
+                t(20),
+            ) {
+                Admission::Deny(d) => d,
+                other => panic!("{other:?}"),
+            }
+        };
+        let own = ended_by(Some("alice"));
+        assert_eq!(
+            own,
+            Deny::Terminated {
+                by: Some("alice".into()),
+                own: true
+            }
+        );
+        assert_eq!(own.to_string(), "ended by its own user (alice)");
+        assert_eq!(own.end_reason(), crate::EndReason::Terminated);
+        let admin = ended_by(Some("root"));
+        assert_eq!(
+            admin,
+            Deny::Terminated {
+                by: Some("root".into()),
+                own: false
+            }
+        );
+        assert_eq!(admin.to_string(), "terminated by an administrator (root)");
+        let unnamed = ended_by(None);
+        assert!(!unnamed.to_string().contains("administrator"), "{unnamed}");
     }
 }

@@ -96,7 +96,8 @@ impl Priority {
 pub enum RefusalReason {
     /// A revocation of the user, client, service or session applies.
     Revoked,
-    /// An administrator terminated the session.
+    /// Someone asked for the session to end: its own user or an
+    /// administrator (the event's `detail` says which, by name).
     Terminated,
     /// The session is past `max_duration`.
     MaxDuration,
@@ -151,7 +152,7 @@ impl RefusalReason {
     pub fn of_deny(deny: &Deny) -> RefusalReason {
         match deny {
             Deny::Revoked { .. } => RefusalReason::Revoked,
-            Deny::Terminated => RefusalReason::Terminated,
+            Deny::Terminated { .. } => RefusalReason::Terminated,
             Deny::MaxDuration { .. } => RefusalReason::MaxDuration,
             Deny::Idle { .. } => RefusalReason::Idle,
         }

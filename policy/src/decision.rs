@@ -26,8 +26,10 @@ pub struct SessionState<'a> {
     /// A persistent OIDC login (remember_me.max_duration and
     /// remember_me.inactivity apply).
     pub remember_me: bool,
-    /// An administrator asked for it to end.
+    /// Someone asked for it to end.
     pub terminate_requested: bool,
+    /// Who asked, if named ([`Session::terminate_requested_by`]).
+    pub terminate_requested_by: Option<&'a str>,
 }
 
 impl<'a> SessionState<'a> {
@@ -41,6 +43,7 @@ impl<'a> SessionState<'a> {
             last_activity: now,
             remember_me: false,
             terminate_requested: false,
+            terminate_requested_by: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl<'a> SessionState<'a> {
             last_activity: last_activity.max(session.last_seen),
             remember_me: session.remember_me,
             terminate_requested: session.terminate_requested_at.is_some(),
+            terminate_requested_by: session.terminate_requested_by.as_deref(),
         }
     }
 }
@@ -101,8 +105,16 @@ pub enum Deny {
         /// Its reason, if one was given.
         detail: Option<String>,
     },
-    /// An administrator terminated the session.
-    Terminated,
+    /// Someone asked for the session to end: its own user (from another
+    /// session, the local API or a sessions page) or an administrator.
+    Terminated {
+        /// The account name of who asked, when the record names one
+        /// ([`Session::terminate_requested_by`]).
+        by: Option<String>,
+        /// Whether that is the session's own user (`by` equals the
+        /// session's user) rather than an administrator.
+        own: bool,
+    },
     /// Past the absolute deadline.
     MaxDuration {
         /// The deadline.
@@ -120,7 +132,7 @@ impl Deny {
     pub fn end_reason(&self) -> EndReason {
         match self {
             Deny::Revoked { .. } => EndReason::Revoked,
-            Deny::Terminated => EndReason::Terminated,
+            Deny::Terminated { .. } => EndReason::Terminated,
             Deny::MaxDuration { .. } => EndReason::MaxDuration,
             Deny::Idle { .. } => EndReason::Idle,
         }
@@ -141,7 +153,17 @@ impl std::fmt::Display for Deny {
                 }
                 f.write_str(")")
             }
-            Deny::Terminated => f.write_str("terminated by an administrator"),
+            Deny::Terminated {
+                by: Some(by),
+                own: true,
+            } => write!(f, "ended by its own user ({by})"),
+            Deny::Terminated {
+                by: Some(by),
+                own: false,
+            } => write!(f, "terminated by an administrator ({by})"),
+            Deny::Terminated { by: None, .. } => {
+                f.write_str("terminated on request (who asked is not recorded)")
+            }
             Deny::MaxDuration { deadline } => {
                 write!(
                     f,
@@ -219,7 +241,11 @@ pub fn decide(
         });
     }
     if session.terminate_requested {
-        return Decision::Deny(Deny::Terminated);
+        let by = session.terminate_requested_by;
+        return Decision::Deny(Deny::Terminated {
+            by: by.map(str::to_owned),
+            own: by == Some(session.user),
+        });
     }
     let absolute_deadline = time::add(started_at, eff.absolute_limit(session.remember_me));
     if now >= absolute_deadline {

@@ -29,7 +29,9 @@ pub enum EndReason {
     MaxDuration,
     /// A revocation applied to it.
     Revoked,
-    /// An administrator terminated it.
+    /// Someone asked for it to end (`curfew sessions terminate`, the local
+    /// API, a sessions page): the session's own user or an administrator;
+    /// [`Session::terminate_requested_by`] says who.
     Terminated,
 }
 
@@ -108,8 +110,19 @@ pub struct Session {
     pub timeout: Duration,
     /// OIDC: the client asked for a persistent login.
     pub remember_me: bool,
-    /// An administrator asked for it to end; the enforcer or issuer ends it.
+    /// Someone asked for it to end; the enforcer or issuer ends it. The
+    /// first request is kept.
     pub terminate_requested_at: Option<DateTime<Utc>>,
+    /// Who asked for it to end: the account name of the person who asked
+    /// (their login user when they act through `su` or `sudo`, the signed-in
+    /// subject on a sessions page), kept with the first request. The
+    /// session's own user asked when it equals [`Session::user`]; anyone
+    /// else is an administrator. `None` when nobody is named: the
+    /// enforcer's own request to carry out an end it decided, or a record
+    /// from before this field (store schema 2, Redis records without the
+    /// field), which stays readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_requested_by: Option<String>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
     /// Why it ended.
@@ -152,6 +165,7 @@ impl Session {
             timeout,
             remember_me: false,
             terminate_requested_at: None,
+            terminate_requested_by: None,
             ended_at: None,
             end_reason: None,
         })

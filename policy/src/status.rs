@@ -189,7 +189,7 @@ pub fn of_admission(a: Admission) -> Status {
             revocation_id,
             target,
         },
-        Admission::Deny(Deny::Terminated) => Status::Terminating,
+        Admission::Deny(Deny::Terminated { .. }) => Status::Terminating,
         Admission::Deny(Deny::Idle { deadline }) => Status::Idle { since: deadline },
         Admission::Deny(Deny::MaxDuration { deadline }) => Status::MaxDuration { since: deadline },
         Admission::Unusable(u) => Status::Unknown {

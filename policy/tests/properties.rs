@@ -175,7 +175,7 @@ proptest! {
             let last = now - secs(idle).min(now - start);
             let state = SessionState {
                 id: Some("s"), user, client_id: client, started_at: start,
-                last_activity: last, remember_me: remember, terminate_requested: false,
+                last_activity: last, remember_me: remember, terminate_requested: false, terminate_requested_by: None,
             };
             match decide(&eff, &state, &RevocationSet::new(), lifetime, now) {
                 Decision::Allow(a) => {
@@ -228,7 +228,7 @@ proptest! {
         set.insert(rev.clone());
         let state = SessionState {
             id: Some("s1"), user: "alice", client_id: Some("web"), started_at: start,
-            last_activity: now, remember_me: false, terminate_requested: false,
+            last_activity: now, remember_me: false, terminate_requested: false, terminate_requested_by: None,
         };
         let lifetime = eff.token_lifetime(None).value;
         let decision = decide(&eff, &state, &set, lifetime, now);
@@ -344,7 +344,7 @@ proptest! {
             started_at: started,
             last_activity: activity,
             remember_me,
-            terminate_requested: false,
+            terminate_requested: false, terminate_requested_by: None,
         };
         let decision = decide(&eff, &state, &RevocationSet::new(), lifetime, now);
         if let Decision::Allow(a) = decision {

@@ -287,10 +287,12 @@ fn watch_sees_every_change_and_resyncs_after_a_restart() {
     writer
         .add_revocation(&revocation("r1", Target::User("alice".into()), 1, None))
         .unwrap();
-    assert!(writer.request_termination("s1", t(2)).unwrap());
+    assert!(writer
+        .request_termination("s1", t(2), Some("root"))
+        .unwrap());
     assert!(writer.end_session("s1", t(3), EndReason::Revoked).unwrap());
     assert!(!writer.end_session("s1", t(4), EndReason::Logout).unwrap());
-    assert!(!writer.request_termination("s1", t(5)).unwrap());
+    assert!(!writer.request_termination("s1", t(5), None).unwrap());
     writer.remove_revocation("r1").unwrap();
     let mut got = Vec::new();
     for _ in 0..4 {

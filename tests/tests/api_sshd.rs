@@ -128,6 +128,27 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         f.logs()
     );
     assert_ended(&f, &a2.id, "terminated");
+    // The ended session is told that its own user ended it, not an
+    // administrator (issue 16), and the record and the audit trail say who.
+    assert!(
+        a2.output()
+            .contains("this session is being closed now: you ended it yourself."),
+        "{}",
+        a2.output()
+    );
+    assert!(!a2.output().contains("administrator"), "{}", a2.output());
+    assert_eq!(f.record(&a2.id)["terminate_requested_by"], a.as_str());
+    let enforcer_end = f
+        .audit_lines()
+        .into_iter()
+        .find(|l| l["event"] == "enforcer_end" && l["session"] == a2.id.as_str());
+    let enforcer_end =
+        enforcer_end.unwrap_or_else(|| panic!("no enforcer_end: {:?}", f.audit_lines()));
+    assert_eq!(
+        enforcer_end["detail"],
+        format!("ended by its own user ({a})"),
+        "{enforcer_end}"
+    );
     assert!(a1.alive() && a1.answers(Duration::from_secs(10)));
     let terminated = f.audit_lines().into_iter().any(|l| {
         l["event"] == "terminate" && l["session"] == a2.id.as_str() && l["actor"] == a.as_str()
@@ -178,6 +199,13 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         f.logs()
     );
     assert_ended(&f, &b1.id, "terminated");
+    assert!(
+        b1.output().contains(&format!(
+            "this session is being closed now: an administrator ({m}) terminated it."
+        )),
+        "{}",
+        b1.output()
+    );
     assert!(m1.alive());
 
     // A signs out everywhere: every session of A ends, no lock.

@@ -60,6 +60,14 @@ impl Caller {
         }
     }
 
+    /// The person behind the call: the login user if known (the one who
+    /// typed `sudo`), else the effective user. A termination records it as
+    /// who asked, so the session's owner ending it from another session
+    /// (even through `sudo`) is told so, not "an administrator".
+    pub fn person(&self) -> &str {
+        self.login_user.as_deref().unwrap_or(&self.user)
+    }
+
     /// The caller for the audit trail.
     pub fn audit(&self) -> ApiCaller {
         ApiCaller {
@@ -484,7 +492,7 @@ fn terminate(
     for s in &targets {
         if env
             .store
-            .request_termination(&s.id, env.now)
+            .request_termination(&s.id, env.now, Some(caller.person()))
             .map_err(store_err)?
         {
             notes.push(AuditEvent::Terminate {

@@ -869,7 +869,7 @@ mod tests {
             session(id: &str) -> Result<Option<curfew_policy::Session>, StoreError>;
             list_sessions(f: &curfew_policy::SessionFilter) -> Result<Vec<curfew_policy::Session>, StoreError>;
             touch_session(id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-            request_termination(id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+            request_termination(id: &str, at: DateTime<Utc>, by: Option<&str>) -> Result<bool, StoreError>;
             end_session(id: &str, at: DateTime<Utc>, r: curfew_policy::EndReason) -> Result<bool, StoreError>;
             add_revocation(r: &curfew_policy::Revocation) -> Result<(), StoreError>;
             remove_revocation(id: &str) -> Result<Option<curfew_policy::Revocation>, StoreError>;

@@ -289,7 +289,7 @@ async fn end_one(
             }
             Err(e) => return page(&app, &c, None, Some(store_failed(&e))),
         }
-        match store.request_termination(id, app.gate.now()) {
+        match store.request_termination(id, app.gate.now(), Some(&c.user)) {
             Ok(_) => page(&app, &c, Some(format!("Session {id} is ending.")), None),
             Err(e) => page(&app, &c, None, Some(store_failed(&e))),
         }
@@ -323,7 +323,7 @@ async fn end_others(
         let now = app.gate.now();
         let mut n = 0;
         for s in others.iter().filter(|s| s.id != c.sid) {
-            match store.request_termination(&s.id, now) {
+            match store.request_termination(&s.id, now, Some(&c.user)) {
                 Ok(true) => n += 1,
                 Ok(false) => {}
                 Err(e) => return page(&app, &c, None, Some(store_failed(&e))),

@@ -38,6 +38,7 @@ pub fn session(id: &str, user: &str, started: i64) -> Session {
         timeout: Duration::from_secs(300),
         remember_me: false,
         terminate_requested_at: None,
+        terminate_requested_by: None,
         ended_at: None,
         end_reason: None,
     }
@@ -177,7 +178,7 @@ fn a_logout_during_a_requested_end_gives_way_to_it(s: &dyn Store) {
     // The enforcer asked for the end, then signalled: the PAM module saw the
     // logout first; the enforcer's reason replaces it once it is done.
     s.create_session(&session("a", "alice", 0)).unwrap();
-    assert!(s.request_termination("a", t(5)).unwrap());
+    assert!(s.request_termination("a", t(5), None).unwrap());
     assert!(s.end_session("a", t(6), EndReason::Logout).unwrap());
     assert!(!s.end_session("a", t(7), EndReason::Logout).unwrap());
     assert!(s.end_session("a", t(8), EndReason::Revoked).unwrap());
@@ -206,13 +207,34 @@ fn a_logout_during_a_requested_end_gives_way_to_it(s: &dyn Store) {
 
 fn termination_request(s: &dyn Store) {
     s.create_session(&session("a", "alice", 0)).unwrap();
-    assert!(s.request_termination("a", t(5)).unwrap());
-    assert!(s.request_termination("a", t(9)).unwrap());
+    assert!(s.request_termination("a", t(5), Some("alice")).unwrap());
+    assert!(s.request_termination("a", t(9), Some("root")).unwrap());
     let a = s.session("a").unwrap().unwrap();
     assert_eq!(a.terminate_requested_at, Some(t(5)), "first request kept");
+    assert_eq!(
+        a.terminate_requested_by.as_deref(),
+        Some("alice"),
+        "who asked first is kept with it"
+    );
     assert!(a.is_live(), "a request does not end it by itself");
     s.end_session("a", t(10), EndReason::Terminated).unwrap();
-    assert!(!s.request_termination("a", t(11)).unwrap(), "ended");
+    assert!(!s.request_termination("a", t(11), None).unwrap(), "ended");
+    // The enforcer's own request names nobody, and a later named request
+    // does not rewrite the first.
+    s.create_session(&session("b", "bob", 0)).unwrap();
+    assert!(s.request_termination("b", t(5), None).unwrap());
+    assert!(s.request_termination("b", t(6), Some("root")).unwrap());
+    let b = s.session("b").unwrap().unwrap();
+    assert_eq!(
+        (b.terminate_requested_at, b.terminate_requested_by),
+        (Some(t(5)), None)
+    );
+    // A record carrying who asked round-trips.
+    let mut c = session("c", "carol", 0);
+    c.terminate_requested_at = Some(t(3));
+    c.terminate_requested_by = Some("root".into());
+    s.create_session(&c).unwrap();
+    assert_eq!(s.session("c").unwrap().unwrap(), c);
 }
 
 fn revocations_round_trip(s: &dyn Store) {

@@ -76,11 +76,19 @@ impl Store for MemoryStore {
         }
     }
 
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let mut g = self.lock();
         match g.sessions.iter_mut().find(|s| s.id == id && s.is_live()) {
             Some(s) => {
-                s.terminate_requested_at.get_or_insert(at);
+                if s.terminate_requested_at.is_none() {
+                    s.terminate_requested_at = Some(at);
+                    s.terminate_requested_by = by.map(str::to_owned);
+                }
                 Ok(true)
             }
             None => Ok(false),

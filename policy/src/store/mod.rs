@@ -220,8 +220,16 @@ pub trait Store: Send + Sync {
     fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Asks for a live session to be ended (the enforcer or the issuer ends
-    /// it). False if the session is unknown or already ended.
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// it). `by` is the account name of the person who asked (see
+    /// [`Session::terminate_requested_by`]), `None` for the enforcer's own
+    /// request. The first request is kept, its time and who asked alike.
+    /// False if the session is unknown or already ended.
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     /// Marks a session ended. The first end wins: false if it had ended already
     /// or is unknown. One exception: a `logout` recorded after a termination
@@ -324,8 +332,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         (**self).touch_session(id, at)
     }
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        (**self).request_termination(id, at)
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        (**self).request_termination(id, at, by)
     }
     fn end_session(
         &self,
@@ -476,7 +489,12 @@ impl Store for FailedStore {
     fn touch_session(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
         self.fail()
     }
-    fn request_termination(&self, _: &str, _: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn request_termination(
+        &self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: Option<&str>,
+    ) -> Result<bool, StoreError> {
         self.fail()
     }
     fn end_session(&self, _: &str, _: DateTime<Utc>, _: EndReason) -> Result<bool, StoreError> {

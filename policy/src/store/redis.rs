@@ -146,10 +146,14 @@ return 1
 ";
 
 const REQUEST_TERMINATION: &str = r"
--- KEYS[1] session hash; ARGV[1] at ms, ARGV[2] channel, ARGV[3] event
+-- KEYS[1] session hash; ARGV[1] at ms, ARGV[2] channel, ARGV[3] event,
+-- ARGV[4] who asked or '' (the first request is kept, time and who alike)
 local v = redis.call('HMGET', KEYS[1], 'started_at', 'ended_at')
 if not v[1] or v[2] then return 0 end
-redis.call('HSETNX', KEYS[1], 'terminate_requested_at', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'terminate_requested_at', ARGV[1]) == 1
+   and ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'terminate_requested_by', ARGV[4])
+end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
@@ -668,6 +672,7 @@ impl RedisStore {
             terminate_requested_at: take("terminate_requested_at")
                 .map(|v| time(v, "terminate_requested_at"))
                 .transpose()?,
+            terminate_requested_by: take("terminate_requested_by"),
             ended_at: take("ended_at").map(|v| time(v, "ended_at")).transpose()?,
             end_reason,
             id,
@@ -842,6 +847,7 @@ fn session_fields(s: &Session) -> Vec<(&'static str, String)> {
             "terminate_requested_at",
             s.terminate_requested_at.map(|t| ms(t).to_string()),
         ),
+        ("terminate_requested_by", s.terminate_requested_by.clone()),
         ("ended_at", s.ended_at.map(|t| ms(t).to_string())),
         ("end_reason", s.end_reason.map(|r| r.as_str().to_owned())),
     ];
@@ -995,7 +1001,12 @@ impl Store for RedisStore {
         Ok(n == 1)
     }
 
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let event = self.event(&StoreEvent::TerminationRequested {
             session: id.to_owned(),
         });
@@ -1006,6 +1017,7 @@ impl Store for RedisStore {
                 .arg(ms(at))
                 .arg(self.keys.channel())
                 .arg(&event)
+                .arg(by.unwrap_or(""))
                 .invoke(c)
         })?;
         Ok(n == 1)

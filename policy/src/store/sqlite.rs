@@ -37,12 +37,12 @@ use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The columns of a session row, in the order [`SqliteStore`] reads them.
 const SESSION_COLUMNS: &str = "id, kind, user, service, client_id, host, machine_id, rhost, tty, \
      pid, audit_session_id, started_at, last_seen, timeout_secs, remember_me, \
-     terminate_requested_at, end_reason, ended_at";
+     terminate_requested_at, end_reason, ended_at, terminate_requested_by";
 
 /// How long a writer waits for another before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +93,8 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 1 -> 2: the machine id of a PAM session's host (issue 12).
     "ALTER TABLE sessions ADD COLUMN machine_id TEXT;",
+    // 2 -> 3: who asked for a session to end (issue 16); NULL in older rows.
+    "ALTER TABLE sessions ADD COLUMN terminate_requested_by TEXT;",
 ];
 
 /// A store in one SQLite file.
@@ -363,6 +365,7 @@ impl SqliteStore {
             timeout: Duration::from_secs(r.get::<_, i64>(13).map_err(get_err)?.max(0) as u64),
             remember_me: r.get(14).map_err(get_err)?,
             terminate_requested_at: r.get::<_, Option<i64>>(15).map_err(get_err)?.map(from_ms),
+            terminate_requested_by: r.get(18).map_err(get_err)?,
             ended_at: r.get::<_, Option<i64>>(17).map_err(get_err)?.map(from_ms),
             end_reason: end_reason
                 .map(|s| s.parse::<EndReason>().map_err(|e| self.corrupt(e)))
@@ -524,9 +527,9 @@ impl Store for SqliteStore {
         let r = self.execute_raw(
             "INSERT INTO sessions (id, kind, user, service, client_id, host, rhost, tty, pid,
                 audit_session_id, started_at, last_seen, timeout_secs, remember_me,
-                terminate_requested_at, ended_at, end_reason, machine_id)
+                terminate_requested_at, ended_at, end_reason, machine_id, terminate_requested_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18)",
+                ?18, ?19)",
             params![
                 s.id,
                 s.kind.as_str(),
@@ -546,6 +549,7 @@ impl Store for SqliteStore {
                 s.ended_at.map(ms),
                 s.end_reason.map(|r| r.as_str()),
                 s.machine_id,
+                s.terminate_requested_by,
             ],
         );
         match r {
@@ -590,11 +594,19 @@ impl Store for SqliteStore {
         )? > 0)
     }
 
-    fn request_termination(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn request_termination(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        // Both columns keep the first request (SET reads the row as it was).
         Ok(self.execute(
-            "UPDATE sessions SET terminate_requested_at = coalesce(terminate_requested_at, ?2)
+            "UPDATE sessions SET terminate_requested_at = coalesce(terminate_requested_at, ?2),
+                terminate_requested_by = CASE WHEN terminate_requested_at IS NULL THEN ?3
+                                         ELSE terminate_requested_by END
              WHERE id = ?1 AND ended_at IS NULL",
-            params![id, ms(at)],
+            params![id, ms(at), by],
         )? > 0)
     }
 
@@ -824,13 +836,48 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let old = s.session("old").unwrap().unwrap();
         assert_eq!((old.user.as_str(), old.machine_id), ("alice", None));
         let mut new = crate::store::conformance::session("new", "bob", 5);
         new.machine_id = Some("0123456789abcdef0123456789abcdef".into());
         s.create_session(&new).unwrap();
         assert_eq!(s.session("new").unwrap().unwrap(), new);
+    }
+
+    /// Issue 16: a version 2 store, with a termination requested before
+    /// the store said who asked, stays readable (nobody named), and the
+    /// next request records who asked.
+    #[test]
+    fn a_version_2_store_gains_who_asked_for_an_end_and_keeps_its_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO sessions (id, kind, user, host, started_at, last_seen, timeout_secs,
+                    terminate_requested_at)
+                 VALUES ('old', 'pam', 'alice', 'host1', 0, 0, 300, 1000)",
+                [],
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        let old = s.session("old").unwrap().unwrap();
+        assert_eq!(old.terminate_requested_at, Some(from_ms(1000)));
+        assert_eq!(old.terminate_requested_by, None);
+        s.create_session(&crate::store::conformance::session("new", "bob", 5))
+            .unwrap();
+        assert!(s
+            .request_termination("new", from_ms(2000), Some("bob"))
+            .unwrap());
+        let new = s.session("new").unwrap().unwrap();
+        assert_eq!(new.terminate_requested_by.as_deref(), Some("bob"));
     }
 
     #[test]
