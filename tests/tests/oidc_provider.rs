@@ -847,6 +847,120 @@ fn the_lifetime_goes_back_to_the_default_and_errors_name_the_bounds() {
     assert!(!page.contains("<b>") && !page.contains("\\\""), "{page}");
 }
 
+/// Alice's live sessions as `curfew sessions list --format json` shows them.
+fn live_sessions_of(op: &Op, user: &str) -> Vec<Value> {
+    let out = op.curfew(&["sessions", "list", "--user", user, "--format", "json"]);
+    serde_json::from_slice(&out).expect("sessions list JSON")
+}
+
+/// The SSO cookie a sign-in at /login set (read from the 302's headers).
+fn account_login_cookie(op: &Op, b: &reqwest::blocking::Client, user: &str) -> (String, String) {
+    let page = b
+        .get(op.url("/login"))
+        .send()
+        .expect("GET /login")
+        .text()
+        .expect("page");
+    let mut form = hidden_fields(&page, None);
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), format!("pw-{user}")));
+    let r = b
+        .post(op.url("/login"))
+        .form(&form)
+        .send()
+        .expect("POST /login");
+    assert_eq!(r.status(), 302);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find_map(|c| c.strip_prefix("curfew_sso="))
+        .map(|c| c[..c.find(';').unwrap_or(c.len())].to_owned())
+        .expect("an SSO cookie");
+    let page = b
+        .get(op.url("/account/sessions"))
+        .send()
+        .expect("sessions page")
+        .text()
+        .expect("page");
+    let csrf = hidden_fields(&page, Some("end-others"))
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no csrf field: {page}"));
+    (csrf, cookie)
+}
+
+/// Issue 15: the sessions page's form token is keyed to the browser's SSO
+/// session under the server's key: the token of one session is refused in
+/// another (of the same user), and so is a token computed without the key
+/// (SHA-256 of the cookie, the old derivation); nothing ends or changes.
+/// The session's own token works, for the forms and "Extend session".
+#[test]
+fn the_sessions_page_token_belongs_to_its_own_session() {
+    let op = Op::start();
+    let (b1, b2) = (op.browser(), op.browser());
+    let (t1, _) = account_login_cookie(&op, &b1, "alice");
+    let (t2, cookie2) = account_login_cookie(&op, &b2, "alice");
+    assert_ne!(t1, t2, "each session has its own token");
+    assert_eq!(live_sessions_of(&op, "alice").len(), 2);
+    use sha2::{Digest, Sha256};
+    let keyless: String = Sha256::digest(format!("curfew-csrf:{cookie2}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for (what, token) in [("session 1's token", &t1), ("a keyless token", &keyless)] {
+        let r = b2
+            .post(op.url("/account/sessions/end-others"))
+            .form(&[("csrf", token.as_str()), ("confirm", "yes")])
+            .send()
+            .expect("POST end-others");
+        assert_eq!(r.status(), 403, "{what} is refused in session 2");
+        let r = b2
+            .post(op.url("/account/lifetime"))
+            .form(&[("csrf", token.as_str()), ("lifetime", "15m")])
+            .send()
+            .expect("POST lifetime");
+        assert_eq!(r.status(), 403, "{what} is refused in session 2");
+        let r = b2
+            .post(op.url("/account/extend"))
+            .header("x-csrf-token", token.as_str())
+            .send()
+            .expect("POST extend");
+        assert_eq!(r.status(), 403, "{what} is refused by Extend session");
+    }
+    let live = live_sessions_of(&op, "alice");
+    assert_eq!(live.len(), 2, "nothing ended: {live:?}");
+    assert!(
+        live.iter().all(|s| s["terminate_requested_at"].is_null()),
+        "{live:?}"
+    );
+    let shown =
+        String::from_utf8(op.curfew(&["timeout", "show", "--user", "alice"])).expect("utf-8");
+    assert!(
+        !shown.contains("15m"),
+        "the lifetime did not change: {shown}"
+    );
+    // Session 2's own token works.
+    let r = b2
+        .post(op.url("/account/extend"))
+        .header("x-csrf-token", t2.as_str())
+        .send()
+        .expect("POST extend");
+    assert_eq!(r.status(), 200);
+    let r = b2
+        .post(op.url("/account/sessions/end-others"))
+        .form(&[("csrf", t2.as_str()), ("confirm", "yes")])
+        .send()
+        .expect("POST end-others");
+    assert_eq!(r.status(), 200);
+    let ended = wait_for(Duration::from_secs(5), || {
+        (live_sessions_of(&op, "alice").len() == 1).then_some(())
+    });
+    assert!(ended.is_some(), "{:?}", live_sessions_of(&op, "alice"));
+}
+
 /// RP-Initiated Logout 1.0 section 2: a logout with another user's
 /// `id_token_hint`, or with none, signs nobody out until the user confirms
 /// on the page, and the confirmation needs the form token bound to the

@@ -165,7 +165,7 @@ fn page(app: &App, c: &Current, notice: Option<String>, error: Option<String>) -
         .collect();
     let (lifetime, range) = lifetime_info(app, &c.user);
     let banner = banner(app, &c.user);
-    let csrf = sso::csrf(c);
+    let csrf = sso::csrf(app, c);
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
@@ -229,7 +229,7 @@ fn posted(
     form: &HashMap<String, String>,
 ) -> Result<Current, Box<Response>> {
     let c = signed_in(app, headers)?;
-    if form.get("csrf") != Some(&sso::csrf(&c)) {
+    if !sso::csrf_ok(app, &c, form.get("csrf").map(String::as_str)) {
         return Err(Box::new(
             (StatusCode::FORBIDDEN, "bad form token").into_response(),
         ));
@@ -451,7 +451,7 @@ async fn extend(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 .into_response();
         };
         let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-        if token != Some(sso::csrf(&c).as_str()) {
+        if !sso::csrf_ok(&app, &c, token) {
             return (StatusCode::FORBIDDEN, "bad form token").into_response();
         }
         match sso::resume(&app, &headers, Activity::Record) {

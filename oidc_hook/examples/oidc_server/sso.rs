@@ -171,10 +171,24 @@ pub fn clear_cookie(app: &App) -> String {
     web::set_cookie(app, COOKIE, "", Some(0))
 }
 
-/// A per-session token for the account pages' forms (CSRF): derived from
-/// the cookie, which a cross-site page cannot read.
-pub fn csrf(c: &Current) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("curfew-csrf:{}", c.cookie).as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+/// The purpose under which the account pages' form tokens are derived
+/// (see [`web::form_token`]; the login forms use others).
+const ACCOUNT_FORMS: &str = "account";
+
+/// The token of the account pages' forms and of "Extend session" (CSRF),
+/// keyed to this browser's SSO session: HMAC-SHA256 of the session id
+/// under the server's secret key ([`web::form_token`], as the login forms'
+/// tokens), so a token shown in one session is refused in any other, and
+/// nobody without the key can compute one (the session id is no secret:
+/// the sessions page lists it; an unkeyed hash of it, or of the cookie,
+/// could be forged by whoever learns either).
+pub fn csrf(app: &App, c: &Current) -> String {
+    web::form_token(app, ACCOUNT_FORMS, &c.sid)
+}
+
+/// Whether `sent` is the account-form token of `c`'s session, compared in
+/// constant time.
+pub fn csrf_ok(app: &App, c: &Current, sent: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq as _;
+    sent.is_some_and(|sent| bool::from(csrf(app, c).as_bytes().ct_eq(sent.as_bytes())))
 }
