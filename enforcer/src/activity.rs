@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 
+use nix::errno::Errno;
+
 use crate::procfs::{ProcId, Procfs};
 
 /// `rchar` + `wchar` of a `/proc/PID/io` text; `None` if either is missing
@@ -39,8 +41,12 @@ pub enum IoRead {
     Bytes(u64),
     /// It is gone (or was never there).
     Gone,
-    /// It is there but its counters may not be read (no ptrace access).
-    Denied,
+    /// It is there but its counters may not be read (no ptrace access):
+    /// the `errno` of the failed open or read.
+    Denied {
+        /// The error number (`EACCES` without `CAP_SYS_PTRACE`), if any.
+        errno: Option<i32>,
+    },
 }
 
 /// Reads `/proc/PID/io` of `pid`.
@@ -51,7 +57,38 @@ pub fn read_io(procfs: &Procfs, pid: i32) -> IoRead {
         // ESRCH shows as "No such process" for a process that exited
         // between the directory lookup and the read.
         Err(e) if e.raw_os_error() == Some(3) => IoRead::Gone,
-        Err(_) => IoRead::Denied,
+        Err(e) => IoRead::Denied {
+            errno: e.raw_os_error(),
+        },
+    }
+}
+
+/// Which counter file could not be read, and why: for the log line that
+/// says why a session's traffic is not counted (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoDenied {
+    /// The process whose `/proc/PID/io` could not be read.
+    pub pid: i32,
+    /// The error number of the failed open or read, if any.
+    pub errno: Option<i32>,
+}
+
+impl std::fmt::Display for IoDenied {
+    /// `/proc/PID/io cannot be read (Permission denied (os error 13): ...)`,
+    /// naming the permission when the kernel's ptrace check refused it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/proc/{}/io cannot be read", self.pid)?;
+        match self.errno {
+            Some(e) if e == Errno::EACCES as i32 || e == Errno::EPERM as i32 => write!(
+                f,
+                " ({}: the kernel's ptrace read check refused it; reading another user's or a \
+                 non-dumpable process's I/O counters, sshd's among them, needs CAP_SYS_PTRACE, \
+                 which the systemd unit grants)",
+                std::io::Error::from_raw_os_error(e)
+            ),
+            Some(e) => write!(f, " ({})", std::io::Error::from_raw_os_error(e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -61,8 +98,8 @@ pub enum Io {
     /// Not measured (the session has a terminal: the terminal decides).
     #[default]
     NotMeasured,
-    /// Some process's counters could not be read.
-    Denied,
+    /// Some process's counters could not be read: the first such.
+    Denied(IoDenied),
     /// Every process's `rchar` + `wchar`.
     Counts(Vec<(ProcId, u64)>),
 }
@@ -74,7 +111,7 @@ pub fn sample(procfs: &Procfs, procs: &[ProcId]) -> Io {
         match read_io(procfs, p.pid) {
             IoRead::Bytes(n) => counts.push((*p, n)),
             IoRead::Gone => {}
-            IoRead::Denied => return Io::Denied,
+            IoRead::Denied { errno } => return Io::Denied(IoDenied { pid: p.pid, errno }),
         }
     }
     Io::Counts(counts)
@@ -165,5 +202,42 @@ mod tests {
         };
         assert!(after >= before + 8192, "{before} -> {after}");
         assert_eq!(read_io(&procfs, i32::MAX), IoRead::Gone);
+    }
+
+    /// A counter file that cannot be read names itself, the process and
+    /// the error; a refusal of the ptrace check names the capability.
+    #[test]
+    fn an_unreadable_counter_says_which_file_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: the read fails (EISDIR).
+        std::fs::create_dir_all(dir.path().join("42").join("io")).unwrap();
+        let procfs = Procfs::at(dir.path());
+        let p = |pid| ProcId {
+            pid,
+            start_ticks: 1,
+        };
+        let denied = match sample(&procfs, &[p(41), p(42)]) {
+            Io::Denied(d) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(denied.pid, 42, "the process, not the one that is gone");
+        assert_eq!(denied.errno, Some(Errno::EISDIR as i32));
+        let text = denied.to_string();
+        assert!(text.starts_with("/proc/42/io cannot be read ("), "{text}");
+        assert!(
+            !text.contains("CAP_SYS_PTRACE"),
+            "not a ptrace refusal: {text}"
+        );
+        let refused = IoDenied {
+            pid: 7,
+            errno: Some(Errno::EACCES as i32),
+        }
+        .to_string();
+        assert!(
+            refused.contains("/proc/7/io")
+                && refused.contains("Permission denied")
+                && refused.contains("CAP_SYS_PTRACE"),
+            "{refused}"
+        );
     }
 }

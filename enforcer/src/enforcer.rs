@@ -27,7 +27,7 @@ use curfew_policy::{
 
 use curfew_policy::audit::Priority;
 
-use crate::activity::{Io, TrafficMeter};
+use crate::activity::{Io, IoDenied, TrafficMeter};
 
 use crate::error::ProcError;
 use crate::members::Members;
@@ -146,6 +146,16 @@ pub trait Host {
     fn end(&mut self, sessions: &[Observation]) -> Vec<Ended>;
 }
 
+/// Why a session's activity could not be measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmeasured {
+    /// Its terminal's times could not be read.
+    Terminal,
+    /// It has no terminal, and its processes' I/O counters
+    /// (`/proc/PID/io`) could not be read: this one, and why.
+    Traffic(IoDenied),
+}
+
 /// Something the enforcer did or noticed, one log line each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -168,10 +178,14 @@ pub enum Event {
         /// How many terminals got the notice (0: the session has none).
         delivered: usize,
     },
-    /// A session is past its idle deadline, but its terminal cannot be read.
+    /// A session is past its idle deadline by its record, but its activity
+    /// cannot be measured: it is not ended for idleness. Said once per
+    /// session.
     IdleUnmeasured {
         /// The session.
         session: String,
+        /// What could not be read.
+        cause: Unmeasured,
     },
     /// The user's groups could not be looked up and none are known from
     /// earlier: the session is only ended for what does not depend on groups
@@ -268,9 +282,21 @@ impl std::fmt::Display for Event {
                     n => format!("{n} terminals"),
                 }
             ),
-            Event::IdleUnmeasured { session } => write!(
+            Event::IdleUnmeasured {
+                session,
+                cause: Unmeasured::Terminal,
+            } => write!(
                 f,
                 "session {session} looks idle past its deadline, but its terminal cannot be read: not ending it for idleness"
+            ),
+            Event::IdleUnmeasured {
+                session,
+                cause: Unmeasured::Traffic(denied),
+            } => write!(
+                f,
+                "session {session} has no terminal and looks idle past its deadline by its record's last_seen, \
+                 but the data it moves cannot be counted: {denied}. Its traffic is not counted, so it is \
+                 not ended for idleness while that lasts (revocations, terminations and max_duration still apply)"
             ),
             Event::GroupsUnknown { user, error } => write!(
                 f,
@@ -769,7 +795,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         } else {
             let moved = match &obs.io {
                 Io::Counts(c) if obs.ttys.is_empty() => Some(self.traffic.moved(&s.id, c)),
-                Io::Denied => None,
+                Io::Denied(_) => None,
                 _ => Some(false),
             };
             obs.activity(counts, moved, now)
@@ -819,8 +845,15 @@ impl<'a, H: Host> Enforcer<'a, H> {
             }
             Action::IdleUnmeasured => {
                 if self.unmeasured.insert(s.id.clone()) {
+                    // The terminal decides for a session that has one; the
+                    // counters only for one without.
+                    let cause = match &obs.io {
+                        Io::Denied(denied) if obs.ttys.is_empty() => Unmeasured::Traffic(*denied),
+                        _ => Unmeasured::Terminal,
+                    };
                     events.push(Event::IdleUnmeasured {
                         session: s.id.clone(),
+                        cause,
                     });
                 }
             }
@@ -1122,6 +1155,9 @@ mod tests {
         output: HashMap<String, DateTime<Utc>>,
         /// A terminal-less session's processes' I/O counter.
         io: HashMap<String, u64>,
+        /// Terminal-less sessions whose I/O counters cannot be read (no
+        /// `CAP_SYS_PTRACE`).
+        io_denied: HashSet<String>,
         log: Arc<Mutex<Log>>,
         /// What a group lookup answers, per user (default: no groups).
         groups: HashMap<String, Result<Vec<String>, HostError>>,
@@ -1195,6 +1231,10 @@ mod tests {
                 None => vec![],
             };
             let io = match (ttys.is_empty(), self.io.get(&s.id)) {
+                (true, _) if self.io_denied.contains(&s.id) => Io::Denied(IoDenied {
+                    pid,
+                    errno: Some(13),
+                }),
                 (true, Some(n)) => Io::Counts(vec![(
                     ProcId {
                         pid,
@@ -1731,6 +1771,51 @@ mod tests {
         assert_eq!(ended(&f, &no_tty).map(|e| e.1), Some(EndReason::Idle));
         assert_eq!(ended(&f, &unreadable), None);
         assert_eq!(unmeasured, 1, "said once");
+    }
+
+    /// Issue 13: without `CAP_SYS_PTRACE` a session without a terminal is
+    /// reported for what failed (its processes' `/proc/PID/io`, the ptrace
+    /// permission) and what follows (traffic not counted, not ended for
+    /// idleness while that lasts), once, never as an unreadable terminal.
+    #[test]
+    fn unreadable_io_counters_are_reported_as_such_once() {
+        let mut f = fixture();
+        let quiet = login(&mut f, "alice", 100, "here", t(0), false);
+        f.enforcer.host.io_denied.insert(quiet.clone());
+        let mut said = Vec::new();
+        for s in (1..=700).step_by(10) {
+            let pass = f.enforcer.pass(t(s));
+            said.extend(
+                pass.events
+                    .into_iter()
+                    .filter(|e| matches!(e, Event::IdleUnmeasured { .. })),
+            );
+        }
+        assert_eq!(ended(&f, &quiet), None, "not ended for idleness");
+        assert_eq!(said.len(), 1, "said once: {said:?}");
+        assert_eq!(
+            said[0],
+            Event::IdleUnmeasured {
+                session: quiet.clone(),
+                cause: Unmeasured::Traffic(IoDenied {
+                    pid: 100,
+                    errno: Some(13)
+                }),
+            }
+        );
+        let line = said[0].to_string();
+        for want in [
+            "has no terminal",
+            "/proc/100/io cannot be read",
+            "Permission denied",
+            "CAP_SYS_PTRACE",
+            "traffic is not counted",
+            "last_seen",
+            "not ended for idleness",
+        ] {
+            assert!(line.contains(want), "{want:?} in {line}");
+        }
+        assert!(!line.contains("terminal cannot be read"), "{line}");
     }
 
     fn revoke_user(f: &Fixture, id: &str, user: &str, at: DateTime<Utc>) {

@@ -55,6 +55,8 @@ pub struct EnforceFixture {
     sshd_log: PathBuf,
     enforcer_log: PathBuf,
     client_home: PathBuf,
+    /// Whether the enforcer keeps `CAP_SYS_PTRACE` (as its unit grants).
+    ptrace: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -64,16 +66,24 @@ impl EnforceFixture {
     /// enforcer with its default interval, serving its local API on a
     /// socket in the sandbox (so the CLI wakes it after a revoke).
     pub fn start(session: &str) -> EnforceFixture {
-        Self::start_with(session, true)
+        Self::start_with(session, true, true)
+    }
+
+    /// Like [`EnforceFixture::start`], with the enforcer started without
+    /// `CAP_SYS_PTRACE` in its bounding set (`setpriv --bounding-set
+    /// -sys_ptrace`, as a unit with the SECURITY.md drop-in runs it): it
+    /// cannot read other users' `/proc/PID/io`.
+    pub fn start_without_ptrace(session: &str) -> EnforceFixture {
+        Self::start_with(session, true, false)
     }
 
     /// Like [`EnforceFixture::start`], with the enforcer's local API off
     /// (`api: { enabled: false }`): revocations wait for its next pass.
     pub fn start_without_api(session: &str) -> EnforceFixture {
-        Self::start_with(session, false)
+        Self::start_with(session, false, true)
     }
 
-    fn start_with(session: &str, api: bool) -> EnforceFixture {
+    fn start_with(session: &str, api: bool, ptrace: bool) -> EnforceFixture {
         assert!(is_root(), "run as root (scripts/test does when uid is 0)");
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
@@ -127,6 +137,7 @@ impl EnforceFixture {
             sshd_log,
             enforcer_log,
             client_home,
+            ptrace,
             _serial: serial,
         };
         let up = wait_for(Duration::from_secs(30), || {
@@ -142,7 +153,16 @@ impl EnforceFixture {
 
     fn start_enforcer(&mut self) {
         let log = File::create(&self.enforcer_log).expect("create enforce.log");
-        let child = Command::new(curfew_bin())
+        let mut cmd = if self.ptrace {
+            Command::new(curfew_bin())
+        } else {
+            // setpriv execs curfew in place: the child's pid is curfew's.
+            let mut c = Command::new("setpriv");
+            c.args(["--bounding-set", "-sys_ptrace", "--"])
+                .arg(curfew_bin());
+            c
+        };
+        let child = cmd
             .arg("--policy")
             .arg(&self.sandbox.policy)
             .arg("enforce")

@@ -169,3 +169,44 @@ fn transfers_running_jobs_and_idle_prompts_under_a_20s_inactivity_rule() {
     );
     eprintln!("{}", f.enforcer_log_text());
 }
+
+/// Issue 13: an enforcer without `CAP_SYS_PTRACE` (the SECURITY.md
+/// drop-in) cannot read the I/O counters of a session without a terminal.
+/// Its log says so, once, naming the file, the permission and what follows
+/// (traffic not counted, not ended for idleness while that lasts), and not
+/// that a terminal cannot be read.
+#[test]
+#[ignore = "needs root: real sshd, a throwaway user and the enforcer; run by scripts/test as root"]
+fn without_cap_sys_ptrace_the_log_says_the_traffic_cannot_be_counted() {
+    let f = EnforceFixture::start_without_ptrace("{ inactivity: 6s, warn_before: 3s }");
+    let mut quiet = f.remote("cat > c.txt");
+    let id = quiet.id();
+    let said = |f: &EnforceFixture| {
+        f.enforcer_log_text()
+            .lines()
+            .filter(|l| l.contains(&id) && l.contains("looks idle past its deadline"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let first = wait_for(Duration::from_secs(20), || said(&f).first().cloned())
+        .unwrap_or_else(|| panic!("nothing said: {}", f.logs()));
+    for want in [
+        "has no terminal",
+        "/io cannot be read",
+        "Permission denied",
+        "CAP_SYS_PTRACE",
+        "traffic is not counted",
+        "last_seen",
+        "not ended for idleness",
+    ] {
+        assert!(first.contains(want), "{want:?} in {first}");
+    }
+    assert!(!first.contains("terminal cannot be read"), "{first}");
+    // Several passes later (the default interval is 1 s): still said once,
+    // and the session goes on.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(said(&f).len(), 1, "{}", f.enforcer_log_text());
+    assert!(live(&f, &quiet), "{}", f.logs());
+    assert!(quiet.exited().is_none());
+    quiet.close_input();
+}
