@@ -51,7 +51,24 @@ pub enum IoRead {
 
 /// Reads `/proc/PID/io` of `pid`.
 pub fn read_io(procfs: &Procfs, pid: i32) -> IoRead {
-    match std::fs::read_to_string(procfs.pid_dir(pid).join("io")) {
+    // One open and read, without the size hint (statx, lseek) of
+    // read_to_string: /proc checks the process's permissions at each.
+    let mut buf = [0u8; 512];
+    let read = (|| {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(procfs.pid_dir(pid).join("io"))?;
+        let mut len = 0;
+        while len < buf.len() {
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    })();
+    match read {
         Ok(text) => parse_io(&text).map_or(IoRead::Gone, IoRead::Bytes),
         Err(e) if e.kind() == ErrorKind::NotFound => IoRead::Gone,
         // ESRCH shows as "No such process" for a process that exited

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use curfew_policy::store::{EventStream, StoreEvent};
+use curfew_policy::Target;
 
 use crate::enforcer::{Enforcer, Pass, StoreOpener};
 use crate::error::Error;
@@ -158,6 +159,9 @@ pub fn run(
     // reconnects by itself and says so with a Resync).
     let mut feed_down = false;
     let mut last_pass_panic: Option<String> = None;
+    // What woke the loop: `Some(targets)` when only the store's change feed
+    // did, with what it named (see `Enforcer::pass_woken`).
+    let mut named: Option<Vec<Target>> = None;
     let systemd = Systemd::from_env();
     loop {
         if let Some(signal) = stop.as_ref().and_then(|s| stop_requested(s)) {
@@ -184,7 +188,11 @@ pub fn run(
         }
         let started = Instant::now();
         let now = clock();
-        let pass = match catch_unwind(AssertUnwindSafe(|| enforcer.pass(now))) {
+        let woken = std::mem::take(&mut named);
+        let pass = match catch_unwind(AssertUnwindSafe(|| match &woken {
+            Some(targets) => enforcer.pass_woken(now, targets),
+            None => enforcer.pass(now),
+        })) {
             Ok(pass) => pass,
             Err(panic) => {
                 // Outside any one record: this pass is lost, the daemon is
@@ -237,7 +245,7 @@ pub fn run(
                 }
             }
         }
-        wait(
+        named = wait(
             watch.as_mut().map(|(_, s)| s),
             &wake_rx,
             started + systemd.cap(options.interval),
@@ -336,13 +344,17 @@ const FEED_SLICE: Duration = Duration::from_millis(50);
 /// Waits until `until`, or until the store pushes a change that may end a
 /// session now, or the local API says one may. A failure of the feed is
 /// logged once, and its return (the stream's Resync after it reconnected)
-/// once.
+/// once. Returns what the store's feed named when only the feed woke the
+/// loop (the targets of the revocations added, the sessions whose
+/// termination was requested, and any more of those already waiting);
+/// `None` for a whole pass (the interval is over, the local API woke it,
+/// the feed resynchronised or failed).
 fn wait(
     stream: Option<&mut Box<dyn EventStream>>,
     wake: &Receiver<()>,
     until: Instant,
     feed_down: &mut bool,
-) {
+) -> Option<Vec<Target>> {
     let woken = || {
         let mut any = false;
         while wake.try_recv().is_ok() {
@@ -358,15 +370,15 @@ fn wait(
             // Disconnected (no API): sleep out the interval.
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
         }
-        return;
+        return None;
     };
     loop {
         if woken() {
-            return;
+            return None;
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return;
+            return None;
         }
         match stream.next(left.min(FEED_SLICE)) {
             Ok(Some(StoreEvent::Resync)) => {
@@ -376,11 +388,39 @@ fn wait(
                         "the store's change feed is back: revocations and terminations act at once",
                     );
                 }
-                return;
+                return None;
             }
             Ok(Some(
-                StoreEvent::RevocationAdded { .. } | StoreEvent::TerminationRequested { .. },
-            )) => return,
+                event @ (StoreEvent::RevocationAdded { .. }
+                | StoreEvent::TerminationRequested { .. }),
+            )) => {
+                let mut named = Vec::new();
+                let mut next = Some(event);
+                // What else is waiting already goes into the same pass.
+                while let Some(event) = next.take() {
+                    match event {
+                        StoreEvent::RevocationAdded { target, .. } => named.push(target),
+                        StoreEvent::TerminationRequested { session } => {
+                            named.push(Target::Session(session))
+                        }
+                        StoreEvent::Resync => return None,
+                        _ => {}
+                    }
+                    match stream.next(Duration::ZERO) {
+                        Ok(e) => next = e,
+                        Err(e) => {
+                            if !std::mem::replace(feed_down, true) {
+                                log(
+                                    Priority::Warning,
+                                    &format!("the store's change feed is down: {e}; polling until it is back"),
+                                );
+                            }
+                            return None;
+                        }
+                    }
+                }
+                return if woken() { None } else { Some(named) };
+            }
             Ok(Some(_)) | Ok(None) => {}
             Err(e) => {
                 if !std::mem::replace(feed_down, true) {
@@ -390,7 +430,7 @@ fn wait(
                     );
                 }
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                return;
+                return None;
             }
         }
     }

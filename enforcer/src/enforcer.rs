@@ -22,7 +22,7 @@ use curfew_policy::policy_source::{PolicyEvent, PolicySource};
 use curfew_policy::time::{self, MAX_SKEW};
 use curfew_policy::{
     ActivityKind, ActivitySet, Deny, Policy, RevocationKeys, Session, SessionFilter, SessionKind,
-    Store, StoreConfig, StoreError,
+    Store, StoreConfig, StoreError, Target,
 };
 
 use curfew_policy::audit::Priority;
@@ -110,11 +110,27 @@ impl Observation {
 /// This machine, as the enforcer uses it.
 pub trait Host {
     /// Called at the start of every pass: take a fresh look at the processes.
+    /// The look may be a light one that trusts what an earlier full look
+    /// learned of a process that has not changed (see
+    /// [`crate::linux::LinuxHost`]); [`Host::look_in_full`] is called before
+    /// anything is ended.
     ///
     /// # Errors
     ///
     /// When the processes cannot be read; the pass then ends nothing.
     fn refresh(&mut self) -> Result<(), ProcError>;
+    /// Called before a pass ends any session: when the last look at the
+    /// processes was a light one, takes a full one and returns `true`
+    /// (the sessions to end are then observed again, so that every one of
+    /// their processes is found and nothing else is); `false` when the last
+    /// look was full already. The default: every look is full.
+    ///
+    /// # Errors
+    ///
+    /// When the processes cannot be read; nothing is ended this pass.
+    fn look_in_full(&mut self) -> Result<bool, ProcError> {
+        Ok(false)
+    }
     /// The account of `user` on this host (`curfew_policy::host::account`,
     /// cached).
     ///
@@ -132,7 +148,10 @@ pub trait Host {
     fn groups(&mut self, account: &Account) -> Result<Vec<String>, HostError>;
     /// The processes and terminals of `session`, as of the last refresh;
     /// `uid` is its user's uid (`None`: unknown, so no process is a member).
-    fn observe(&mut self, session: &Session, uid: Option<u32>) -> Observation;
+    /// `traffic`: whether the session's effective policy counts traffic as
+    /// activity; when it does not, the I/O counters of a session without a
+    /// terminal are not read ([`Io::NotMeasured`]).
+    fn observe(&mut self, session: &Session, uid: Option<u32>, traffic: bool) -> Observation;
     /// The audit session ids of the running processes, as of the last
     /// refresh.
     fn audit_sessions(&self) -> HashSet<u32>;
@@ -361,6 +380,8 @@ pub type StoreOpener<'a> = Box<dyn Fn(&Policy) -> Result<Box<dyn Store>, StoreEr
 /// A session decided to end this pass.
 struct ToEnd {
     session: Session,
+    /// Its user's uid on this host, to observe it again.
+    uid: Option<u32>,
     observation: Observation,
     deny: Deny,
     /// Its user logged out: these are the processes it left behind.
@@ -406,6 +427,10 @@ pub struct Enforcer<'a, H: Host> {
     /// Audit session ids of processes that no session of this host was
     /// found under, and when that was looked up.
     unregistered: HashMap<u32, DateTime<Utc>>,
+    /// The audit session ids of the live sessions that had processes at
+    /// the last pass that looked at them: one missing from a later listing
+    /// ended meanwhile, and may have left processes behind.
+    live_audit: HashSet<u32>,
     last_store_error: Option<String>,
     store_generation: u64,
 }
@@ -450,6 +475,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             faults: HashMap::new(),
             leftovers: HashMap::new(),
             unregistered: HashMap::new(),
+            live_audit: HashSet::new(),
             last_store_error: None,
             store_generation: 0,
         }
@@ -508,7 +534,25 @@ impl<'a, H: Host> Enforcer<'a, H> {
     /// One pass at `now`. Its warnings, ends, policy reloads and the start
     /// of a store outage go to the policy's audit trail.
     pub fn pass(&mut self, now: DateTime<Utc>) -> Pass {
-        let mut pass = self.pass_unaudited(now);
+        self.pass_for(now, None)
+    }
+
+    /// A pass woken by the store's change feed for `named` (the targets of
+    /// the revocations added, and `session` targets for the termination
+    /// requests, since the last pass). When none of them names a session of
+    /// this host (a live one, one whose processes were left behind by a
+    /// logout, or one that ended since the last pass while its processes
+    /// ran), nothing can have to end now: the pass only lists the host's
+    /// sessions (one store read) and neither looks at the processes nor
+    /// reads any revocation. Otherwise it is a whole [`Enforcer::pass`].
+    /// On a fleet, every enforcer is woken by every revocation; most have
+    /// nothing of it.
+    pub fn pass_woken(&mut self, now: DateTime<Utc>, named: &[Target]) -> Pass {
+        self.pass_for(now, Some(named))
+    }
+
+    fn pass_for(&mut self, now: DateTime<Utc>, named: Option<&[Target]>) -> Pass {
+        let mut pass = self.pass_unaudited(now, named);
         if let Some(policy) = self.policy.current() {
             audit(
                 policy,
@@ -521,7 +565,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         pass
     }
 
-    fn pass_unaudited(&mut self, now: DateTime<Utc>) -> Pass {
+    fn pass_unaudited(&mut self, now: DateTime<Utc>, named: Option<&[Target]>) -> Pass {
         let mut pass = Pass::default();
         if let Some(e) = self.policy.refresh(now) {
             // The one rule for a changed `store` section: the new policy is
@@ -573,12 +617,24 @@ impl<'a, H: Host> Enforcer<'a, H> {
             .filter(|s| self.is_ours(s))
             .collect::<Vec<_>>();
         self.last_store_error = None;
+        if let Some(named) = named {
+            if !named.iter().any(|t| self.names_ours(t, &sessions)) {
+                pass.complete = true;
+                return pass;
+            }
+        }
         if let Err(e) = self.host.refresh() {
             pass.events.push(Event::Host(e.to_string()));
             return pass;
         }
         pass.complete = true;
         let left_behind = self.left_behind(&sessions, &filter, now, &mut pass);
+        let present = self.host.audit_sessions();
+        self.live_audit = sessions
+            .iter()
+            .filter_map(|s| s.audit_session_id)
+            .filter(|a| present.contains(a))
+            .collect();
         let live: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
         self.warned.retain(|id, _| live.contains(id.as_str()));
         self.unmeasured.retain(|id| live.contains(id.as_str()));
@@ -636,6 +692,29 @@ impl<'a, H: Host> Enforcer<'a, H> {
             self.end(to_end, now, &mut pass);
         }
         pass
+    }
+
+    /// Whether `target` may name a session of this host: one of `live`
+    /// (the host's live sessions, just listed), one whose processes were
+    /// left behind by a logout, or one that ended since the last pass while
+    /// processes of its audit session ran (its leftovers are not known
+    /// yet). An unfinished end also counts: it is carried out by a whole
+    /// pass.
+    fn names_ours(&self, target: &Target, live: &[Session]) -> bool {
+        if !self.ending.is_empty() {
+            return true;
+        }
+        let live_audit: HashSet<u32> = live.iter().filter_map(|s| s.audit_session_id).collect();
+        if self.live_audit.iter().any(|a| !live_audit.contains(a)) {
+            return true;
+        }
+        let mut sessions = live.iter().chain(self.leftovers.values().flatten());
+        match target {
+            Target::All => true,
+            Target::Session(id) => sessions.any(|s| s.id == *id),
+            Target::User(user) => sessions.any(|s| s.user == *user),
+            Target::Client(client) => sessions.any(|s| s.service.as_deref() == Some(client)),
+        }
     }
 
     /// The ended sessions of this boot whose audit session still has
@@ -788,8 +867,11 @@ impl<'a, H: Host> Enforcer<'a, H> {
             },
             Err(e) => StoreAnswer::Failed(e),
         };
-        let obs = self.host.observe(&s, uid);
         let counts = eff.activity.value;
+        // The I/O counters cost one /proc read per process: read only
+        // when traffic counts, and never for the processes left behind by a
+        // logout (idleness does not apply to them).
+        let obs = self.host.observe(&s, uid, counts.traffic && !after_logout);
         let activity = if after_logout {
             Activity::LoggedOut
         } else {
@@ -818,7 +900,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         // reason, whatever this pass's decision.
         if let Some(deny) = self.ending.get(&s.id) {
             let deny = deny.clone();
-            return end_verdict(s, obs, deny, after_logout);
+            return end_verdict(s, uid, obs, deny, after_logout);
         }
         let action = match step.action {
             Action::End(deny)
@@ -861,7 +943,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 // Gone meanwhile: nothing to end.
                 let _ = deny;
             }
-            Action::End(deny) => return end_verdict(s, obs, deny, after_logout),
+            Action::End(deny) => return end_verdict(s, uid, obs, deny, after_logout),
             Action::Unusable(why) => return Err(format!("left as it is: {why}")),
         }
         Ok(Verdict::Continue)
@@ -872,6 +954,9 @@ impl<'a, H: Host> Enforcer<'a, H> {
     /// enforcer finishes it), the processes are signalled, and the end is
     /// recorded only once none of them is left.
     fn end(&mut self, to_end: Vec<ToEnd>, now: DateTime<Utc>, pass: &mut Pass) {
+        let Some(to_end) = self.in_full(to_end, pass) else {
+            return;
+        };
         let mut going = Vec::with_capacity(to_end.len());
         for t in to_end {
             let asked = match &self.store {
@@ -956,12 +1041,55 @@ impl<'a, H: Host> Enforcer<'a, H> {
     }
 }
 
+impl<H: Host> Enforcer<'_, H> {
+    /// The sessions to end, observed again after a full look at the
+    /// processes when the pass's look was a light one: every process of
+    /// each is found, and only its own. A session whose processes cannot be
+    /// identified safely any more is a fault of its own, and processes
+    /// left behind by a logout that are gone need no end. `None` when the
+    /// processes cannot be read: nothing is ended, and every end is
+    /// carried out at the next pass.
+    fn in_full(&mut self, to_end: Vec<ToEnd>, pass: &mut Pass) -> Option<Vec<ToEnd>> {
+        match self.host.look_in_full() {
+            Ok(false) => Some(to_end),
+            Ok(true) => {
+                let mut out = Vec::with_capacity(to_end.len());
+                for t in to_end {
+                    let observation = self.host.observe(&t.session, t.uid, false);
+                    if t.after_logout && observation.members.procs.is_empty() {
+                        continue;
+                    }
+                    let id = t.session.id.clone();
+                    match end_verdict(t.session, t.uid, observation, t.deny, t.after_logout) {
+                        Ok(Verdict::End(t)) => out.push(*t),
+                        Ok(Verdict::Continue) => {}
+                        Err(detail) => {
+                            pass.complete = false;
+                            self.fault(&mut pass.events, &id, detail);
+                        }
+                    }
+                }
+                Some(out)
+            }
+            Err(e) => {
+                pass.complete = false;
+                pass.events.push(Event::Host(e.to_string()));
+                for t in to_end {
+                    self.ending.insert(t.session.id, t.deny);
+                }
+                None
+            }
+        }
+    }
+}
+
 /// An end, unless the session's processes cannot be told apart safely from
 /// others' (its user has no uid here, or its record points at another
 /// user's audit session or at a protected process): then nothing is
 /// signalled and nothing recorded, and the record is a fault of its own.
 fn end_verdict(
     session: Session,
+    uid: Option<u32>,
     observation: Observation,
     deny: Deny,
     after_logout: bool,
@@ -976,6 +1104,7 @@ fn end_verdict(
         )),
         _ => Ok(Verdict::End(Box::new(ToEnd {
             session,
+            uid,
             observation,
             deny,
             after_logout,
@@ -1172,11 +1301,35 @@ mod tests {
         present: HashSet<u32>,
         /// Sessions (by id) whose processes are all gone.
         gone: HashSet<String>,
+        /// How many looks at the processes were taken (refresh and
+        /// look_in_full).
+        looks: usize,
+        /// Whether refresh takes a light look (look_in_full then takes a
+        /// full one).
+        light: bool,
+        /// Whether the last look was full.
+        full: bool,
+        /// Sessions (by id) whose processes, seen in a full look, are in
+        /// another user's audit session (a light look does not see it).
+        foreign_in_full: HashSet<String>,
+        /// Per session, whether each observation asked for the traffic
+        /// counters, in order.
+        traffic_asked: Vec<(String, bool)>,
     }
 
     impl Host for Scripted {
         fn refresh(&mut self) -> Result<(), ProcError> {
+            self.looks += 1;
+            self.full = !self.light;
             Ok(())
+        }
+        fn look_in_full(&mut self) -> Result<bool, ProcError> {
+            if self.full {
+                return Ok(false);
+            }
+            self.looks += 1;
+            self.full = true;
+            Ok(true)
         }
         fn account(&mut self, user: &str) -> Result<Account, HostError> {
             Ok(Account {
@@ -1191,12 +1344,13 @@ mod tests {
                 .cloned()
                 .unwrap_or(Ok(Vec::new()))
         }
-        fn observe(&mut self, s: &Session, uid: Option<u32>) -> Observation {
+        fn observe(&mut self, s: &Session, uid: Option<u32>, traffic: bool) -> Observation {
             assert!(
                 !self.panic_on.contains(&s.user),
                 "scripted fault on a record of {}",
                 s.user
             );
+            self.traffic_asked.push((s.id.clone(), traffic));
             let pid = if self.gone.contains(&s.id) {
                 0
             } else {
@@ -1205,6 +1359,8 @@ mod tests {
             let members = Members {
                 membership: if pid == 0 {
                     Membership::Unknown(Unfound::NoIdentity)
+                } else if self.full && self.foreign_in_full.contains(&s.id) {
+                    Membership::Unknown(Unfound::ForeignAudit)
                 } else {
                     Membership::Audit {
                         id: pid as u32,
@@ -1230,7 +1386,7 @@ mod tests {
                 }],
                 None => vec![],
             };
-            let io = match (ttys.is_empty(), self.io.get(&s.id)) {
+            let io = match (ttys.is_empty() && traffic, self.io.get(&s.id)) {
                 (true, _) if self.io_denied.contains(&s.id) => Io::Denied(IoDenied {
                     pid,
                     errno: Some(13),
@@ -1816,6 +1972,181 @@ mod tests {
             assert!(line.contains(want), "{want:?} in {line}");
         }
         assert!(!line.contains("terminal cannot be read"), "{line}");
+    }
+
+    /// Issue 17: the I/O counters (one /proc read per process) are read
+    /// only for sessions whose policy counts traffic, and never for the
+    /// processes a logout left behind.
+    #[test]
+    fn the_counters_are_read_only_where_traffic_counts() {
+        let mut f = fixture_with(
+            "rules:\n  - match: { users: [bob] }\n    session: { activity: [input, output] }\n",
+            Arc::new(MemoryStore::new()),
+        );
+        let alice = login(&mut f, "alice", 100, "here", t(0), false);
+        let bob = login(&mut f, "bob", 200, "here", t(0), false);
+        f.enforcer.host.io.insert(alice.clone(), 1);
+        f.enforcer.host.io.insert(bob.clone(), 1);
+        assert!(f.enforcer.pass(t(1)).complete);
+        let asked: HashMap<String, bool> = f.enforcer.host.traffic_asked.drain(..).collect();
+        assert!(asked[&alice], "the default counts traffic");
+        assert!(!asked[&bob], "bob's rule does not");
+        // A logout that leaves a process behind: looked at, counters unread.
+        f.store
+            .end_session(&alice, t(2), EndReason::Logout)
+            .unwrap();
+        f.enforcer.host.present.insert(100);
+        assert!(f.enforcer.pass(t(3)).complete);
+        let asked: Vec<(String, bool)> = f.enforcer.host.traffic_asked.drain(..).collect();
+        assert!(asked.contains(&(alice.clone(), false)), "{asked:?}");
+        assert!(!asked.iter().any(|(_, t)| *t), "{asked:?}");
+    }
+
+    /// Issue 17, the fleet: a pass woken by a revocation that names no
+    /// session of this host takes no look at the processes and observes
+    /// nothing; one that names a session here is a whole pass.
+    #[test]
+    fn a_woken_pass_for_no_session_here_looks_at_no_process() {
+        let mut f = fixture();
+        let alice = login(&mut f, "alice", 100, "here", t(0), true);
+        let _elsewhere = login(&mut f, "carol", 300, "other-host", t(0), true);
+        f.enforcer.host.present.insert(100);
+        assert!(f.enforcer.pass(t(1)).complete);
+        let looks = f.enforcer.host.looks;
+        f.enforcer.host.traffic_asked.clear();
+        for (i, target) in [
+            Target::User("carol".into()),
+            Target::Session("0123456789abcdef0123456789abcdef".into()),
+            Target::Client("sudo".into()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = t(2 + i as i64);
+            f.store
+                .add_revocation(&Revocation {
+                    id: format!("r{i}"),
+                    target: target.clone(),
+                    not_before: at,
+                    expires_at: None,
+                    reason: None,
+                    actor: "root".into(),
+                    created_at: at,
+                })
+                .unwrap();
+            let pass = f.enforcer.pass_woken(at, &[target]);
+            assert!(pass.complete && pass.events.is_empty(), "{:?}", pass.events);
+        }
+        assert_eq!(f.enforcer.host.looks, looks, "no look at the processes");
+        assert!(f.enforcer.host.traffic_asked.is_empty(), "nothing observed");
+        assert_eq!(ended(&f, &alice), None);
+        // Each of these names alice's session: a whole pass, and she goes.
+        for target in [
+            Target::User("alice".into()),
+            Target::Session(alice.clone()),
+            Target::Client("sshd".into()),
+            Target::All,
+        ] {
+            let mut g = fixture();
+            let a = login(&mut g, "alice", 100, "here", t(0), true);
+            g.enforcer.host.present.insert(100);
+            g.enforcer.pass(t(1));
+            let target = match target {
+                Target::Session(_) => Target::Session(a.clone()),
+                t => t,
+            };
+            g.store
+                .add_revocation(&Revocation {
+                    id: "r".into(),
+                    target: target.clone(),
+                    not_before: t(5),
+                    expires_at: None,
+                    reason: None,
+                    actor: "root".into(),
+                    created_at: t(5),
+                })
+                .unwrap();
+            g.enforcer.pass_woken(t(6), std::slice::from_ref(&target));
+            assert_eq!(
+                ended(&g, &a),
+                Some((t(6), EndReason::Revoked)),
+                "{target:?}"
+            );
+        }
+    }
+
+    /// Issue 17: a woken pass also looks when the revocation may reach
+    /// processes a logout left behind: those already known, and those of
+    /// a session that ended since the last pass (not looked up yet).
+    #[test]
+    fn a_woken_pass_reaches_processes_left_behind_by_a_logout() {
+        for known in [true, false] {
+            let mut f = fixture();
+            let alice = login(&mut f, "alice", 100, "here", t(0), false);
+            f.enforcer.host.present.insert(100);
+            assert!(f.enforcer.pass(t(1)).complete);
+            f.store
+                .end_session(&alice, t(2), EndReason::Logout)
+                .unwrap();
+            if known {
+                // A pass saw the leftovers.
+                f.enforcer.pass(t(3));
+            }
+            revoke_user(&f, "r1", "alice", t(4));
+            let pass = f.enforcer.pass_woken(t(4), &[Target::User("alice".into())]);
+            assert!(
+                pass.events.iter().any(|e| matches!(
+                    e,
+                    Event::Ended {
+                        after_logout: true,
+                        ..
+                    }
+                )),
+                "known {known}: {:?}",
+                pass.events
+            );
+            assert_eq!(
+                f.log.lock().unwrap().ended,
+                vec!["pid 100"],
+                "known {known}"
+            );
+        }
+    }
+
+    /// Issue 17: a pass that took a light look at the processes takes a
+    /// full one before it ends anything, and signals what that one finds:
+    /// here, a session whose audit session turns out to be another user's
+    /// is not signalled at all.
+    #[test]
+    fn a_light_look_is_made_full_before_any_end() {
+        let mut f = fixture();
+        f.enforcer.host.light = true;
+        let alice = login(&mut f, "alice", 100, "here", t(0), true);
+        let bob = login(&mut f, "bob", 200, "here", t(0), true);
+        f.enforcer.host.foreign_in_full.insert(bob.clone());
+        assert!(f.enforcer.pass(t(1)).complete);
+        assert_eq!(f.enforcer.host.looks, 1, "nothing to end: one light look");
+        revoke_user(&f, "r1", "alice", t(5));
+        revoke_user(&f, "r2", "bob", t(5));
+        f.enforcer.host.traffic_asked.clear();
+        let pass = f.enforcer.pass(t(6));
+        assert_eq!(f.enforcer.host.looks, 3, "a light look, then a full one");
+        let asked: Vec<(String, bool)> = f.enforcer.host.traffic_asked.clone();
+        assert_eq!(
+            asked.iter().filter(|(id, _)| *id == alice).count(),
+            2,
+            "alice observed again after the full look: {asked:?}"
+        );
+        assert_eq!(ended(&f, &alice), Some((t(6), EndReason::Revoked)));
+        assert_eq!(ended(&f, &bob), None);
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"]);
+        assert!(
+            pass.events
+                .iter()
+                .any(|e| matches!(e, Event::Fault { session, .. } if *session == bob)),
+            "{:?}",
+            pass.events
+        );
     }
 
     fn revoke_user(f: &Fixture, id: &str, user: &str, at: DateTime<Utc>) {

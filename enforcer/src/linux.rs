@@ -37,7 +37,25 @@ pub struct LinuxHost {
     /// notice is output too, and must not count as the session's activity:
     /// while the mtime is still the notice's, the earlier time stands.
     own_output: HashMap<u64, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Whether the last look at the processes was a full one.
+    full: bool,
+    /// When the last full look was taken.
+    last_full: Option<Instant>,
+    /// How often a full look is taken.
+    full_every: Duration,
 }
+
+/// How often the enforcer takes a full look at the processes (every
+/// process's `/proc/PID/stat` and `/proc/PID/sessionid`), and always before
+/// it ends a session. The passes in between take a light look: every
+/// process's `stat` (so a process that exited, or a pid reused by a new
+/// process, is seen at once), and `sessionid` only for processes new since
+/// the last look or seen in no audit session. A process's audit session id
+/// changes only when the process itself writes its login uid, which a
+/// process already in an audit session may do only with
+/// `CAP_AUDIT_CONTROL` (root): only such a process can be taken for a
+/// member of a session it has just left, and for no longer than this.
+pub const FULL_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 impl LinuxHost {
     /// The host, ending sessions with these grace periods.
@@ -53,6 +71,9 @@ impl LinuxHost {
             accounts: HashMap::new(),
             notified: HashSet::new(),
             own_output: HashMap::new(),
+            full: false,
+            last_full: None,
+            full_every: FULL_LOOK_EVERY,
         }
     }
 }
@@ -60,13 +81,18 @@ impl LinuxHost {
 impl Host for LinuxHost {
     fn refresh(&mut self) -> Result<(), ProcError> {
         self.notified.clear();
-        self.snap = self.procfs.scan_after(&self.snap)?;
-        self.clock = Some(BootClock {
-            boot_time: self.procfs.boot_time()?,
-            ticks_per_second: rustix::param::clock_ticks_per_second(),
-        });
-        self.guard = Some(Guard::new(&self.snap, self.me));
-        Ok(())
+        let full = self
+            .last_full
+            .is_none_or(|at| at.elapsed() >= self.full_every);
+        self.look(full)
+    }
+
+    fn look_in_full(&mut self) -> Result<bool, ProcError> {
+        if self.full {
+            return Ok(false);
+        }
+        self.look(true)?;
+        Ok(true)
     }
 
     fn account(&mut self, user: &str) -> Result<Account, HostError> {
@@ -86,7 +112,7 @@ impl Host for LinuxHost {
         Ok(g)
     }
 
-    fn observe(&mut self, session: &Session, uid: Option<u32>) -> Observation {
+    fn observe(&mut self, session: &Session, uid: Option<u32>, traffic: bool) -> Observation {
         let (Some(clock), Some(guard)) = (self.clock, self.guard.as_ref()) else {
             // Only reached if refresh() failed, and then the pass stops first.
             return Observation {
@@ -115,8 +141,8 @@ impl Host for LinuxHost {
             })
             .collect();
         // A terminal decides for a session that has one; the counters are
-        // read only for the others.
-        let io = if ttys.is_empty() {
+        // read only for the others, and only when traffic counts.
+        let io = if ttys.is_empty() && traffic {
             activity::sample(&self.procfs, &members.procs)
         } else {
             Io::NotMeasured
@@ -179,6 +205,38 @@ impl Host for LinuxHost {
 }
 
 impl LinuxHost {
+    /// A look at the processes: a full one reads every process's audit
+    /// session id, a light one only that of processes it has not seen in
+    /// an audit session (see [`Procfs::scan_after`]).
+    fn look(&mut self, full: bool) -> Result<(), ProcError> {
+        let previous = std::mem::take(&mut self.snap);
+        self.snap = match self.procfs.scan_with(&previous, !full) {
+            Ok(snap) => snap,
+            Err(e) => {
+                self.snap = previous;
+                self.full = false;
+                return Err(e);
+            }
+        };
+        self.clock = Some(BootClock {
+            boot_time: self.procfs.boot_time()?,
+            ticks_per_second: rustix::param::clock_ticks_per_second(),
+        });
+        self.guard = Some(Guard::new(&self.snap, self.me));
+        self.full = full;
+        if full {
+            self.last_full = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// How often a pass takes a full look at the processes (see
+    /// [`FULL_LOOK_EVERY`]); `Duration::ZERO`: at every pass.
+    pub fn with_full_look_every(mut self, every: Duration) -> Self {
+        self.full_every = every;
+        self
+    }
+
     /// The account of `user`, cached like the groups.
     fn lookup_account(&mut self, user: &str) -> Result<Account, HostError> {
         if let Some((at, a)) = self.accounts.get(user) {

@@ -10,6 +10,13 @@ use crate::error::ProcError;
 /// `/proc/PID/sessionid` when no audit session is set.
 pub const NO_AUDIT_SESSION: u32 = u32::MAX;
 
+/// Room for a `/proc/PID/stat` line: 52 numbers of at most 20 digits, and
+/// a command name of at most 64 bytes.
+const STAT_BUF: usize = 1536;
+/// Room for a `/proc/PID/status` text (about 1.5 KiB; its signal masks
+/// and capability sets grow little).
+const STATUS_BUF: usize = 16 * 1024;
+
 /// What the enforcer needs to know about one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proc {
@@ -134,7 +141,7 @@ impl Procfs {
     /// Reads one process, its real uid included; `None` when it is gone
     /// (or was never there).
     pub fn read(&self, pid: i32) -> Option<Proc> {
-        let mut p = self.read_without_uid(pid, None)?;
+        let mut p = self.read_without_uid(pid, None, false)?;
         p.uid = self.read_uid(pid);
         Some(p)
     }
@@ -145,24 +152,27 @@ impl Procfs {
     /// uid has not either (the kernel gives a process a new audit session
     /// id, or none, each time its login uid is written) and is not read
     /// again.
-    fn read_without_uid(&self, pid: i32, before: Option<&Proc>) -> Option<Proc> {
-        let dir = self.root.join(pid.to_string());
-        let stat = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
-        let audit_session = std::fs::read_to_string(dir.join("sessionid"))
-            .ok()
-            .and_then(|t| parse_audit_session_id(&t));
-        let known = before.filter(|b| {
-            b.start_ticks == stat.start_ticks
-                && b.audit_session.is_some()
-                && b.audit_session == audit_session
-        });
+    fn read_without_uid(&self, pid: i32, before: Option<&Proc>, light: bool) -> Option<Proc> {
+        let mut buf = [0u8; STAT_BUF];
+        let stat = parse_stat(self.read_small(pid, "stat", &mut buf)?)?;
+        // The same process (pid and start time) as before, in an audit
+        // session then.
+        let same =
+            before.filter(|b| b.start_ticks == stat.start_ticks && b.audit_session.is_some());
+        let audit_session = match same {
+            // A light look trusts it: see crate::linux::FULL_LOOK_EVERY.
+            Some(b) if light => b.audit_session,
+            _ => self
+                .read_small(pid, "sessionid", &mut buf)
+                .and_then(parse_audit_session_id),
+        };
+        let known = same.filter(|b| b.audit_session == audit_session);
         // The login uid has the same "unset" value (-1) and the same format.
         let loginuid = match known {
             Some(b) => b.loginuid,
             None => audit_session.and_then(|_| {
-                std::fs::read_to_string(dir.join("loginuid"))
-                    .ok()
-                    .and_then(|t| parse_audit_session_id(&t))
+                self.read_small(pid, "loginuid", &mut buf)
+                    .and_then(parse_audit_session_id)
             }),
         };
         Some(Proc {
@@ -180,9 +190,37 @@ impl Procfs {
 
     /// The real uid of process `pid` now (`/proc/PID/status`).
     fn read_uid(&self, pid: i32) -> Option<u32> {
-        std::fs::read_to_string(self.root.join(pid.to_string()).join("status"))
-            .ok()
-            .and_then(|t| parse_status_uid(&t))
+        let mut buf = vec![0u8; STATUS_BUF];
+        self.read_small(pid, "status", &mut buf)
+            .and_then(parse_status_uid)
+    }
+
+    /// The text of `/proc/PID/NAME` into `buf`, with one `open`, `read`s
+    /// until the end or a full buffer, and a `close`: no `statx` and
+    /// `lseek` for a size hint as `std::fs::read_to_string` does, each of
+    /// which costs /proc as much as the read (a permission check of the
+    /// process). `None` when the file cannot be opened or read, is not
+    /// UTF-8, or does not fit in `buf` (the caller's buffer is sized for
+    /// what it reads).
+    pub fn read_small<'b>(&self, pid: i32, name: &str, buf: &'b mut [u8]) -> Option<&'b str> {
+        use std::io::Read as _;
+        let mut path = self.root.clone();
+        path.push(pid.to_string());
+        path.push(name);
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                return None;
+            }
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        std::str::from_utf8(&buf[..len]).ok()
     }
 
     /// Every process. Processes that exit while the scan runs are skipped.
@@ -205,6 +243,20 @@ impl Procfs {
     ///
     /// [`ProcError::List`] when /proc cannot be listed.
     pub fn scan_after(&self, previous: &Snapshot) -> Result<Snapshot, ProcError> {
+        self.scan_with(previous, false)
+    }
+
+    /// Every process, like [`Procfs::scan_after`]; a `light` scan also
+    /// takes the audit session id of a process from `previous` when it is
+    /// the same process (pid and start time) and was in an audit session
+    /// then, so that it reads only `stat` for it (see
+    /// [`crate::linux::FULL_LOOK_EVERY`] for why that is safe, and for how
+    /// long).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::List`] when /proc cannot be listed.
+    pub fn scan_with(&self, previous: &Snapshot, light: bool) -> Result<Snapshot, ProcError> {
         let entries = std::fs::read_dir(&self.root).map_err(|source| ProcError::List {
             path: self.root.clone(),
             source,
@@ -214,7 +266,7 @@ impl Procfs {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            if let Some(p) = self.read_without_uid(pid, previous.get(pid)) {
+            if let Some(p) = self.read_without_uid(pid, previous.get(pid), light) {
                 procs.push(p);
             }
         }
@@ -306,7 +358,7 @@ impl Snapshot {
         let procfs = self.procfs.as_ref()?;
         let uid = procfs.read_uid(pid)?;
         // The pid may have been reused since the scan.
-        let again = procfs.read_without_uid(pid, None)?;
+        let again = procfs.read_without_uid(pid, None, false)?;
         (again.start_ticks == p.start_ticks).then_some(uid)
     }
 
@@ -493,5 +545,40 @@ mod tests {
         assert!(z.exited);
         assert_eq!(z.audit_session, None);
         assert_eq!(z.loginuid, None, "read only within an audit session");
+
+        // Issue 17: a light scan takes the audit session of a process seen
+        // in one from the last scan, and reads it for every other process.
+        let fs = Procfs::at(dir.path());
+        let write = |pid: i32, file: &str, text: &str| {
+            std::fs::write(dir.path().join(pid.to_string()).join(file), text).unwrap()
+        };
+        write(11, "sessionid", "8"); // (only root with CAP_AUDIT_CONTROL can)
+        write(12, "sessionid", "9"); // a process not in one until now
+        write(
+            10,
+            "stat",
+            "10 (sshd) S 1 10 10 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 501 0 0",
+        );
+        let light = fs.scan_with(&snap, true).unwrap();
+        assert_eq!(light.get(11).unwrap().audit_session, Some(7), "trusted");
+        assert_eq!(light.get(12).unwrap().audit_session, Some(9), "read");
+        assert_eq!(
+            (
+                light.get(10).unwrap().audit_session,
+                light.get(10).unwrap().start_ticks
+            ),
+            (Some(7), 501),
+            "a new process at the same pid (another start time) is read"
+        );
+        let full = fs.scan_with(&light, false).unwrap();
+        assert_eq!(
+            full.get(11).unwrap().audit_session,
+            Some(8),
+            "a full scan reads it"
+        );
+        assert_eq!(
+            full.in_audit(8).map(|p| p.pid).collect::<Vec<_>>(),
+            vec![11]
+        );
     }
 }
