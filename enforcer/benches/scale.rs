@@ -12,12 +12,18 @@
 //!   lists processes pays);
 //! - **one pass**: `Enforcer::pass` with the daemon's own `LinuxHost`, CPU
 //!   time of the thread (`getrusage(RUSAGE_THREAD)`) and wall time,
-//!   interleaved with the baseline round by round;
+//!   interleaved with the baseline round by round, three ways: with a full
+//!   look at /proc at every pass (every process's `stat` and `sessionid`),
+//!   with the light look the daemon takes between its full looks (see
+//!   `curfew_enforce::linux::FULL_LOOK_EVERY`), and the light look under a
+//!   policy where traffic does not count (`activity: [input, output]`: no
+//!   `/proc/PID/io` reads);
 //! - **the daemon**: this binary re-executed as the daemon
 //!   (`curfew_enforce::daemon::run`, exactly what `curfew enforce
 //!   --interval 1s` runs), its user+system CPU read from `/proc/PID/stat`
 //!   over a window of `--seconds` seconds after a warm-up, as a share of
-//!   one core.
+//!   one core, under each of the two policies (a window of 30 s or more
+//!   includes the daemon's full look every 30 s).
 //!
 //! Needs root (a throwaway user, audit sessions). Everything it starts is
 //! stopped by PID and the user is deleted when it ends, also on a panic.
@@ -166,6 +172,8 @@ struct Bench {
     daemon: Option<Child>,
     store: Box<dyn Store>,
     policy: PathBuf,
+    /// The policy with `activity: [input, output]`.
+    no_traffic: PathBuf,
     hostname: String,
     machine_id: Option<String>,
     user: User,
@@ -192,6 +200,19 @@ impl Bench {
             ),
         )
         .expect("write the policy");
+        // The same, where traffic does not count (no /proc/PID/io reads).
+        let no_traffic = dir.path().join("policy-no-traffic.yaml");
+        std::fs::write(
+            &no_traffic,
+            std::fs::read_to_string(&policy)
+                .expect("read the policy")
+                .replace(
+                    "warn_before: 2m }",
+                    "warn_before: 2m, activity: [input, output] }",
+                ),
+        )
+        .expect("write the second policy");
+        curfew_policy::Policy::load(&no_traffic).expect("the second bench policy is valid");
         let parsed = curfew_policy::Policy::load(&policy).expect("the bench policy is valid");
         let store = curfew_policy::store::open(&parsed.store).expect("open the store");
         let user = User::create();
@@ -200,6 +221,7 @@ impl Bench {
             daemon: None,
             store,
             policy,
+            no_traffic,
             hostname: curfew_policy::host::hostname().expect("host name"),
             machine_id: curfew_policy::host::machine_id(),
             user,
@@ -300,65 +322,91 @@ impl Bench {
             })
             .unwrap_or(0);
 
-        // In process: baseline and pass, interleaved.
-        let mut enforcer = Enforcer::new(
-            LinuxHost::new(Grace::default()),
-            PolicySource::new(Some(self.policy.clone())),
-            self.hostname.clone(),
-            Box::new(|p| curfew_policy::store::open(&p.store)),
-        )
-        .with_machine_id(self.machine_id.clone());
-        // Warm-up pass: opens the store, looks users up, takes the traffic baseline.
-        let first = enforcer.pass(Utc::now());
-        assert!(
-            first.complete,
-            "the first pass was incomplete: {:?}",
-            first.events
-        );
-        let (mut base_cpu, mut base_wall, mut pass_cpu, mut pass_wall) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // In process: the baseline and each kind of pass, interleaved
+        // round by round.
+        let variants: [(&str, &PathBuf, Duration); 3] = [
+            ("pass, full look every pass", &self.policy, Duration::ZERO),
+            (
+                "pass, light look (daemon)",
+                &self.policy,
+                Duration::from_secs(3600),
+            ),
+            (
+                "pass, light, no traffic",
+                &self.no_traffic,
+                Duration::from_secs(3600),
+            ),
+        ];
+        let mut enforcers: Vec<_> = variants
+            .iter()
+            .map(|(_, policy, every)| {
+                let mut enforcer = Enforcer::new(
+                    LinuxHost::new(Grace::default()).with_full_look_every(*every),
+                    PolicySource::new(Some((*policy).clone())),
+                    self.hostname.clone(),
+                    Box::new(|p| curfew_policy::store::open(&p.store)),
+                )
+                .with_machine_id(self.machine_id.clone());
+                // Warm-up pass: opens the store, looks users up, takes the
+                // traffic baseline, and the one full look.
+                let first = enforcer.pass(Utc::now());
+                assert!(
+                    first.complete,
+                    "the first pass was incomplete: {:?}",
+                    first.events
+                );
+                enforcer
+            })
+            .collect();
+        let (mut base_cpu, mut base_wall) = (Vec::new(), Vec::new());
+        let mut pass_cpu = vec![Vec::new(); variants.len()];
+        let mut pass_wall = vec![Vec::new(); variants.len()];
         for _ in 0..passes {
             let (c, w) = timed(|| {
                 std::hint::black_box(bare_proc_listing());
             });
             base_cpu.push(c);
             base_wall.push(w);
-            let mut pass = None;
-            let (c, w) = timed(|| pass = Some(enforcer.pass(Utc::now())));
-            let pass = pass.expect("a pass");
-            assert!(pass.complete, "an incomplete pass: {:?}", pass.events);
-            assert!(
-                pass.events.is_empty(),
-                "a pass that did something: {:?}",
-                pass.events
-            );
-            pass_cpu.push(c);
-            pass_wall.push(w);
+            for (i, enforcer) in enforcers.iter_mut().enumerate() {
+                let mut pass = None;
+                let (c, w) = timed(|| pass = Some(enforcer.pass(Utc::now())));
+                let pass = pass.expect("a pass");
+                assert!(pass.complete, "an incomplete pass: {:?}", pass.events);
+                assert!(
+                    pass.events.is_empty(),
+                    "a pass that did something: {:?}",
+                    pass.events
+                );
+                pass_cpu[i].push(c);
+                pass_wall[i].push(w);
+            }
         }
-        drop(enforcer);
+        drop(enforcers);
 
-        // The daemon, over the window.
-        let daemon = Command::new(std::env::current_exe().expect("own path"))
-            .env(DAEMON_ENV, &self.policy)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        let pid = daemon.id();
-        self.daemon = Some(daemon);
-        std::thread::sleep(Duration::from_secs(3));
-        let (t0, c0) = (Instant::now(), cpu_ticks(pid));
-        std::thread::sleep(window);
-        let (t1, c1) = (Instant::now(), cpu_ticks(pid));
-        let rss = rss_kib(pid);
-        if let Some(mut d) = self.daemon.take() {
-            let _ = kill(Pid::from_raw(d.id() as i32), Signal::SIGKILL);
-            let _ = d.wait();
+        // The daemon, over the window, with each policy.
+        let mut daemons = Vec::new();
+        for policy in [self.policy.clone(), self.no_traffic.clone()] {
+            let daemon = Command::new(std::env::current_exe().expect("own path"))
+                .env(DAEMON_ENV, &policy)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the daemon");
+            let pid = daemon.id();
+            self.daemon = Some(daemon);
+            std::thread::sleep(Duration::from_secs(3));
+            let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+            std::thread::sleep(window);
+            let (t1, c1) = (Instant::now(), cpu_ticks(pid));
+            let rss = rss_kib(pid);
+            if let Some(mut d) = self.daemon.take() {
+                let _ = kill(Pid::from_raw(d.id() as i32), Signal::SIGKILL);
+                let _ = d.wait();
+            }
+            daemons.push((c1 - c0, (t1 - t0).as_secs_f64(), rss));
         }
         let tick = ticks_per_second();
-        let daemon_cpu = (c1 - c0) as f64 / tick;
-        let elapsed = (t1 - t0).as_secs_f64();
         let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -367,12 +415,7 @@ impl Bench {
             v[v.len() / 2]
         };
         let p90 = |v: &Vec<Duration>| v[(v.len() * 9 / 10).min(v.len() - 1)];
-        let (bc, bw, pc, pw) = (
-            med(&mut base_cpu),
-            med(&mut base_wall),
-            med(&mut pass_cpu),
-            med(&mut pass_wall),
-        );
+        let (bc, bw) = (med(&mut base_cpu), med(&mut base_wall));
         println!(
             "N={n} sessions, {} processes in them, {total_procs} processes on the host; load before {} after {}",
             n * PROCS_PER_SESSION,
@@ -385,20 +428,26 @@ impl Bench {
             ms(p90(&base_cpu)),
             ms(bw)
         );
-        println!(
-            "  one enforcer pass:                            CPU median {:.1} ms (p90 {:.1}), wall median {:.1} ms; {:.1} x the baseline's CPU",
-            ms(pc),
-            ms(p90(&pass_cpu)),
-            ms(pw),
-            ms(pc) / ms(bc).max(0.001)
-        );
-        println!(
-            "  daemon at --interval 1s: {:.2} s CPU in {:.1} s = {:.1} % of one core (RSS {} KiB)",
-            daemon_cpu,
-            elapsed,
-            100.0 * daemon_cpu / elapsed,
-            rss
-        );
+        for (i, (label, _, _)) in variants.iter().enumerate() {
+            let (pc, pw) = (med(&mut pass_cpu[i]), med(&mut pass_wall[i]));
+            println!(
+                "  {label:<33} CPU median {:.1} ms (p90 {:.1}), wall median {:.1} ms; {:.2} x the baseline's CPU",
+                ms(pc),
+                ms(p90(&pass_cpu[i])),
+                ms(pw),
+                ms(pc) / ms(bc).max(0.001)
+            );
+        }
+        for ((ticks, elapsed, rss), label) in daemons.iter().zip(["default policy", "no traffic"]) {
+            let cpu = *ticks as f64 / tick;
+            println!(
+                "  daemon at --interval 1s, {label}: {:.2} s CPU in {:.1} s = {:.1} % of one core (RSS {} KiB)",
+                cpu,
+                elapsed,
+                100.0 * cpu / elapsed,
+                rss
+            );
+        }
     }
 }
 

@@ -200,7 +200,13 @@ impl Host for LinuxHost {
                     .collect(),
             })
             .collect();
-        signal::end_sessions(&self.procfs, self.me, targets, self.grace)
+        // The pass's look is a full one here (see Host::look_in_full).
+        let seen = if self.full {
+            self.snap.clone()
+        } else {
+            Snapshot::default()
+        };
+        signal::end_sessions_after(&self.procfs, self.me, targets, self.grace, seen)
     }
 }
 

@@ -28,7 +28,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::members::{collect, Guard, Membership};
-use crate::procfs::{Proc, ProcId, Procfs};
+use crate::procfs::{Proc, ProcId, Procfs, Snapshot};
 
 /// How long each signal is given before the next, stronger one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +228,9 @@ fn wait_gone(procfs: &Procfs, ids: &[ProcId], until: Instant) -> bool {
 struct Ending<'p> {
     procfs: &'p Procfs,
     me: i32,
+    /// The last look at /proc: each new look reads the audit session id
+    /// only of processes new since (see [`Procfs::scan_with`]).
+    last: Snapshot,
     /// Per target, every process ever found a member.
     known: Vec<Vec<ProcId>>,
     memberships: Vec<Membership>,
@@ -238,7 +241,14 @@ impl Ending<'_> {
     /// The members of every target now, from a new look at /proc; remembers
     /// them for later looks.
     fn scan(&mut self) -> Vec<Vec<Proc>> {
-        let snap = self.procfs.scan().unwrap_or_default();
+        // A light look: the ending lasts at most the grace periods (under
+        // 2 s) after the full look the decision was checked against, and
+        // a process joins an audit session only by being forked in it.
+        let snap = self
+            .procfs
+            .scan_with(&self.last, !self.last.all().is_empty())
+            .unwrap_or_default();
+        self.last = snap.clone();
         let guard = Guard::new(&snap, self.me);
         let mut out = Vec::with_capacity(self.memberships.len());
         for (i, m) in self.memberships.iter_mut().enumerate() {
@@ -312,10 +322,25 @@ impl Ending<'_> {
 /// Ends every target at once (in parallel phases), never signalling a
 /// process the guard protects. `me` is the enforcer's pid.
 pub fn end_sessions(procfs: &Procfs, me: i32, targets: Vec<Target>, grace: Grace) -> Vec<Ended> {
+    end_sessions_after(procfs, me, targets, grace, Snapshot::default())
+}
+
+/// [`end_sessions`], where `seen` is the full look at /proc the targets
+/// were found in, moments ago: the looks at /proc while the sessions end
+/// read the audit session id only of the processes new since (a process
+/// joins an audit session only by being forked in it).
+pub fn end_sessions_after(
+    procfs: &Procfs,
+    me: i32,
+    targets: Vec<Target>,
+    grace: Grace,
+    seen: Snapshot,
+) -> Vec<Ended> {
     let notified: Vec<Vec<u32>> = targets.iter().map(|t| t.notified.clone()).collect();
     let mut e = Ending {
         procfs,
         me,
+        last: seen,
         known: targets.iter().map(|t| t.procs.clone()).collect(),
         memberships: targets.into_iter().map(|t| t.membership).collect(),
         ended: Vec::new(),
