@@ -7,6 +7,7 @@
 //!
 //! [`PolicyIssuer`]: crate::PolicyIssuer
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -473,12 +474,17 @@ impl Gate {
 
     /// Starts a session for `p`: decides at the gate's `now`, and if
     /// allowed records the session (id `id`, or a fresh random one; started
-    /// at `started_at`, or now) with the effective token lifetime.
+    /// at `started_at`, or now) with the effective token lifetime and, as
+    /// its remote address (the record's `rhost`, as PAM records
+    /// `PAM_RHOST`), `remote`: the address of the user's client at the
+    /// sign-in, when the caller knows it (an IP address by its type, so
+    /// nothing else can be recorded there).
     pub fn start(
         &self,
         p: &Principal<'_>,
         id: Option<&str>,
         started_at: Option<DateTime<Utc>>,
+        remote: Option<IpAddr>,
     ) -> Result<Granted, Refusal> {
         let policy = self.inner.policy.current();
         let now = self.now();
@@ -501,6 +507,7 @@ impl Gate {
         session.started_at = state.started_at;
         session.client_id = Some(p.client_id.to_owned());
         session.host = self.inner.host.clone();
+        session.rhost = remote.map(|a| a.to_canonical().to_string());
         session.remember_me = p.remember_me;
         let mut recorded = !reads.degraded;
         if recorded {
@@ -712,7 +719,7 @@ rules:
     #[test]
     fn start_records_a_session_with_the_effective_lifetime() {
         let (gate, _, store) = gate();
-        let g = gate.start(&alice("web"), None, None).unwrap();
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
         assert!(g.recorded);
         assert_eq!(g.allow.token_expires_at, t0() + CDuration::minutes(5));
         assert_eq!(g.allow.idle_deadline, t0() + CDuration::minutes(10));
@@ -722,6 +729,26 @@ rules:
         assert_eq!(s.kind, SessionKind::Oidc);
         assert_eq!(s.client_id.as_deref(), Some("web"));
         assert_eq!(s.timeout.as_secs(), 300);
+        assert_eq!(s.rhost, None, "no address known, none recorded");
+    }
+
+    /// Issue 15: the user's address at the sign-in is the session's remote
+    /// address, as PAM records PAM_RHOST; an IPv4 address seen through an
+    /// IPv6 socket is recorded as IPv4.
+    #[test]
+    fn start_records_the_remote_address() {
+        let (gate, _, store) = gate();
+        for (addr, want) in [
+            ("192.0.2.7", "192.0.2.7"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("::ffff:192.0.2.8", "192.0.2.8"),
+        ] {
+            let g = gate
+                .start(&alice("web"), None, None, Some(addr.parse().unwrap()))
+                .unwrap();
+            let s = store.session(&g.session_id).unwrap().unwrap();
+            assert_eq!(s.rhost.as_deref(), Some(want));
+        }
     }
 
     #[test]
@@ -730,20 +757,20 @@ rules:
         store
             .set_timeout_preference("alice", Some(std::time::Duration::from_secs(900)))
             .unwrap();
-        let g = gate.start(&alice("web"), None, None).unwrap();
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
         assert_eq!(g.allow.token_expires_at, t0() + CDuration::minutes(15));
         // A preference outside the (since narrowed) bounds is clamped by the policy.
         store
             .set_timeout_preference("alice", Some(std::time::Duration::from_secs(7200)))
             .unwrap();
-        let g = gate.start(&alice("web"), None, None).unwrap();
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
         assert_eq!(g.allow.token_expires_at, t0() + CDuration::hours(1));
     }
 
     #[test]
     fn resume_records_activity_and_refuses_when_idle() {
         let (gate, clock, store) = gate();
-        let g = gate.start(&alice("web"), None, None).unwrap();
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
         clock.advance(CDuration::minutes(9));
         let r = gate
             .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
@@ -769,12 +796,12 @@ rules:
     #[test]
     fn max_duration_and_remember_me() {
         let (gate, clock, _) = gate();
-        let short = gate.start(&alice("web"), None, None).unwrap();
+        let short = gate.start(&alice("web"), None, None, None).unwrap();
         let p = Principal {
             remember_me: true,
             ..alice("web")
         };
-        let long = gate.start(&p, None, None).unwrap();
+        let long = gate.start(&p, None, None, None).unwrap();
         assert_eq!(long.allow.absolute_deadline, t0() + CDuration::days(2));
         for _ in 0..7 {
             clock.advance(CDuration::minutes(9));
@@ -786,7 +813,7 @@ rules:
             .unwrap_err();
         assert!(matches!(e, Refusal::Denied(_)), "{e}");
         let (gate, clock, _) = self::gate();
-        let s = gate.start(&alice("web"), None, None).unwrap();
+        let s = gate.start(&alice("web"), None, None, None).unwrap();
         for _ in 0..6 {
             clock.advance(CDuration::minutes(9));
             gate.resume(&s.session_id, &alice("web"), &known(), Activity::Record)
@@ -805,8 +832,8 @@ rules:
     #[test]
     fn revocations_of_user_client_and_session() {
         let (gate, clock, store) = gate();
-        let a = gate.start(&alice("web"), None, None).unwrap();
-        let b = gate.start(&alice("ci"), None, None).unwrap();
+        let a = gate.start(&alice("web"), None, None, None).unwrap();
+        let b = gate.start(&alice("ci"), None, None, None).unwrap();
         assert_eq!(b.banner, "", "the rule clears the banner");
         clock.advance(CDuration::minutes(1));
         let rev = |target| Revocation {
@@ -837,7 +864,7 @@ rules:
             .unwrap_err();
         assert!(matches!(e, Refusal::Denied(Deny::Revoked { .. })), "{e}");
         assert!(matches!(
-            gate.start(&alice("web"), None, None),
+            gate.start(&alice("web"), None, None, None),
             Err(Refusal::Denied(Deny::Revoked { .. }))
         ));
         let bob = Principal {
@@ -850,7 +877,7 @@ rules:
     #[test]
     fn a_session_of_someone_else_is_refused() {
         let (gate, _, _) = gate();
-        let a = gate.start(&alice("web"), None, None).unwrap();
+        let a = gate.start(&alice("web"), None, None, None).unwrap();
         let e = gate
             .resume(&a.session_id, &alice("other"), &known(), Activity::Inspect)
             .unwrap_err();
@@ -936,14 +963,14 @@ rules:
         let deny = Policy::parse(POLICY, "p.yaml").unwrap();
         let gate = Gate::new(PolicyCell::new(deny), Arc::new(Down), clock.clone());
         assert!(matches!(
-            gate.start(&alice("web"), None, None),
+            gate.start(&alice("web"), None, None, None),
             Err(Refusal::Store(_))
         ));
 
         let allow = format!("{POLICY}store: {{ backend: sqlite, path: /nonexistent/x.db, on_unavailable: allow }}\n");
         let allow = Policy::parse(&allow, "p.yaml").unwrap();
         let gate = Gate::new(PolicyCell::new(allow), Arc::new(Down), clock.clone());
-        let g = gate.start(&alice("web"), None, None).unwrap();
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
         assert!(!g.recorded);
         // Without the store, the facts the caller knows still bound the session.
         clock.advance(CDuration::minutes(11));
@@ -995,7 +1022,7 @@ rules:
         cell.replace(policy_for(&second));
         let line = gate.sync_store(&initial, open).expect("a line to log");
         assert!(line.contains("second.db"), "{line}");
-        let granted = gate.start(&alice("web"), None, None).unwrap();
+        let granted = gate.start(&alice("web"), None, None, None).unwrap();
         assert!(granted.recorded);
         let second_store = curfew_policy::store::open(&cell.current().store).unwrap();
         assert!(second_store.session(&granted.session_id).unwrap().is_some());
@@ -1005,7 +1032,7 @@ rules:
         cell.replace(policy_for(&missing));
         assert!(gate.sync_store(&initial, open).is_some(), "said once");
         assert_eq!(gate.sync_store(&initial, open), None, "not said again");
-        match gate.start(&alice("web"), None, None) {
+        match gate.start(&alice("web"), None, None, None) {
             Err(Refusal::Store(_)) => {}
             other => panic!(
                 "expected a store refusal, got {:?}",
@@ -1016,6 +1043,10 @@ rules:
         // It opens once the directory exists.
         std::fs::create_dir(dir.path().join("no-such-dir")).unwrap();
         assert!(gate.sync_store(&initial, open).is_some());
-        assert!(gate.start(&alice("web"), None, None).unwrap().recorded);
+        assert!(
+            gate.start(&alice("web"), None, None, None)
+                .unwrap()
+                .recorded
+        );
     }
 }

@@ -26,6 +26,7 @@
 //! The wrapper calls the store synchronously: in an async server run the
 //! oxide-auth flow on a blocking thread.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -81,6 +82,69 @@ impl oxide_auth::frontends::simple::extensions::AccessTokenAddon for RememberMeA
         match code_data {
             Some(v) => AddonResult::Data(v),
             None => AddonResult::Ok,
+        }
+    }
+}
+
+/// The public grant extension by which a server says from which address the
+/// user signed in (their browser's, at the authorization request): see
+/// [`PolicyIssuer::with_remote_address_extension`] and
+/// [`mark_remote_address`]. The token request comes from the relying
+/// party's server, whose address is not the user's.
+pub const REMOTE_ADDRESS_EXTENSION: &str = "curfew_remote_address";
+
+/// Records in the public extension `name` of `grant` that the user signed
+/// in from `addr`, for an issuer configured with
+/// [`PolicyIssuer::with_remote_address_extension`]`(name)`; the session it
+/// issues records it as its remote address (`rhost`). Like
+/// [`mark_remember_me`], called before the grant reaches [`Issuer::issue`].
+pub fn mark_remote_address(grant: &mut Grant, name: &str, addr: IpAddr) {
+    grant.extensions.set_raw(
+        name.to_owned(),
+        Value::public(Some(addr.to_canonical().to_string())),
+    );
+}
+
+/// An oxide-auth access-token addon that carries the
+/// [`REMOTE_ADDRESS_EXTENSION`] of a code's grant over to the token's
+/// grant, as [`RememberMeAddon`] does for its flag.
+pub struct RemoteAddressAddon;
+
+impl oxide_auth::primitives::grant::GrantExtension for RemoteAddressAddon {
+    fn identifier(&self) -> &'static str {
+        REMOTE_ADDRESS_EXTENSION
+    }
+}
+
+impl oxide_auth::frontends::simple::extensions::AccessTokenAddon for RemoteAddressAddon {
+    fn execute(
+        &self,
+        _request: &dyn oxide_auth::frontends::simple::extensions::AccessTokenRequest,
+        code_data: Option<Value>,
+    ) -> oxide_auth::frontends::simple::extensions::AddonResult {
+        use oxide_auth::frontends::simple::extensions::AddonResult;
+        match code_data {
+            Some(v) => AddonResult::Data(v),
+            None => AddonResult::Ok,
+        }
+    }
+}
+
+/// The address in the public extension `name` of `grant`: validated where
+/// it enters, an IP address and nothing else (a value that is not one is
+/// not recorded, and said so).
+fn extension_address(grant: &Grant, name: &str) -> Option<IpAddr> {
+    let (_, value) = grant.extensions.public().find(|(k, _)| *k == name)?;
+    let value = value?;
+    match value.parse::<IpAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            eprintln!(
+                "{}curfew-oidc: grant extension {name}: {:?} is not an IP address; no remote address recorded",
+                journal::prefix(Priority::Warning),
+                value.chars().take(64).collect::<String>()
+            );
+            None
         }
     }
 }
@@ -143,6 +207,7 @@ pub struct TokenSession {
 
 type GroupsFn = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 type RememberMeFn = Arc<dyn Fn(&Grant) -> bool + Send + Sync>;
+type RemoteAddressFn = Arc<dyn Fn(&Grant) -> Option<IpAddr> + Send + Sync>;
 
 /// An oxide-auth [`Issuer`] that applies curfew's policy to the issuer `I`
 /// it wraps. See the [module documentation](self).
@@ -151,6 +216,7 @@ pub struct PolicyIssuer<I> {
     gate: Gate,
     groups: GroupsFn,
     remember_me: RememberMeFn,
+    remote_address: RemoteAddressFn,
     last_refusal: Option<RefusalReason>,
 }
 
@@ -167,6 +233,7 @@ impl<I: Issuer> PolicyIssuer<I> {
             gate,
             groups: Arc::new(|_| Vec::new()),
             remember_me: Arc::new(|_: &Grant| false),
+            remote_address: Arc::new(|_: &Grant| None),
             last_refusal: None,
         }
     }
@@ -208,6 +275,27 @@ impl<I: Issuer> PolicyIssuer<I> {
         remember_me: impl Fn(&Grant) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.remember_me = Arc::new(remember_me);
+        self
+    }
+
+    /// A grant's session records as its remote address (`rhost`) the IP
+    /// address in its public extension `name`, which the server sets with
+    /// [`mark_remote_address`] from the user's connection at the
+    /// authorization request. The usual name is [`REMOTE_ADDRESS_EXTENSION`].
+    /// Without this (or [`with_remote_address`](Self::with_remote_address))
+    /// no address is recorded.
+    pub fn with_remote_address_extension(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.with_remote_address(move |g| extension_address(g, &name))
+    }
+
+    /// Decides, by any rule of the server's, the address a grant's user
+    /// signed in from (called once, when the grant is first issued).
+    pub fn with_remote_address(
+        mut self,
+        remote_address: impl Fn(&Grant) -> Option<IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.remote_address = Arc::new(remote_address);
         self
     }
 
@@ -328,7 +416,8 @@ impl<I: Issuer> Issuer for PolicyIssuer<I> {
         };
         // oxide-auth can only answer a failed issue with a server error; a
         // revoked user should be stopped at the login (`Gate::admit`).
-        let granted = match self.gate.start(&p, None, None) {
+        let remote = (self.remote_address)(&grant);
+        let granted = match self.gate.start(&p, None, None, remote) {
             Ok(g) => g,
             Err(e) => {
                 log_refusal("token issue", &grant, &e);
@@ -584,6 +673,58 @@ rules:
         let mut grant = grant;
         grant.until = issuer.gate().now() + CDuration::hours(1);
         Some(issuer.refresh(token, grant).unwrap())
+    }
+
+    /// Issue 15: the address the server marks on a grant (the user's, at
+    /// the authorization request) is the session's remote address; a
+    /// value that is not an IP address is not recorded; a server that
+    /// did not configure the extension records none.
+    #[test]
+    fn the_marked_remote_address_is_the_sessions_rhost() {
+        let (issuer, _, store) = issuer();
+        let mut issuer = issuer.with_remote_address_extension(REMOTE_ADDRESS_EXTENSION);
+        let mut g = grant_template(t0());
+        mark_remote_address(
+            &mut g,
+            REMOTE_ADDRESS_EXTENSION,
+            "::ffff:192.0.2.9".parse().unwrap(),
+        );
+        let issued = issuer.issue(g).unwrap();
+        let sid = issuer
+            .inspect_access(&issued.token)
+            .unwrap()
+            .granted
+            .session_id;
+        let s = store.session(&sid).unwrap().unwrap();
+        assert_eq!(s.rhost.as_deref(), Some("192.0.2.9"));
+
+        let mut g = grant_template(t0());
+        g.extensions.set_raw(
+            REMOTE_ADDRESS_EXTENSION.to_owned(),
+            Value::public(Some("192.0.2.9; rm -rf /".to_owned())),
+        );
+        let issued = issuer.issue(g).unwrap();
+        let sid = issuer
+            .inspect_access(&issued.token)
+            .unwrap()
+            .granted
+            .session_id;
+        assert_eq!(store.session(&sid).unwrap().unwrap().rhost, None);
+
+        let (mut plain, _, store) = super::tests::issuer();
+        let mut g = grant_template(t0());
+        mark_remote_address(
+            &mut g,
+            REMOTE_ADDRESS_EXTENSION,
+            "192.0.2.9".parse().unwrap(),
+        );
+        let issued = plain.issue(g).unwrap();
+        let sid = plain
+            .inspect_access(&issued.token)
+            .unwrap()
+            .granted
+            .session_id;
+        assert_eq!(store.session(&sid).unwrap().unwrap().rhost, None);
     }
 
     #[test]

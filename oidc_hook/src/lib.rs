@@ -73,7 +73,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use gate::{Activity, Gate, Granted, Known, Principal, Refusal};
 #[cfg(feature = "issuer")]
 pub use issuer::{
-    mark_remember_me, GrantSession, PolicyIssuer, RememberMeAddon, TokenSession,
-    REMEMBER_ME_EXTENSION,
+    mark_remember_me, mark_remote_address, GrantSession, PolicyIssuer, RememberMeAddon,
+    RemoteAddressAddon, TokenSession, REMEMBER_ME_EXTENSION, REMOTE_ADDRESS_EXTENSION,
 };
 pub use policy_file::{PolicyCell, PolicyFile, PolicyStatus, Reload};

@@ -93,7 +93,9 @@ pub struct Session {
     /// OIDC sessions and where the host has no machine id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_id: Option<String>,
-    /// Remote host (PAM_RHOST).
+    /// Remote host: PAM_RHOST for a PAM login; for an OIDC session the IP
+    /// address of the user's client at the sign-in, where the issuer knows
+    /// it (`curfew_oidc::Gate::start`).
     pub rhost: Option<String>,
     /// Terminal (PAM_TTY).
     pub tty: Option<String>,

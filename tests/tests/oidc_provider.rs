@@ -762,6 +762,54 @@ fn a_code_of_a_user_revoked_before_the_exchange_is_invalid_grant() {
     }
 }
 
+/// Issue 15: web sessions record the user's address (the browser's
+/// connection at the sign-in, not the relying party's at the token
+/// request) as their remote address, as PAM records PAM_RHOST, and
+/// `curfew sessions list` shows it: the SSO session of the provider's own
+/// login and the client session of a code flow alike.
+#[test]
+fn web_sessions_record_the_browsers_address() {
+    let op = Op::start();
+    let b = op.browser();
+    account_login(&op, &b, "carol");
+    login(&op, &b, "carol", "nc");
+    let listed = live_sessions_of(&op, "carol");
+    assert_eq!(
+        listed.len(),
+        2,
+        "the SSO session and the client's: {listed:?}"
+    );
+    let mut clients: Vec<&str> = listed
+        .iter()
+        .map(|s| s["client_id"].as_str().expect("a client"))
+        .collect();
+    clients.sort();
+    assert_eq!(clients, ["curfew-account", "rp"]);
+    for s in &listed {
+        assert_eq!(s["rhost"], "127.0.0.1", "{s}");
+    }
+    let table =
+        String::from_utf8(op.curfew(&["sessions", "list", "--user", "carol"])).expect("utf-8");
+    let rhost_column = table
+        .lines()
+        .next()
+        .and_then(|h| h.split_whitespace().position(|c| c == "RHOST"))
+        .expect("an RHOST column");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains("carol"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in rows {
+        assert_eq!(
+            row.split_whitespace().nth(rhost_column),
+            Some("127.0.0.1"),
+            "{table}"
+        );
+    }
+}
+
 /// The sessions page's CSRF token, and the page (signed in at /login).
 fn account_login(op: &Op, b: &reqwest::blocking::Client, user: &str) -> String {
     let page = b

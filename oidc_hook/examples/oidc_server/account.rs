@@ -104,7 +104,13 @@ async fn login(
         };
         let previous = sso::current(&app, &headers);
         let name = &signed_in.user;
-        match sso::start(&app, name, signed_in.remember_me, previous.as_ref()) {
+        match sso::start(
+            &app,
+            name,
+            signed_in.remember_me,
+            previous.as_ref(),
+            Some(peer.ip()),
+        ) {
             Ok(started) => {
                 let mut r = redirect("/account/sessions");
                 web::append_cookie(&mut r, Some(&started.set_cookie));

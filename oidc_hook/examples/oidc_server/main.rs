@@ -311,11 +311,15 @@ async fn run(args: Args) -> Result<(), String> {
     // login, carried to the grant as an extension), never `offline_access`.
     let issuer = PolicyIssuer::new(TokenMap::new(RandomGenerator::new(16)), gate.clone())
         .with_groups(move |u| groups.get(u).cloned().unwrap_or_default())
-        .with_remember_me_extension(curfew_oidc::REMEMBER_ME_EXTENSION);
+        .with_remember_me_extension(curfew_oidc::REMEMBER_ME_EXTENSION)
+        // The user's address at the authorization request, not the relying
+        // party's at the token request: the session's remote address.
+        .with_remote_address_extension(curfew_oidc::REMOTE_ADDRESS_EXTENSION);
     let mut addons = AddonList::new();
     addons.push_code(Pkce::required());
     // Carries the login's remember-me flag from the code to the tokens.
     addons.push_access_token(curfew_oidc::RememberMeAddon);
+    addons.push_access_token(curfew_oidc::RemoteAddressAddon);
     let keys = oidc::Keys::load_or_generate(args.signing_key.as_deref())?;
 
     let listener = std::net::TcpListener::bind(&args.listen)

@@ -122,6 +122,8 @@ pub struct OAuth {
 pub struct Codes {
     map: AuthMap<RandomGenerator>,
     remembered: HashMap<String, Instant>,
+    /// The address of the browser each code was issued to.
+    came_from: HashMap<String, (IpAddr, Instant)>,
 }
 
 impl Codes {
@@ -130,7 +132,17 @@ impl Codes {
         Codes {
             map: AuthMap::new(RandomGenerator::new(16)),
             remembered: HashMap::new(),
+            came_from: HashMap::new(),
         }
+    }
+
+    /// Code `code` was issued to a browser at `addr`: its grant carries
+    /// the address to the session (`rhost`).
+    pub fn came_from(&mut self, code: &str, addr: IpAddr) {
+        self.came_from
+            .retain(|_, (_, at)| at.elapsed() < CODE_CONTEXT_LIFE);
+        self.came_from
+            .insert(code.to_owned(), (addr, Instant::now()));
     }
 
     /// Code `code` was issued to a persistent login.
@@ -148,9 +160,17 @@ impl Authorizer for Codes {
 
     fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
         let remembered = self.remembered.remove(code).is_some();
+        let came_from = self.came_from.remove(code);
         Ok(self.map.extract(code)?.map(|mut g| {
             if remembered {
                 curfew_oidc::mark_remember_me(&mut g, curfew_oidc::REMEMBER_ME_EXTENSION);
+            }
+            if let Some((addr, _)) = came_from {
+                curfew_oidc::mark_remote_address(
+                    &mut g,
+                    curfew_oidc::REMOTE_ADDRESS_EXTENSION,
+                    addr,
+                );
             }
             g
         }))
@@ -384,7 +404,13 @@ fn consent(
     if admit(&name, &app.groups(&name), signed_in.remember_me).is_err() {
         return OwnerConsent::Denied;
     }
-    match sso::start(app, &name, signed_in.remember_me, r.current.as_ref()) {
+    match sso::start(
+        app,
+        &name,
+        signed_in.remember_me,
+        r.current.as_ref(),
+        Some(r.peer),
+    ) {
         Ok(started) => {
             *r.outcome.borrow_mut() = Some(Outcome {
                 auth_time: started.auth_time,
@@ -570,8 +596,12 @@ pub async fn authorize(
                     .map(|(_, v)| v.into_owned())
             });
         if let Some(code) = code {
-            if outcome.remember_me {
-                app.oauth().authorizer.remember(&code);
+            {
+                let mut oauth = app.oauth();
+                if outcome.remember_me {
+                    oauth.authorizer.remember(&code);
+                }
+                oauth.authorizer.came_from(&code, peer.ip());
             }
             let mut codes = lock(&app.codes);
             codes.retain(|_, c| c.created.elapsed() < CODE_CONTEXT_LIFE);

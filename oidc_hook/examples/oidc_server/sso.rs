@@ -104,13 +104,15 @@ pub fn resume(app: &App, headers: &HeaderMap, activity: Activity) -> Option<Curr
 }
 
 /// Starts an SSO session for `user` (just authenticated; `remember_me`:
-/// the login's "remember me" box). A session the browser had (`previous`)
-/// ends as a logout.
+/// the login's "remember me" box; `remote`: the browser's address, the
+/// session's `rhost`). A session the browser had (`previous`) ends as a
+/// logout.
 pub fn start(
     app: &App,
     user: &str,
     remember_me: bool,
     previous: Option<&Current>,
+    remote: Option<std::net::IpAddr>,
 ) -> Result<Started, String> {
     if let Some(p) = previous {
         end(app, p, EndReason::Logout);
@@ -118,7 +120,7 @@ pub fn start(
     let groups = app.groups(user);
     let granted = app
         .gate
-        .start(&principal(user, &groups, remember_me), None, None)
+        .start(&principal(user, &groups, remember_me), None, None, remote)
         .map_err(|e| e.to_string())?;
     let cookie = web::random_id()?;
     let auth_time = oidc::real_now();

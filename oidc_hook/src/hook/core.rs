@@ -552,11 +552,13 @@ pub fn decide(gate: &Gate, req: &TokenRequest) -> Outcome {
         (Err(Refusal::UnknownSession(id)), _) if req.grant == GrantKind::Refresh => {
             (Err(Refusal::UnknownSession(id)), Grant::Refresh)
         }
-        (Err(Refusal::UnknownSession(_)), _) => match gate.start(&p, Some(&sid), started_at) {
-            // Another request of the same login recorded it first.
-            Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
-            r => (r, Grant::Issue),
-        },
+        (Err(Refusal::UnknownSession(_)), _) => {
+            match gate.start(&p, Some(&sid), started_at, None) {
+                // Another request of the same login recorded it first.
+                Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
+                r => (r, Grant::Issue),
+            }
+        }
         r => r,
     };
     match granted {
