@@ -262,5 +262,14 @@ fn self_service_and_delegated_administration_through_the_local_api() {
         !f.record(&r1_id)["terminate_requested_at"].is_null(),
         "the terminate was recorded"
     );
+    // Root ended its own session through the CLI's direct path: it is told
+    // so, not that an administrator did (issue 16).
+    assert_eq!(f.record(&r1_id)["terminate_requested_by"], "root");
+    assert!(
+        r1.output()
+            .contains("this session is being closed now: you ended it yourself."),
+        "{}",
+        r1.output()
+    );
     assert!(a4.alive());
 }

@@ -110,6 +110,20 @@ fn chromium_ends_other_sessions_sets_the_lifetime_and_extends_the_session() {
         "the SSH session survived: {}",
         fixture.logs()
     );
+    // Its user ended it from the page: its terminal says so, not that an
+    // administrator did (issue 16).
+    assert!(
+        shell
+            .output()
+            .contains("this session is being closed now: you ended it yourself."),
+        "{}",
+        shell.output()
+    );
+    assert!(
+        !shell.output().contains("administrator"),
+        "{}",
+        shell.output()
+    );
     // Token lifetime.
     let range = r["range"].as_str().expect("range");
     assert!(range.contains(".."), "{range}");
