@@ -12,6 +12,8 @@
 //! - the parsed policy, reused while the file's [`FileStamp`] (device,
 //!   inode, size, mtime, ctime) is unchanged; the file's owner and mode
 //!   are checked at every call all the same;
+//! - whether it is a setuid/setgid program (AT_SECURE, fixed when the
+//!   program was executed), read from `/proc/self/auxv` once;
 //! - the last account's groups, for [`GROUPS_TTL`]: `acct_mgmt` and
 //!   `open_session` of one login both need them, and each lookup goes
 //!   through NSS (files, systemd-userdb, LDAP ...), one of the slowest
@@ -222,7 +224,12 @@ impl System for Host {
     }
 
     fn secure_caller(&self) -> bool {
-        host::is_secure_caller()
+        // AT_SECURE is set when the program is executed and cannot change
+        // in its process (a forked child inherits it): read /proc/self/auxv
+        // once per process, not at every call. An unreadable auxv counts
+        // as secure (the safe side) for the life of the process.
+        static SECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SECURE.get_or_init(host::is_secure_caller)
     }
 
     fn hostname(&self) -> Option<String> {

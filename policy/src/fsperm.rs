@@ -153,7 +153,14 @@ fn private_dir_problem(dir: &Path, me: u32, name: Option<&Path>) -> Result<(), B
         return Err(holder(format!("is {p}")));
     }
     let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    for start in [dir, resolved.as_path()] {
+    // The usual case, no symbolic link on the way: one walk, not the same
+    // one twice.
+    let starts = if resolved == dir {
+        &[dir][..]
+    } else {
+        &[dir, resolved.as_path()][..]
+    };
+    for &start in starts {
         let mut up = start.parent();
         while let Some(d) = up {
             if let Ok(meta) = std::fs::metadata(d) {

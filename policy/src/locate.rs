@@ -26,9 +26,11 @@ pub struct Locations {
 impl Locations {
     /// Indexes `text`, or returns the YAML syntax error and where it is.
     ///
-    /// Syntax is checked here, before serde sees the document: serde_yaml_ng
-    /// reports a type mismatch on the first node it cannot use, which for a
-    /// truncated document hides the real problem.
+    /// Only a document serde_yaml_ng refused, or one that fails validation,
+    /// is indexed ([`crate::Policy::parse`]); then the syntax error, if
+    /// there is one, is what is reported: serde_yaml_ng reports a type
+    /// mismatch on the first node it cannot use, which for a truncated
+    /// document hides the real problem.
     pub fn index(text: &str) -> Result<Locations, (Position, String)> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);

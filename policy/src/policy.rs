@@ -402,25 +402,44 @@ impl Policy {
         // serde_yaml_ng reads a BOM as the start of a second document and
         // refused such files with "more than one document".
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let locations = match Locations::index(text) {
-            Ok(l) => l,
-            Err((at, message)) => {
-                return Err(PolicyError::Invalid {
-                    diagnostics: vec![Diagnostic::new(origin, at, "", message)],
-                })
+        // The values come from serde_yaml_ng. Positions (a second parse,
+        // with yaml_rust2) are only needed to say where something is wrong,
+        // so a good policy, what every login and reload reads, is parsed
+        // once (issue 17: the second parse was a third of loading a policy).
+        // Except a document nested deeper than any policy: yaml_rust2 refuses
+        // it at once, where serde_yaml_ng took minutes (debug build) over
+        // 100,000 brackets before its recursion limit refused it, so such a
+        // document still goes to yaml_rust2 first, as every document did.
+        let mut early = None;
+        if flow_depth_exceeds(text, MAX_FLOW_DEPTH) {
+            match Locations::index(text) {
+                Ok(l) => early = Some(l),
+                Err((at, message)) => {
+                    return Err(PolicyError::Invalid {
+                        diagnostics: vec![Diagnostic::new(origin, at, "", message)],
+                    })
+                }
             }
-        };
+        }
         let raw: RawPolicy = match serde_yaml_ng::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
+                // Syntax first: serde_yaml_ng reports a type mismatch on the
+                // first node it cannot use, which for a truncated document
+                // hides the real problem.
+                let diagnostic = match early.map_or_else(|| Locations::index(text), Ok) {
+                    Ok(locations) => serde_diagnostic(origin, &e, &locations),
+                    Err((at, message)) => Diagnostic::new(origin, at, "", message),
+                };
                 return Err(PolicyError::Invalid {
-                    diagnostics: vec![serde_diagnostic(origin, &e, &locations)],
-                })
+                    diagnostics: vec![diagnostic],
+                });
             }
         };
         let mut v = Validator {
             origin,
-            locations,
+            text,
+            locations: early,
             diagnostics: Vec::new(),
         };
         let policy = v.policy(&raw);
@@ -495,6 +514,31 @@ fn read_once(path: &Path) -> Result<Option<String>, PolicyError> {
         })
 }
 
+/// Flow nesting (`[`, `{`) deeper than this sends a document to yaml_rust2
+/// before serde_yaml_ng (see [`Policy::parse`]); a policy nests a handful of
+/// levels.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// Whether `text` opens more than `limit` flow collections without closing
+/// them, counting every bracket (inside quotes too): a count that errs only
+/// towards "deep", which costs nothing but the second parse.
+fn flow_depth_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Turns a serde_yaml_ng error into `FILE:LINE:COL: PATH: message`.
 fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error, locations: &Locations) -> Diagnostic {
     let mut pos = e
@@ -531,7 +575,9 @@ fn serde_diagnostic(origin: &str, e: &serde_yaml_ng::Error, locations: &Location
 
 struct Validator<'a> {
     origin: &'a str,
-    locations: Locations,
+    /// The document, indexed into `locations` at the first error.
+    text: &'a str,
+    locations: Option<Locations>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -543,7 +589,13 @@ struct Bound {
 
 impl Validator<'_> {
     fn error(&mut self, path: &str, message: impl Into<String>) {
-        let at = self.locations.find(path);
+        let text = self.text;
+        // serde_yaml_ng read the document, so yaml_rust2 should too; should
+        // it not, the error is still reported, at 1:1.
+        let at = self
+            .locations
+            .get_or_insert_with(|| Locations::index(text).unwrap_or_default())
+            .find(path);
         self.diagnostics
             .push(Diagnostic::new(self.origin, at, path, message));
     }

@@ -513,3 +513,21 @@ fn admin_and_api_sections_are_validated_with_their_positions() {
     assert!(one_error(&long).starts_with("policy.yaml:3:11: api.socket: the path is 121 bytes"));
     assert!(one_error("version: 1\nadmin:\n  roles: [x]\n").contains("unknown field `roles`"));
 }
+
+/// A good policy is parsed once (serde_yaml_ng), a broken one indexed for
+/// positions as well; brackets in a string that look deeply nested take
+/// the old path (yaml_rust2 first) and mean the same; a validation error
+/// still names its line either way.
+#[test]
+fn brackets_in_a_banner_do_not_change_what_a_policy_means() {
+    let brackets = "[".repeat(100);
+    let text = format!("version: 1\nbanner:\n  text: \"{brackets}\"\n");
+    let p = Policy::parse(&text, "policy.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.banner, brackets);
+    let e = one_error(&format!(
+        "version: 1\nbanner:\n  text: \"{brackets}\"\nsession: {{ inactivity: -1m }}\n"
+    ));
+    assert!(e.starts_with("policy.yaml:4:"), "{e}");
+    let e = one_error("version: 1\nbanner:\n  text: hi\nsession: { inactivity: -1m }\n");
+    assert!(e.starts_with("policy.yaml:4:"), "{e}");
+}
