@@ -435,3 +435,83 @@ fn wait(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curfew_policy::EndReason;
+    use std::collections::VecDeque;
+
+    /// A change feed that hands out the events it was given, then nothing.
+    struct Feed(VecDeque<StoreEvent>);
+
+    impl EventStream for Feed {
+        fn next(
+            &mut self,
+            _timeout: Duration,
+        ) -> Result<Option<StoreEvent>, curfew_policy::StoreError> {
+            Ok(self.0.pop_front())
+        }
+    }
+
+    fn woken_by(events: Vec<StoreEvent>, api: bool) -> Option<Vec<Target>> {
+        let mut stream: Box<dyn EventStream> = Box::new(Feed(events.into()));
+        let (tx, rx) = mpsc::channel();
+        if api {
+            tx.send(()).unwrap();
+        }
+        let mut down = false;
+        wait(
+            Some(&mut stream),
+            &rx,
+            Instant::now() + Duration::from_millis(200),
+            &mut down,
+        )
+    }
+
+    /// Issue 17: a wake-up by the change feed says what it named (every
+    /// event already waiting goes into the same pass); anything else asks
+    /// for a whole pass.
+    #[test]
+    fn the_feed_names_what_woke_the_loop() {
+        let revoked = |target| StoreEvent::RevocationAdded {
+            id: "r".into(),
+            target,
+        };
+        assert_eq!(
+            woken_by(
+                vec![
+                    StoreEvent::SessionEnded {
+                        session: "a".into(),
+                        reason: EndReason::Logout
+                    },
+                    revoked(Target::User("alice".into())),
+                    StoreEvent::TerminationRequested {
+                        session: "s1".into()
+                    },
+                    revoked(Target::All),
+                ],
+                false
+            ),
+            Some(vec![
+                Target::User("alice".into()),
+                Target::Session("s1".into()),
+                Target::All
+            ])
+        );
+        // A resynchronisation in the same batch: re-read everything.
+        assert_eq!(
+            woken_by(
+                vec![revoked(Target::User("bob".into())), StoreEvent::Resync],
+                false
+            ),
+            None
+        );
+        // The local API woke it too, or only the interval ran out.
+        assert_eq!(
+            woken_by(vec![revoked(Target::User("bob".into()))], true),
+            None
+        );
+        assert_eq!(woken_by(vec![], false), None);
+    }
+}
