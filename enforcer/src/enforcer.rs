@@ -131,6 +131,17 @@ pub trait Host {
     fn look_in_full(&mut self) -> Result<bool, ProcError> {
         Ok(false)
     }
+    /// Like [`Host::refresh`], but always a full look: for a pass that is
+    /// likely to end something (woken for a revocation or a termination
+    /// request that names a session here), so that the full look before
+    /// the end is not a second one. The default: [`Host::refresh`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::refresh`].
+    fn refresh_in_full(&mut self) -> Result<(), ProcError> {
+        self.refresh()
+    }
     /// The account of `user` on this host (`curfew_policy::host::account`,
     /// cached).
     ///
@@ -623,7 +634,12 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 return pass;
             }
         }
-        if let Err(e) = self.host.refresh() {
+        let refreshed = if named.is_some() {
+            self.host.refresh_in_full()
+        } else {
+            self.host.refresh()
+        };
+        if let Err(e) = refreshed {
             pass.events.push(Event::Host(e.to_string()));
             return pass;
         }
@@ -1330,6 +1346,11 @@ mod tests {
             self.looks += 1;
             self.full = true;
             Ok(true)
+        }
+        fn refresh_in_full(&mut self) -> Result<(), ProcError> {
+            self.looks += 1;
+            self.full = true;
+            Ok(())
         }
         fn account(&mut self, user: &str) -> Result<Account, HostError> {
             Ok(Account {
@@ -2147,6 +2168,15 @@ mod tests {
             "{:?}",
             pass.events
         );
+        // A pass woken for a revocation naming a session here takes the
+        // full look at once: one look, not a light one and a full one.
+        let carol = login(&mut f, "carol", 300, "here", t(0), true);
+        f.enforcer.pass(t(7));
+        let looks = f.enforcer.host.looks;
+        revoke_user(&f, "r3", "carol", t(8));
+        f.enforcer.pass_woken(t(8), &[Target::User("carol".into())]);
+        assert_eq!(f.enforcer.host.looks, looks + 1, "one full look");
+        assert_eq!(ended(&f, &carol), Some((t(8), EndReason::Revoked)));
     }
 
     fn revoke_user(f: &Fixture, id: &str, user: &str, at: DateTime<Utc>) {

@@ -87,6 +87,11 @@ impl Host for LinuxHost {
         self.look(full)
     }
 
+    fn refresh_in_full(&mut self) -> Result<(), ProcError> {
+        self.notified.clear();
+        self.look(true)
+    }
+
     fn look_in_full(&mut self) -> Result<bool, ProcError> {
         if self.full {
             return Ok(false);
