@@ -11,7 +11,7 @@
 //! The unwinder linked in (`libgcc_eh.a`), not `libgcc_s.so.1`: Rust's
 //! standard library unwinds panics with libgcc's unwinder, which it links
 //! as the shared `libgcc_s.so.1`. Loading that library into a login costs
-//! about 0.15 ms, almost all of it its constructor `__cpu_indicator_init`
+//! about 0.18 ms, almost all of it its constructor `__cpu_indicator_init`
 //! probing the CPU with `cpuid` (each one a VM exit on a virtual machine),
 //! for a library that sshd and login do not otherwise load. The static
 //! archive is the same unwinder (GCC's `-static-libgcc`); panics are still
