@@ -218,7 +218,7 @@ impl Host for LinuxHost {
 impl LinuxHost {
     /// A look at the processes: a full one reads every process's audit
     /// session id, a light one only that of processes it has not seen in
-    /// an audit session (see [`Procfs::scan_after`]).
+    /// an audit session (see [`Procfs::scan_with`]).
     fn look(&mut self, full: bool) -> Result<(), ProcError> {
         let previous = std::mem::take(&mut self.snap);
         self.snap = match self.procfs.scan_with(&previous, !full) {
