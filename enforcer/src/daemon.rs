@@ -163,6 +163,9 @@ pub fn run(
     // did, with what it named (see `Enforcer::pass_woken`).
     let mut named: Option<Vec<Target>> = None;
     let systemd = Systemd::from_env();
+    // When the next whole pass is due: only a whole pass moves it, so that
+    // woken passes cut short (events for other hosts) cannot put it off.
+    let mut next_whole = Instant::now();
     loop {
         if let Some(signal) = stop.as_ref().and_then(|s| stop_requested(s)) {
             log(
@@ -208,6 +211,9 @@ pub fn run(
                 Pass::default()
             }
         };
+        if pass.whole || woken.is_none() {
+            next_whole = started + systemd.cap(options.interval);
+        }
         for e in &pass.events {
             log(e.priority(), &e.to_string());
         }
@@ -248,7 +254,7 @@ pub fn run(
         named = wait(
             watch.as_mut().map(|(_, s)| s),
             &wake_rx,
-            started + systemd.cap(options.interval),
+            next_whole,
             &mut feed_down,
         );
     }

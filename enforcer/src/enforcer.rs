@@ -442,6 +442,10 @@ pub struct Enforcer<'a, H: Host> {
     /// the last pass that looked at them: one missing from a later listing
     /// ended meanwhile, and may have left processes behind.
     live_audit: HashSet<u32>,
+    /// When the last whole pass (one that looked at the processes) began:
+    /// a session of this host that started and ended after it may have
+    /// left processes no pass has seen yet.
+    whole_at: Option<DateTime<Utc>>,
     last_store_error: Option<String>,
     store_generation: u64,
 }
@@ -454,6 +458,11 @@ pub struct Pass {
     /// Whether the pass could look at every session (a policy, a store and
     /// the processes were at hand, and no session's handling failed).
     pub complete: bool,
+    /// Whether it was a whole pass (it looked at the processes), not a
+    /// woken pass cut short because what woke it names no session of this
+    /// host: the daemon times its next whole pass from the last one, so
+    /// that a stream of events for other hosts cannot put it off.
+    pub whole: bool,
 }
 
 /// What the handling of one session came to.
@@ -487,6 +496,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             leftovers: HashMap::new(),
             unregistered: HashMap::new(),
             live_audit: HashSet::new(),
+            whole_at: None,
             last_store_error: None,
             store_generation: 0,
         }
@@ -629,11 +639,16 @@ impl<'a, H: Host> Enforcer<'a, H> {
             .collect::<Vec<_>>();
         self.last_store_error = None;
         if let Some(named) = named {
-            if !named.iter().any(|t| self.names_ours(t, &sessions)) {
+            if !named
+                .iter()
+                .any(|t| self.names_ours(t, &sessions) || self.names_ended_since_whole(t, &filter))
+            {
                 pass.complete = true;
                 return pass;
             }
         }
+        pass.whole = true;
+        self.whole_at = Some(now);
         let refreshed = if named.is_some() {
             self.host.refresh_in_full()
         } else {
@@ -730,6 +745,54 @@ impl<'a, H: Host> Enforcer<'a, H> {
             Target::Session(id) => sessions.any(|s| s.id == *id),
             Target::User(user) => sessions.any(|s| s.user == *user),
             Target::Client(client) => sessions.any(|s| s.service.as_deref() == Some(client)),
+        }
+    }
+
+    /// Whether `target` names a session of this host that ended since the
+    /// last whole pass began (or there was none): it may have started after
+    /// that pass too, so that no pass has seen its processes, and a logout
+    /// can leave some running (`setsid nohup ...`). One store read; a store
+    /// error counts as yes (a whole pass then says what failed).
+    fn names_ended_since_whole(&self, target: &Target, filter: &SessionFilter) -> bool {
+        let Some(since) = self.whole_at else {
+            return true;
+        };
+        let Some(store) = self.store() else {
+            return true;
+        };
+        let ended_here = |s: &Session| {
+            filter.host.as_ref().is_none_or(|h| s.host.as_ref() == Some(h))
+                && s.kind == SessionKind::Pam
+                && s.ended_at.is_some_and(|e| e >= since)
+                && self.is_ours(s)
+        };
+        let listing = |f: SessionFilter| match store.list_sessions(&f) {
+            Ok(all) => all.iter().any(ended_here),
+            Err(_) => true,
+        };
+        match target {
+            Target::All => true,
+            Target::Session(id) => match store.session(id) {
+                Ok(found) => found.as_ref().is_some_and(ended_here),
+                Err(_) => true,
+            },
+            Target::User(user) => listing(SessionFilter {
+                user: Some(user.clone()),
+                include_ended: true,
+                ..filter.clone()
+            }),
+            Target::Client(client) => {
+                let f = SessionFilter {
+                    include_ended: true,
+                    ..filter.clone()
+                };
+                match store.list_sessions(&f) {
+                    Ok(all) => all
+                        .iter()
+                        .any(|s| s.service.as_deref() == Some(client) && ended_here(s)),
+                    Err(_) => true,
+                }
+            }
         }
     }
 

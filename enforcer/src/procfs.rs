@@ -13,9 +13,9 @@ pub const NO_AUDIT_SESSION: u32 = u32::MAX;
 /// Room for a `/proc/PID/stat` line: 52 numbers of at most 20 digits, and
 /// a command name of at most 64 bytes.
 const STAT_BUF: usize = 1536;
-/// Room for a `/proc/PID/status` text (about 1.5 KiB; its signal masks
-/// and capability sets grow little).
-const STATUS_BUF: usize = 16 * 1024;
+/// Room for the start of a `/proc/PID/status` text, to its `Uid:` line (the
+/// ninth; the lines after it, `Groups:` among them, may be cut off).
+const STATUS_BUF: usize = 4096;
 
 /// What the enforcer needs to know about one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +82,21 @@ pub struct Stat {
 /// Parses `/proc/PID/stat`. The command name is in parentheses and may
 /// itself contain spaces and parentheses, so fields are counted from the
 /// last `)`.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    // The command name between the first `(` and the last `)` is whatever
+    // bytes the process wrote to its `comm` (not UTF-8, `)`, spaces): it is
+    // never read. Around it everything is ASCII.
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let pid = std::str::from_utf8(&text[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let rest: Vec<&str> = std::str::from_utf8(text.get(close + 1..)?)
+        .ok()?
+        .split_whitespace()
+        .collect();
     // After the name: state(0) ppid(1) pgrp(2) session(3) tty_nr(4) ... starttime(19).
     Some(Stat {
         pid,
@@ -99,10 +109,14 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 /// Parses the real uid from `/proc/PID/status` (the first field of `Uid:`).
-pub fn parse_status_uid(status: &str) -> Option<u32> {
+/// Only that line is read: the `Name:` line holds whatever bytes the
+/// process wrote to its `comm`, and the text may be cut short after `Uid:`
+/// (a process with thousands of groups has a long `Groups:` line).
+pub fn parse_status_uid(status: &[u8]) -> Option<u32> {
     status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -164,6 +178,7 @@ impl Procfs {
             Some(b) if light => b.audit_session,
             _ => self
                 .read_small(pid, "sessionid", &mut buf)
+                .and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(parse_audit_session_id),
         };
         let known = same.filter(|b| b.audit_session == audit_session);
@@ -172,6 +187,7 @@ impl Procfs {
             Some(b) => b.loginuid,
             None => audit_session.and_then(|_| {
                 self.read_small(pid, "loginuid", &mut buf)
+                    .and_then(|b| std::str::from_utf8(b).ok())
                     .and_then(parse_audit_session_id)
             }),
         };
@@ -190,29 +206,28 @@ impl Procfs {
 
     /// The real uid of process `pid` now (`/proc/PID/status`).
     fn read_uid(&self, pid: i32) -> Option<u32> {
-        let mut buf = vec![0u8; STATUS_BUF];
+        let mut buf = [0u8; STATUS_BUF];
         self.read_small(pid, "status", &mut buf)
             .and_then(parse_status_uid)
     }
 
-    /// The text of `/proc/PID/NAME` into `buf`, with one `open`, `read`s
+    /// The bytes of `/proc/PID/NAME` into `buf`, with one `open`, `read`s
     /// until the end or a full buffer, and a `close`: no `statx` and
     /// `lseek` for a size hint as `std::fs::read_to_string` does, each of
     /// which costs /proc as much as the read (a permission check of the
-    /// process). `None` when the file cannot be opened or read, is not
-    /// UTF-8, or does not fit in `buf` (the caller's buffer is sized for
-    /// what it reads).
-    pub fn read_small<'b>(&self, pid: i32, name: &str, buf: &'b mut [u8]) -> Option<&'b str> {
+    /// process). `None` when the file cannot be opened or read. A file
+    /// longer than `buf` is cut at `buf.len()` bytes (the caller's buffer
+    /// is sized for the part it reads). Bytes, not text: a process chooses
+    /// its own name (`comm`), and a name that is not UTF-8 must not hide
+    /// it from the enforcer.
+    pub fn read_small<'b>(&self, pid: i32, name: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
         use std::io::Read as _;
         let mut path = self.root.clone();
         path.push(pid.to_string());
         path.push(name);
         let mut file = std::fs::File::open(path).ok()?;
         let mut len = 0;
-        loop {
-            if len == buf.len() {
-                return None;
-            }
+        while len < buf.len() {
             match file.read(&mut buf[len..]) {
                 Ok(0) => break,
                 Ok(n) => len += n,
@@ -220,7 +235,7 @@ impl Procfs {
                 Err(_) => return None,
             }
         }
-        std::str::from_utf8(&buf[..len]).ok()
+        Some(&buf[..len])
     }
 
     /// Every process. Processes that exit while the scan runs are skipped.
@@ -429,7 +444,7 @@ mod tests {
     #[test]
     fn stat_lines_with_awkward_names_parse() {
         let line = "4242 (we (ird) name) S 4200 4242 4100 34817 4242 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615";
-        let s = parse_stat(line).unwrap();
+        let s = parse_stat(line.as_bytes()).unwrap();
         assert_eq!(
             s,
             Stat {
@@ -441,17 +456,28 @@ mod tests {
                 start_ticks: 987654,
             }
         );
-        assert_eq!(parse_stat("12 (x) Z 1 12 12 0 -1"), None, "truncated");
-        assert_eq!(parse_stat(""), None);
+        // A name that is not UTF-8 (a process writes its own `comm`).
+        let odd = b"4242 (\xff\xfe) x) S 4200 4242 4100 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000";
+        assert_eq!(
+            parse_stat(odd).map(|s| (s.pid, s.sid, s.start_ticks)),
+            Some((4242, 4100, 987654))
+        );
+        assert_eq!(parse_stat(b"12 (x) Z 1 12 12 0 -1"), None, "truncated");
+        assert_eq!(parse_stat(b""), None);
     }
 
     #[test]
     fn status_uids() {
+        // Cut short after `Uid:` (thousands of groups): still read.
         assert_eq!(
-            parse_status_uid("Name:\tbash\nUid:\t1000\t0\t0\t0\nGid:\t5\n"),
+            parse_status_uid(b"Name:\t\xff\nUid:\t1000\t0\t0\t0\nGroups:\t1 2 3 4"),
             Some(1000)
         );
-        assert_eq!(parse_status_uid("Name:\tbash\n"), None);
+        assert_eq!(
+            parse_status_uid(b"Name:\tbash\nUid:\t1000\t0\t0\t0\nGid:\t5\n"),
+            Some(1000)
+        );
+        assert_eq!(parse_status_uid(b"Name:\tbash\n"), None);
     }
 
     #[test]
@@ -493,6 +519,42 @@ mod tests {
             start_ticks: p.start_ticks + 1
         }));
         assert!(fs.boot_time().unwrap() > 1_000_000_000);
+    }
+
+    #[test]
+    fn a_process_whose_name_is_not_utf8_is_still_seen_with_its_uid() {
+        // Any user can do this to a process of theirs; it must not hide the
+        // process from a scan (issue 12: it would survive its session's end).
+        let mut child = std::process::Command::new("bash")
+            .args([
+                "-c",
+                r#"printf '\377\376x)' > /proc/$$/comm; echo ready; sleep 60"#,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "ready\n");
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+        assert!(std::str::from_utf8(&comm).is_err(), "{comm:?}");
+        let fs = Procfs::default();
+        let seen = fs.scan().unwrap().get(pid).copied();
+        let read = fs.read(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        let seen = seen.expect("the scan sees the process");
+        assert_eq!(seen.ppid, std::process::id() as i32);
+        assert_eq!(
+            read.and_then(|p| p.uid),
+            Some(nix::unistd::getuid().as_raw()),
+            "its uid is read from /proc/PID/status"
+        );
     }
 
     #[test]
