@@ -761,7 +761,10 @@ impl<'a, H: Host> Enforcer<'a, H> {
             return true;
         };
         let ended_here = |s: &Session| {
-            filter.host.as_ref().is_none_or(|h| s.host.as_ref() == Some(h))
+            filter
+                .host
+                .as_ref()
+                .is_none_or(|h| s.host.as_ref() == Some(h))
                 && s.kind == SessionKind::Pam
                 && s.ended_at.is_some_and(|e| e >= since)
                 && self.is_ours(s)
@@ -2120,6 +2123,7 @@ mod tests {
                 .unwrap();
             let pass = f.enforcer.pass_woken(at, &[target]);
             assert!(pass.complete && pass.events.is_empty(), "{:?}", pass.events);
+            assert!(!pass.whole, "cut short: the next whole pass stays due");
         }
         assert_eq!(f.enforcer.host.looks, looks, "no look at the processes");
         assert!(f.enforcer.host.traffic_asked.is_empty(), "nothing observed");
@@ -2194,6 +2198,42 @@ mod tests {
                 vec!["pid 100"],
                 "known {known}"
             );
+        }
+    }
+
+    /// Found by review: a session that started and ended after the last
+    /// whole pass was never seen by a pass, so its leftovers are not known;
+    /// a revocation of its user (or of it) still takes a whole pass at once.
+    #[test]
+    fn a_woken_pass_reaches_a_session_that_began_and_ended_since_the_last_whole_pass() {
+        for target in ["user", "session"] {
+            let mut f = fixture();
+            assert!(f.enforcer.pass(t(1)).whole);
+            let alice = login(&mut f, "alice", 100, "here", t(2), false);
+            f.enforcer.host.present.insert(100);
+            f.store
+                .end_session(&alice, t(3), EndReason::Logout)
+                .unwrap();
+            let named = match target {
+                "user" => Target::User("alice".into()),
+                _ => Target::Session(alice.clone()),
+            };
+            revoke_user(&f, "r1", "alice", t(4));
+            let pass = f.enforcer.pass_woken(t(4), std::slice::from_ref(&named));
+            assert!(pass.whole, "{target}: a whole pass");
+            assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"], "{target}");
+            // Once a whole pass has run, an old logout of hers no longer
+            // costs one.
+            let mut g = fixture();
+            let old = login(&mut g, "alice", 100, "here", t(0), false);
+            g.store.end_session(&old, t(1), EndReason::Logout).unwrap();
+            assert!(g.enforcer.pass(t(2)).whole);
+            let named = match target {
+                "user" => Target::User("alice".into()),
+                _ => Target::Session(old.clone()),
+            };
+            let pass = g.enforcer.pass_woken(t(4), std::slice::from_ref(&named));
+            assert!(!pass.whole, "{target}: nothing of hers ended since");
         }
     }
 

@@ -523,14 +523,16 @@ mod tests {
 
     #[test]
     fn a_process_whose_name_is_not_utf8_is_still_seen_with_its_uid() {
+        use std::os::unix::process::CommandExt as _;
         // Any user can do this to a process of theirs; it must not hide the
         // process from a scan (issue 12: it would survive its session's end).
         let mut child = std::process::Command::new("bash")
             .args([
                 "-c",
-                r#"printf '\377\376x)' > /proc/$$/comm; echo ready; sleep 60"#,
+                r#"printf '\377\376x)' > /proc/$$/comm; echo ready; sleep 60 & wait"#,
             ])
             .stdout(std::process::Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
@@ -546,7 +548,11 @@ mod tests {
         let fs = Procfs::default();
         let seen = fs.scan().unwrap().get(pid).copied();
         let read = fs.read(pid);
-        let _ = child.kill();
+        // bash and its sleep.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = child.wait();
         let seen = seen.expect("the scan sees the process");
         assert_eq!(seen.ppid, std::process::id() as i32);

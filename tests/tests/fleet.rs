@@ -131,6 +131,67 @@ fn one_revocation_ends_the_sessions_on_both_hosts() {
     assert!(b.stop_enforcer(), "{}", b.enforcer_log());
 }
 
+/// Found by review (issue 17's woken passes): a pass woken by an event that
+/// names no session of this host is cut short, and a steady stream of such
+/// events (other hosts' ends, a user asking again and again to end a web
+/// session) once put off the host's whole pass for as long as it lasted, and
+/// with it every `max_duration` and idle end. The whole pass is now due on
+/// its own clock.
+#[test]
+#[ignore = "needs root: each host runs in its own UTS namespace (unshare --uts, hostname); run by scripts/test as root"]
+fn events_for_other_hosts_do_not_put_off_a_hosts_own_deadlines() {
+    let redis = RedisServer::start().expect("start redis-server");
+    let url = redis.url();
+    let socket = url.strip_prefix("unix://").expect("redis on a unix socket");
+    let tag = std::process::id();
+    let mut a = FleetHost::new(Identity::Namespace(format!("fleet-spam-{tag}")), &url, "");
+    let policy = std::fs::read_to_string(&a.sandbox.policy).unwrap().replace(
+        "session: { max_duration: 12h, inactivity: 30m, warn_before: 2m }",
+        "session: { max_duration: 6s, inactivity: 6s, warn_before: 2s }",
+    );
+    assert!(policy.contains("max_duration: 6s"), "{policy}");
+    std::fs::write(&a.sandbox.policy, policy).unwrap();
+    a.start_enforcer_with(&["--interval", "2s"]);
+    let mut on_a = a.open_session("daemon");
+    let started = Instant::now();
+    // Three events a second for 30 s, each a termination request for a
+    // session of no host here (as another host's end publishes).
+    let event = serde_json::to_string(&curfew_policy::store::StoreEvent::TerminationRequested {
+        session: "0123456789abcdef0123456789abcdef".into(),
+    })
+    .unwrap();
+    let mut gone_at = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let out = Command::new("redis-cli")
+            .args(["-s", socket, "PUBLISH", "curfew:events", &event])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{out:?}");
+        if on_a.gone() {
+            gone_at = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Its deadline is 6 s after login; the pass that sees it at most 2 s
+    // later (the interval), then the warning's grace: well inside the 30 s
+    // of events, where before the fix it outlived them all.
+    assert!(
+        gone_at.is_some(),
+        "the session outlived its max_duration by the 24 s of events: {}",
+        logs(&[&a], &[&on_a])
+    );
+    let admin = AdminConsole::new(&url);
+    let record = wait_for(Duration::from_secs(5), || {
+        let r = admin.record(&on_a.id());
+        // Both deadlines are 6 s (inactivity may not exceed max_duration):
+        // either is the host's own.
+        (r["end_reason"] == "max_duration" || r["end_reason"] == "idle").then_some(r)
+    });
+    assert!(record.is_some(), "{:#}", admin.record(&on_a.id()));
+    assert!(a.stop_enforcer(), "{}", a.enforcer_log());
+}
+
 #[test]
 fn logins_while_redis_is_down_follow_on_unavailable_and_recover_without_restarts() {
     let mut redis = RedisServer::start().expect("start redis-server");
