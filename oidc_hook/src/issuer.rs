@@ -59,6 +59,17 @@ pub fn mark_remember_me(grant: &mut Grant, name: &str) {
         .set_raw(name.to_owned(), Value::public(Some("true".to_owned())));
 }
 
+/// What an access-token addon returns to carry its extension's value from
+/// the code's grant over to the token's grant unchanged (oxide-auth keeps
+/// only what an addon returns).
+fn carry_over(code_data: Option<Value>) -> oxide_auth::frontends::simple::extensions::AddonResult {
+    use oxide_auth::frontends::simple::extensions::AddonResult;
+    match code_data {
+        Some(v) => AddonResult::Data(v),
+        None => AddonResult::Ok,
+    }
+}
+
 /// An oxide-auth access-token addon that carries the
 /// [`REMEMBER_ME_EXTENSION`] of a code's grant over to the token's grant:
 /// oxide-auth's access-token flow keeps only the extensions an addon
@@ -78,11 +89,7 @@ impl oxide_auth::frontends::simple::extensions::AccessTokenAddon for RememberMeA
         _request: &dyn oxide_auth::frontends::simple::extensions::AccessTokenRequest,
         code_data: Option<Value>,
     ) -> oxide_auth::frontends::simple::extensions::AddonResult {
-        use oxide_auth::frontends::simple::extensions::AddonResult;
-        match code_data {
-            Some(v) => AddonResult::Data(v),
-            None => AddonResult::Ok,
-        }
+        carry_over(code_data)
     }
 }
 
@@ -122,11 +129,7 @@ impl oxide_auth::frontends::simple::extensions::AccessTokenAddon for RemoteAddre
         _request: &dyn oxide_auth::frontends::simple::extensions::AccessTokenRequest,
         code_data: Option<Value>,
     ) -> oxide_auth::frontends::simple::extensions::AddonResult {
-        use oxide_auth::frontends::simple::extensions::AddonResult;
-        match code_data {
-            Some(v) => AddonResult::Data(v),
-            None => AddonResult::Ok,
-        }
+        carry_over(code_data)
     }
 }
 
