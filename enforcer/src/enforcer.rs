@@ -446,6 +446,9 @@ pub struct Enforcer<'a, H: Host> {
     /// a session of this host that started and ended after it may have
     /// left processes no pass has seen yet.
     whole_at: Option<DateTime<Utc>>,
+    /// The sessions this enforcer ended, every process gone, since the last
+    /// whole pass began: their ends leave nothing behind.
+    ended_clean: HashSet<String>,
     last_store_error: Option<String>,
     store_generation: u64,
 }
@@ -497,6 +500,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
             unregistered: HashMap::new(),
             live_audit: HashSet::new(),
             whole_at: None,
+            ended_clean: HashSet::new(),
             last_store_error: None,
             store_generation: 0,
         }
@@ -649,6 +653,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
         }
         pass.whole = true;
         self.whole_at = Some(now);
+        self.ended_clean.clear();
         let refreshed = if named.is_some() {
             self.host.refresh_in_full()
         } else {
@@ -751,8 +756,11 @@ impl<'a, H: Host> Enforcer<'a, H> {
     /// Whether `target` names a session of this host that ended since the
     /// last whole pass began (or there was none): it may have started after
     /// that pass too, so that no pass has seen its processes, and a logout
-    /// can leave some running (`setsid nohup ...`). One store read; a store
-    /// error counts as yes (a whole pass then says what failed).
+    /// can leave some running (`setsid nohup ...`). Not the ones this
+    /// enforcer ended with every process gone (a revocation's own ends on
+    /// a fleet would otherwise cost every later wake-up a whole pass). One
+    /// store read; a store error counts as yes (a whole pass then says what
+    /// failed).
     fn names_ended_since_whole(&self, target: &Target, filter: &SessionFilter) -> bool {
         let Some(since) = self.whole_at else {
             return true;
@@ -767,6 +775,7 @@ impl<'a, H: Host> Enforcer<'a, H> {
                 .is_none_or(|h| s.host.as_ref() == Some(h))
                 && s.kind == SessionKind::Pam
                 && s.ended_at.is_some_and(|e| e >= since)
+                && !self.ended_clean.contains(&s.id)
                 && self.is_ours(s)
         };
         let listing = |f: SessionFilter| match store.list_sessions(&f) {
@@ -1102,6 +1111,13 @@ impl<'a, H: Host> Enforcer<'a, H> {
             } else {
                 false
             };
+            if recorded {
+                // Every process gone: nothing of it can be left behind.
+                self.ended_clean.insert(t.session.id.clone());
+                if let Some(a) = t.session.audit_session_id {
+                    self.live_audit.remove(&a);
+                }
+            }
             if recorded || t.after_logout {
                 // (Leftovers are ended again for as long as the decision
                 // holds; it does not change once reached.)
@@ -2235,6 +2251,21 @@ mod tests {
             let pass = g.enforcer.pass_woken(t(4), std::slice::from_ref(&named));
             assert!(!pass.whole, "{target}: nothing of hers ended since");
         }
+        // A session the enforcer itself ended, every process gone, leaves
+        // nothing behind: a later revocation of its user here (the next
+        // run of a fleet's `revoke user`) is cut short.
+        let mut h = fixture();
+        let bob = login(&mut h, "bob", 200, "here", t(0), true);
+        h.enforcer.host.present.insert(200);
+        assert!(h.enforcer.pass(t(1)).whole);
+        revoke_user(&h, "r1", "bob", t(2));
+        let pass = h.enforcer.pass_woken(t(2), &[Target::User("bob".into())]);
+        assert!(pass.whole);
+        assert_eq!(ended(&h, &bob).map(|(_, r)| r), Some(EndReason::Revoked));
+        h.enforcer.host.present.remove(&200);
+        revoke_user(&h, "r2", "bob", t(3));
+        let pass = h.enforcer.pass_woken(t(3), &[Target::User("bob".into())]);
+        assert!(!pass.whole, "nothing of bob's can be left here");
     }
 
     /// Issue 17: a pass that took a light look at the processes takes a
