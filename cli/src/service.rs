@@ -195,23 +195,31 @@ fn unreadable_policy(path: Option<&std::path::Path>, e: &anyhow::Error) -> Strin
 }
 
 /// This process as a caller of the local handlers: an administrator (it
-/// can open the store), in its own audit session; the person is the user
-/// behind sudo, else the login user.
+/// can open the store), in its own audit session; the person is the login
+/// user (the kernel's login uid, which `sudo` and `su` keep: the one who
+/// typed them), else the user `sudo` names (`SUDO_USER`) when it is the
+/// account of `SUDO_UID`. The environment alone names nobody: it would let
+/// an administrator pass an end off as the user's own doing, or put
+/// terminal controls into the user's closing notice.
 fn local_caller() -> Caller {
     let uid = nix::unistd::getuid().as_raw();
     let pid = std::process::id();
     let login_uid = host::login_uid(pid);
-    let sudo_user = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty());
+    let sudo_user = || {
+        let name = std::env::var("SUDO_USER").ok()?;
+        let sudo_uid: u32 = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+        let account = host::account_of_uid(sudo_uid).ok()?;
+        (account.name == name).then_some(name)
+    };
     Caller {
         uid,
         user: context::current_user(),
         pid: Some(pid),
         login_uid,
-        login_user: sudo_user.or_else(|| {
-            login_uid
-                .and_then(|u| host::account_of_uid(u).ok())
-                .map(|a| a.name)
-        }),
+        login_user: login_uid
+            .and_then(|u| host::account_of_uid(u).ok())
+            .map(|a| a.name)
+            .or_else(sudo_user),
         audit_session: host::audit_session_id(None),
         admin: true,
     }

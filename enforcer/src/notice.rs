@@ -60,7 +60,10 @@ pub fn closing(deny: &Deny) -> String {
         Deny::Terminated {
             by: Some(by),
             own: false,
-        } => format!("an administrator ({by}) terminated it"),
+        } => format!(
+            "an administrator ({}) terminated it",
+            crate::text::escape(by)
+        ),
         Deny::Terminated { by: None, .. } => "it was terminated on request".to_string(),
         Deny::MaxDuration { .. } => "it reached its maximum duration".to_string(),
         Deny::Idle { .. } => "it was idle too long".to_string(),
@@ -159,5 +162,13 @@ mod tests {
             own: false,
         });
         assert!(!unknown.contains("administrator"), "{unknown}");
+        // A name from a record reaches the user's terminal without its
+        // controls (found by review: `SUDO_USER` was taken as the name).
+        let evil = closing(&Deny::Terminated {
+            by: Some("x\u{1b}[2J\u{1b}]0;owned\u{7}".into()),
+            own: false,
+        });
+        assert!(!evil.chars().any(|c| c.is_control()), "{evil:?}");
+        assert!(evil.contains("x\\u{1b}[2J"), "{evil}");
     }
 }

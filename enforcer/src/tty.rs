@@ -117,7 +117,8 @@ pub fn write_notice(tty: &Tty, line: &str) -> std::io::Result<()> {
             tty.path.display()
         )));
     }
-    // Our own text only: no byte of it comes from a record.
+    // Our own text, and names from records only with their control
+    // characters made visible (`notice::closing`).
     let text = format!("\r\n{}\r\n", line.replace(['\r', '\n'], " "));
     f.write_all(text.as_bytes())
 }

@@ -60,12 +60,19 @@ impl Caller {
         }
     }
 
-    /// The person behind the call: the login user if known (the one who
-    /// typed `sudo`), else the effective user. A termination records it as
-    /// who asked, so the session's owner ending it from another session
-    /// (even through `sudo`) is told so, not "an administrator".
+    /// The person behind the call, as a termination records who asked: for
+    /// an administrator the login user if known (the one who typed `sudo`),
+    /// so that the session's owner ending it from another session (even
+    /// through `sudo`) is told so, not "an administrator"; for anyone else
+    /// the effective user, the only account whose sessions they may end
+    /// (after `su` from alice to bob, bob's session ended is bob's own
+    /// doing: recording alice would tell bob "an administrator (alice)").
     pub fn person(&self) -> &str {
-        self.login_user.as_deref().unwrap_or(&self.user)
+        if self.admin {
+            self.login_user.as_deref().unwrap_or(&self.user)
+        } else {
+            &self.user
+        }
     }
 
     /// The caller for the audit trail.
@@ -932,6 +939,23 @@ mod tests {
             audit_session: audit,
             admin,
         }
+    }
+
+    /// Found by review: after `su` from alice to bob (login user alice),
+    /// an ordinary user's end of bob's session is bob's own doing; only an
+    /// administrator is recorded as the login user behind the call.
+    #[test]
+    fn who_asked_is_the_account_for_an_ordinary_user_and_the_person_for_an_admin() {
+        let su = Caller {
+            user: "bob".into(),
+            ..caller("alice", None, false)
+        };
+        assert_eq!(su.person(), "bob");
+        let sudo = Caller {
+            user: "root".into(),
+            ..caller("alice", None, true)
+        };
+        assert_eq!(sudo.person(), "alice");
     }
 
     fn login(store: &MemoryStore, user: &str, audit: u32) -> String {
