@@ -2431,13 +2431,6 @@ mod tests {
         let first = f.enforcer.pass(t(6));
         assert_eq!(ended(&f, &alice).map(|e| e.1), Some(EndReason::Revoked));
         assert!(!first.complete);
-        let faults = |p: &Pass| {
-            p.events
-                .iter()
-                .filter(|e| matches!(e, Event::Fault { .. }))
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-        };
         let said = faults(&first);
         assert_eq!(said.len(), 1, "{:?}", first.events);
         assert!(
@@ -2453,6 +2446,15 @@ mod tests {
         assert!(faults(&second).is_empty(), "said once: {:?}", second.events);
     }
 
+    /// The faults a pass said, as log lines.
+    fn faults(p: &Pass) -> Vec<String> {
+        p.events
+            .iter()
+            .filter(|e| matches!(e, Event::Fault { .. }))
+            .map(|e| e.to_string())
+            .collect()
+    }
+
     /// Issue 12: one record's fault costs that record, not the pass.
     #[test]
     fn a_fault_in_one_record_costs_that_record_and_is_said_once() {
@@ -2466,13 +2468,6 @@ mod tests {
         assert!(!first.complete);
         assert_eq!(ended(&f, &alice).map(|e| e.1), Some(EndReason::Revoked));
         assert_eq!(ended(&f, &bad), None);
-        let faults = |p: &Pass| {
-            p.events
-                .iter()
-                .filter(|e| matches!(e, Event::Fault { .. }))
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-        };
         let said = faults(&first);
         assert_eq!(said.len(), 1, "{:?}", first.events);
         assert!(

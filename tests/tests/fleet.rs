@@ -301,6 +301,23 @@ fn runs() -> usize {
         .unwrap_or(3)
 }
 
+/// The benchmarks' revocation: `curfew revoke user daemon` as the
+/// administrator, its output discarded; when it returned.
+fn revoke_daemon(admin: &AdminConsole) -> Instant {
+    let status = Command::new(curfew_bin())
+        .arg("--policy")
+        .arg(&admin.policy)
+        .args(["revoke", "user", "daemon", "--reason", "bench"])
+        .env_remove("CURFEW_POLICY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run curfew revoke");
+    let returned = Instant::now();
+    assert!(status.success());
+    returned
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -333,17 +350,7 @@ fn revocation_reaches_two_hosts_bench() {
         std::thread::sleep(Duration::from_millis(137 * run as u64 % 1000));
 
         let launched = Instant::now();
-        let status = Command::new(curfew_bin())
-            .arg("--policy")
-            .arg(&admin.policy)
-            .args(["revoke", "user", "daemon", "--reason", "bench"])
-            .env_remove("CURFEW_POLICY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run curfew revoke");
-        let returned = Instant::now();
-        assert!(status.success());
+        let returned = revoke_daemon(&admin);
         let (mut at_a, mut at_b) = (None, None);
         while returned.elapsed() < Duration::from_secs(10) && (at_a.is_none() || at_b.is_none()) {
             if at_a.is_none() && on_a.gone() {
@@ -507,17 +514,7 @@ fn revocation_reaches_many_hosts_bench() {
         let groups: Vec<Vec<i32>> = sessions.iter().map(LiveSession::pids).collect();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let launched = Instant::now();
-        let status = Command::new(curfew_bin())
-            .arg("--policy")
-            .arg(&admin.policy)
-            .args(["revoke", "user", "daemon", "--reason", "bench"])
-            .env_remove("CURFEW_POLICY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run curfew revoke");
-        let returned = Instant::now();
-        assert!(status.success());
+        let returned = revoke_daemon(&admin);
         let done = exits(&groups, returned, Duration::from_secs(30));
         let mut times: Vec<Duration> = done.iter().flatten().copied().collect();
         if times.len() != per_run {

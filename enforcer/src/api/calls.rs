@@ -1129,24 +1129,9 @@ mod tests {
             Request::RevocationsList,
             Request::Wake,
             Request::Unrevoke(super::super::protocol::UnrevokeArgs { id: "x".into() }),
-            Request::Revoke(RevokeArgs {
-                target: Target::User("bob".into()),
-                reason: None,
-                expires_at: None,
-                include_current: false,
-            }),
-            Request::Revoke(RevokeArgs {
-                target: Target::All,
-                reason: None,
-                expires_at: None,
-                include_current: false,
-            }),
-            Request::Revoke(RevokeArgs {
-                target: Target::Session(b1.clone()),
-                reason: None,
-                expires_at: None,
-                include_current: false,
-            }),
+            revoke_req(Target::User("bob".into()), false),
+            revoke_req(Target::All, false),
+            revoke_req(Target::Session(b1.clone()), false),
             Request::TimeoutSet(TimeoutSetArgs {
                 user: Some("bob".into()),
                 timeout: Choice::Seconds(120),
@@ -1359,15 +1344,7 @@ mod tests {
         let w = World::new();
         let a1 = login(&w.store, "alice", 1);
         let alice = caller("alice", Some(1), false);
-        let h = w.call(
-            &alice,
-            Request::Revoke(RevokeArgs {
-                target: Target::User("me".into()),
-                reason: None,
-                expires_at: None,
-                include_current: false,
-            }),
-        );
+        let h = w.call(&alice, revoke_req(Target::User("me".into()), false));
         let v = h.result.unwrap();
         assert_eq!(v["sign_out"], true);
         let revs = w.store.list_revocations().unwrap();
@@ -1489,15 +1466,7 @@ mod tests {
 
         // Revoking "ali" revokes the account, and explain then says what
         // PAM says: refused.
-        let h = w.call(
-            &carol,
-            Request::Revoke(RevokeArgs {
-                target: Target::User("ali".into()),
-                reason: None,
-                expires_at: None,
-                include_current: false,
-            }),
-        );
+        let h = w.call(&carol, revoke_req(Target::User("ali".into()), false));
         let v = h.result.unwrap();
         assert_eq!(v["revocation"]["target"]["value"], "alice", "{v:#}");
         let v = w.call(&carol, explain_ali()).result.unwrap();
