@@ -729,6 +729,9 @@ impl<'a> Cx<'a> {
         self.who = Some((user.clone(), None));
         let mut store = self.open_store(&policy)?;
         let mut service = None;
+        // The record, when it had to be read already (a session named by
+        // the environment): a TMOUT logout reads it from here, not again.
+        let mut read = None;
         if from_env {
             // The PAM environment can be touched by other modules (pam_env
             // reads ~/.pam_environment): only end a session of this user.
@@ -736,7 +739,8 @@ impl<'a> Cx<'a> {
             match found {
                 None => return Ok(PamCode::Success),
                 Some(Some(s)) if s.user == user && s.kind == SessionKind::Pam => {
-                    service = s.service;
+                    service = s.service.clone();
+                    read = Some(s);
                 }
                 Some(_) => {
                     self.log(
@@ -754,9 +758,12 @@ impl<'a> Cx<'a> {
         // The record's activity, for a TMOUT logout when the terminal is
         // gone (only asked for with the `tmout` argument).
         let recorded = if self.args.tmout && !self.args.no_tmout {
-            match self.with_store(&policy, &mut store, |s| s.session(&id)) {
-                Ok(Some(Some(s))) => Some((s.last_seen, s.started_at)),
-                _ => None,
+            match read {
+                Some(s) => Some((s.last_seen, s.started_at)),
+                None => match self.with_store(&policy, &mut store, |s| s.session(&id)) {
+                    Ok(Some(Some(s))) => Some((s.last_seen, s.started_at)),
+                    _ => None,
+                },
             }
         } else {
             None

@@ -677,6 +677,38 @@ fn a_tmout_logout_over_sshd_is_judged_from_the_records_last_activity() {
     assert_eq!(close(&sys, &never), Some(EndReason::Logout));
 }
 
+/// A session named by the environment (a handle without the module's
+/// data) is judged from the same record the ownership check read: idle
+/// when the enforcer saw no input for TMOUT, a logout otherwise.
+#[test]
+fn a_tmout_logout_of_a_session_named_by_the_environment_is_judged_from_its_record() {
+    let sys = FakeSystem::new(POLICY);
+    let args = ModuleArgs::parse(["no_banner", "tmout"]);
+    let close = |sys: &FakeSystem, id: &str| {
+        let mut pam = ScriptedPam::new([
+            Step::User(Ok("bob")),
+            Step::SessionId(None),
+            Step::GetEnv("CURFEW_SESSION_ID", Some(leak(id.to_owned()))),
+            Step::GetEnv("TMOUT", Some("1800")),
+            Step::Item(Item::Tty, Some("ssh")),
+        ]);
+        assert_eq!(close_session(&mut pam, sys, call(&args)), PamCode::Success);
+        sys.store.session(id).unwrap().unwrap().end_reason
+    };
+    let idle = open(&sys, "bob");
+    sys.store
+        .touch_session(&idle, t0() + chrono::Duration::minutes(10))
+        .unwrap();
+    let recent = open(&sys, "bob");
+    sys.store
+        .touch_session(&recent, t0() + chrono::Duration::minutes(39))
+        .unwrap();
+    let mut sys = sys;
+    sys.now = t0() + chrono::Duration::minutes(40);
+    assert_eq!(close(&sys, &idle), Some(EndReason::Idle));
+    assert_eq!(close(&sys, &recent), Some(EndReason::Logout));
+}
+
 #[test]
 fn close_session_falls_back_to_the_environment_for_the_same_user_only() {
     let sys = FakeSystem::new(POLICY);
