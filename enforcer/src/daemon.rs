@@ -134,24 +134,33 @@ pub fn run(
             ),
         );
     }
-    let mut api = if options.once {
-        None
-    } else {
-        let store_path = options.store_path.clone();
-        crate::api::start_for_daemon(
-            path.clone(),
-            hostname.clone(),
-            Arc::new(move |policy: &curfew_policy::Policy| {
-                let mut config = policy.store.clone();
-                if let Some(p) = &store_path {
-                    config.backend = curfew_policy::StoreBackend::Sqlite { path: p.clone() };
-                }
-                curfew_policy::store::open(&config)
-            }),
-            wake_tx,
-            Arc::new(|line: &str| log(Priority::Info, line)) as crate::api::Log,
-        )
+    // The local API, started once the policy says where (see ApiStart).
+    let start_api = {
+        let (path, hostname, store_path) =
+            (path.clone(), hostname.clone(), options.store_path.clone());
+        move || {
+            let store_path = store_path.clone();
+            crate::api::start_for_daemon(
+                path.clone(),
+                hostname.clone(),
+                Arc::new(move |policy: &curfew_policy::Policy| {
+                    let mut config = policy.store.clone();
+                    if let Some(p) = &store_path {
+                        config.backend = curfew_policy::StoreBackend::Sqlite { path: p.clone() };
+                    }
+                    curfew_policy::store::open(&config)
+                }),
+                wake_tx.clone(),
+                Arc::new(|line: &str| log(Priority::Info, line)) as crate::api::Log,
+            )
+        }
     };
+    let mut api = None;
+    // Whether the API waits for a readable policy, and the reason last logged.
+    let mut api_waits: Option<String> = None;
+    if !options.once {
+        api_start(start_api(), &mut api, &mut api_waits);
+    }
     // A store that pushes its changes (Redis) wakes the loop at once on a
     // revocation or a termination request; others are polled every interval.
     let mut watch: Option<(u64, Box<dyn EventStream>)> = None;
@@ -224,6 +233,9 @@ pub fn run(
                 Finished::Incomplete
             });
         }
+        if api_waits.is_some() {
+            api_start(start_api(), &mut api, &mut api_waits);
+        }
         // Ready once the first pass is done (the sessions are being
         // enforced), and alive after every pass: a pass that hangs stops
         // the pings and systemd's watchdog restarts the daemon.
@@ -257,6 +269,35 @@ pub fn run(
             next_whole,
             &mut feed_down,
         );
+    }
+}
+
+/// Keeps what starting the local API gave: the server, or why it waits for
+/// the policy (logged when the reason is new, and once when it ends).
+fn api_start(
+    started: crate::api::ApiStart,
+    api: &mut Option<crate::api::Server>,
+    waits: &mut Option<String>,
+) {
+    use crate::api::ApiStart;
+    match started {
+        ApiStart::Serving(server) => {
+            *api = Some(server);
+            *waits = None;
+        }
+        ApiStart::Off => *waits = None,
+        ApiStart::WaitingForPolicy { reason } => {
+            if waits.as_deref() != Some(reason.as_str()) {
+                log(
+                    Priority::Err,
+                    &format!(
+                        "local API not served: cannot read the policy ({reason}); \
+                         it starts once the policy reads, without a restart"
+                    ),
+                );
+            }
+            *waits = Some(reason);
+        }
     }
 }
 

@@ -748,31 +748,48 @@ fn record(shared: &Shared, policy: &Policy, event: &AuditEvent, at: DateTime<Utc
     }
 }
 
+/// What [`start_for_daemon`] gave.
+pub enum ApiStart {
+    /// The API is served.
+    Serving(Server),
+    /// The API is off: disabled by the policy (`api.enabled: false`) or
+    /// its socket could not be made (logged). Not tried again until the
+    /// daemon restarts.
+    Off,
+    /// The policy could not be read, so neither whether the API is enabled
+    /// nor its socket is known: nothing is served (never a guessed default
+    /// socket, which may be another daemon's). The daemon tries again after
+    /// each pass and serves the API once the policy reads.
+    WaitingForPolicy {
+        /// Why the policy could not be read (file, line, field).
+        reason: String,
+    },
+}
+
 /// Starts the API for `curfew enforce`, as the policy's `api` section says;
-/// logs and returns `None` when it is disabled or cannot be served (the
-/// enforcer goes on without it).
+/// logs what it did. See [`ApiStart`] for the three outcomes; the enforcer
+/// goes on enforcing whichever it is.
 pub fn start_for_daemon(
     policy_path: Option<PathBuf>,
     hostname: String,
     open_store: SharedStoreOpener,
     wake: Sender<()>,
     log: Log,
-) -> Option<Server> {
+) -> ApiStart {
     let api = match &policy_path {
         Some(p) => match Policy::load_secure(p) {
             Ok(policy) => policy.api,
             Err(e) => {
-                log(&format!(
-                    "local API: cannot read the policy ({e}); serving on the default socket"
-                ));
-                curfew_policy::ApiConfig::default()
+                return ApiStart::WaitingForPolicy {
+                    reason: e.to_string(),
+                }
             }
         },
         None => curfew_policy::ApiConfig::default(),
     };
     if !api.enabled {
         log("local API disabled by the policy (api.enabled: false)");
-        return None;
+        return ApiStart::Off;
     }
     let config = Config {
         policy_path,
@@ -787,13 +804,13 @@ pub fn start_for_daemon(
                 "serving the local API on {} (self-service; admins per the policy's admin section)",
                 s.path().display()
             ));
-            Some(s)
+            ApiStart::Serving(s)
         }
         Err(e) => {
             log(&format!(
                 "cannot serve the local API: {e}; enforcement goes on without it"
             ));
-            None
+            ApiStart::Off
         }
     }
 }
@@ -853,6 +870,50 @@ mod tests {
             _server: server,
             wake: rx,
         }
+    }
+
+    /// An unreadable policy serves nothing (not a guessed default socket);
+    /// once it reads, the API is served on its `api.socket`, and a policy
+    /// that disables the API turns it off.
+    #[test]
+    fn the_daemon_serves_the_api_only_where_a_readable_policy_says() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let policy = dir.path().join("policy.yaml");
+        let socket = dir.path().join("api.sock");
+        let start = |text: &str| {
+            std::fs::write(&policy, text).unwrap();
+            std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let (tx, _rx) = mpsc::channel();
+            start_for_daemon(
+                Some(policy.clone()),
+                "here".into(),
+                Arc::new(|_| Ok(Box::new(MemoryStore::new()) as Box<dyn Store>)),
+                tx,
+                Arc::new(|_| {}),
+            )
+        };
+        match start("version: 1\nsession: { max_duration: 25h }\n") {
+            ApiStart::WaitingForPolicy { reason } => {
+                assert!(reason.contains("max_duration"), "{reason}");
+            }
+            _ => panic!("an unreadable policy must not serve the API"),
+        }
+        assert!(!socket.exists());
+        let readable =
+            format!("version: 1\napi: {{ socket: {socket:?} }}\naudit: {{ syslog: false }}\n");
+        match start(&readable) {
+            ApiStart::Serving(server) => {
+                assert_eq!(server.path(), socket.as_path());
+                assert!(socket.exists());
+                server.stop(Duration::from_secs(1));
+            }
+            _ => panic!("a readable policy serves the API on its socket"),
+        }
+        assert!(matches!(
+            start("version: 1\napi: { enabled: false }\n"),
+            ApiStart::Off
+        ));
     }
 
     /// One memory store behind every open.
