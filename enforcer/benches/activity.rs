@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for id in &ids {
                 if let Io::Counts(counts) = sample(&procfs, black_box(&procs)) {
-                    black_box(meter.moved(id, &counts));
+                    black_box(meter.moved(id, &counts, now));
                 }
             }
         })

@@ -8,15 +8,19 @@
 //! or scp that is the session's sshd process, which reads the network and
 //! writes the pipe, and the command at the other end; for an `ssh -N` port
 //! forward it is sshd alone, relaying the forwarded connection. A session
-//! has moved data when any process seen at the last pass has a larger count
-//! now (a reaped child's counts are added to its parent by the kernel, so a
-//! short-lived job counts too); a process seen for the first time only
-//! gives a baseline. Counting needs ptrace read access to other users'
+//! has moved data when any process counted at its last reading has a larger
+//! count now (a reaped child's counts are added to its parent by the
+//! kernel, so a short-lived job counts too); a process seen for the first
+//! time only gives a baseline. Readings are taken at every pass only near
+//! the session's idle deadline, otherwise every [`TRAFFIC_EVERY`] (see
+//! [`TrafficMeter`]). Counting needs ptrace read access to other users'
 //! processes (`CAP_SYS_PTRACE` for root): a counter that cannot be read
 //! makes the session's traffic unmeasurable, and such a session is not
 //! ended for idleness (as with an unreadable terminal).
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use std::io::ErrorKind;
 
 use nix::errno::Errno;
@@ -134,24 +138,88 @@ pub fn sample(procfs: &Procfs, procs: &[ProcId]) -> Io {
     Io::Counts(counts)
 }
 
-/// The counters seen at the last pass, per session, so that the next pass
-/// can tell whether data moved in between.
+/// How often the counters of a terminal-less session are read while its
+/// idle deadline is far: at most this long after the last reading (plus
+/// one pass interval), see [`TrafficMeter`].
+pub const TRAFFIC_EVERY: chrono::Duration = chrono::Duration::seconds(10);
+
+/// How far ahead of the moment its warning is due (its idle deadline less
+/// `warn_before`) a session's counters are read at every pass.
+pub const NEAR_DEADLINE: chrono::Duration = chrono::Duration::seconds(10);
+
+/// The counters seen at the last reading, per session, so that the next
+/// reading can tell whether data moved in between; and when each session
+/// is to be read next.
+///
+/// **When a session's counters are read** (only where traffic counts and
+/// the session has no terminal; the rule is the enforcer's, this keeps the
+/// times):
+///
+/// - at every pass while its idle deadline is near: from [`NEAR_DEADLINE`]
+///   before its warning (the deadline less `warn_before`) on, so that no
+///   warning is given and no session is ended for idleness without a
+///   reading taken at that very pass;
+/// - at the first pass that sees a process of it not seen at its last
+///   reading, to take that process's baseline when a reading at every pass
+///   would have (what it moves from then on counts);
+/// - otherwise at most every [`TRAFFIC_EVERY`]: the first reading of a
+///   session is followed by the next one after a share of
+///   [`TRAFFIC_EVERY`] taken from a hash of its id, the later ones each
+///   [`TRAFFIC_EVERY`] after the last, so that sessions are not all read in
+///   the same pass.
+///
+/// Data moved between two readings is seen at the second, and recorded as
+/// the session's activity at that pass: at most [`TRAFFIC_EVERY`] plus one
+/// pass interval after it moved, never before. So a session may live that
+/// much longer than a reading at every pass would let it, never shorter.
+/// One loss a reading at every pass has too, for less time: the counts of a
+/// process that moves data and exits between two readings go to whoever
+/// reaps it, which is not the session when the process was re-parented out
+/// of it (its parent exited first).
 #[derive(Debug, Default)]
 pub struct TrafficMeter {
-    last: HashMap<String, HashMap<ProcId, u64>>,
+    last: HashMap<String, Reading>,
+}
+
+/// One session's last reading.
+#[derive(Debug)]
+struct Reading {
+    counts: HashMap<ProcId, u64>,
+    /// When it is due again, whether or not its deadline is near.
+    next: DateTime<Utc>,
 }
 
 impl TrafficMeter {
-    /// Whether session `id` moved data since the last call for it: a
-    /// process seen then counts more now. The first call only takes a
-    /// baseline (false).
-    pub fn moved(&mut self, id: &str, counts: &[(ProcId, u64)]) -> bool {
-        let now: HashMap<ProcId, u64> = counts.iter().copied().collect();
-        let moved = self.last.get(id).is_some_and(|before| {
-            now.iter()
-                .any(|(p, n)| before.get(p).is_some_and(|b| n > b))
-        });
-        self.last.insert(id.to_owned(), now);
+    /// Whether session `id` is due for a reading at `now` by time alone
+    /// (no reading yet, or [`TRAFFIC_EVERY`] passed).
+    pub fn due(&self, id: &str, now: DateTime<Utc>) -> bool {
+        self.last.get(id).is_none_or(|r| now >= r.next)
+    }
+
+    /// Whether `procs` (the session's processes now) holds a process that
+    /// the last reading of session `id` did not count (false without a
+    /// reading: [`TrafficMeter::due`] says so).
+    pub fn new_processes(&self, id: &str, procs: &[ProcId]) -> bool {
+        self.last
+            .get(id)
+            .is_some_and(|r| procs.iter().any(|p| !r.counts.contains_key(p)))
+    }
+
+    /// Whether session `id` moved data since its last reading: a process
+    /// counted then counts more now. The first reading only takes a
+    /// baseline (false). Sets when it is due again.
+    pub fn moved(&mut self, id: &str, counts: &[(ProcId, u64)], now: DateTime<Utc>) -> bool {
+        let counts: HashMap<ProcId, u64> = counts.iter().copied().collect();
+        let (moved, next) = match self.last.get(id) {
+            Some(before) => (
+                counts
+                    .iter()
+                    .any(|(p, n)| before.counts.get(p).is_some_and(|b| n > b)),
+                now + TRAFFIC_EVERY,
+            ),
+            None => (false, now + spread(id)),
+        };
+        self.last.insert(id.to_owned(), Reading { counts, next });
         moved
     }
 
@@ -160,6 +228,17 @@ impl TrafficMeter {
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.last.retain(|id, _| keep(id));
     }
+}
+
+/// A share of [`TRAFFIC_EVERY`] (a whole number of milliseconds, at most
+/// all of it) from an FNV-1a hash of the session id: the same id always
+/// gets the same share.
+fn spread(id: &str) -> chrono::Duration {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let every = TRAFFIC_EVERY.num_milliseconds().max(1) as u64;
+    chrono::Duration::milliseconds((hash % every + 1) as i64)
 }
 
 #[cfg(test)]
@@ -186,14 +265,52 @@ mod tests {
             pid,
             start_ticks: 1,
         };
+        let at = |s: i64| DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(1_000_000 + s);
         let mut m = TrafficMeter::default();
-        assert!(!m.moved("s", &[(p(1), 10)]), "baseline");
-        assert!(!m.moved("s", &[(p(1), 10)]), "nothing moved");
-        assert!(!m.moved("s", &[(p(1), 10), (p(2), 99)]), "a new process");
-        assert!(m.moved("s", &[(p(1), 10), (p(2), 100)]));
-        assert!(!m.moved("t", &[(p(1), 1000)]), "per session");
+        assert!(m.due("s", at(0)), "never read");
+        assert!(!m.moved("s", &[(p(1), 10)], at(0)), "baseline");
+        assert!(!m.new_processes("s", &[p(1)]));
+        assert!(m.new_processes("s", &[p(1), p(2)]), "a process not counted");
+        assert!(!m.moved("s", &[(p(1), 10)], at(1)), "nothing moved");
+        assert!(
+            !m.moved("s", &[(p(1), 10), (p(2), 99)], at(2)),
+            "a new process"
+        );
+        assert!(m.moved("s", &[(p(1), 10), (p(2), 100)], at(3)));
+        assert!(!m.due("s", at(3 + 9)));
+        assert!(
+            m.due("s", at(3) + TRAFFIC_EVERY),
+            "due again after TRAFFIC_EVERY"
+        );
+        assert!(!m.moved("t", &[(p(1), 1000)], at(3)), "per session");
         m.retain(|id| id == "t");
-        assert!(!m.moved("s", &[(p(2), 500)]), "forgotten: a new baseline");
+        assert!(m.due("s", at(4)), "forgotten");
+        assert!(!m.moved("s", &[(p(2), 500)], at(4)), "a new baseline");
+    }
+
+    /// The first reading after a baseline comes after a share of
+    /// TRAFFIC_EVERY that depends on the session: sessions that start
+    /// together are not all read at the same pass after that.
+    #[test]
+    fn sessions_read_together_are_spread_over_the_interval() {
+        let now = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(1_000_000);
+        let mut m = TrafficMeter::default();
+        let ids: Vec<String> = (0..100).map(|i| format!("session-{i}")).collect();
+        for id in &ids {
+            m.moved(id, &[], now);
+        }
+        // How many are due at each of the next ten seconds.
+        let mut due_at = Vec::new();
+        for s in 1..=10 {
+            let t = now + chrono::Duration::seconds(s);
+            due_at.push(ids.iter().filter(|id| m.due(id, t)).count());
+        }
+        assert_eq!(due_at[9], 100, "every one within TRAFFIC_EVERY: {due_at:?}");
+        assert!(
+            due_at[4] > 20 && due_at[4] < 80,
+            "about half after half of it: {due_at:?}"
+        );
+        assert_eq!(spread("a"), spread("a"));
     }
 
     /// The real counters of this very process move with a pipe's data.

@@ -27,7 +27,8 @@ use curfew_policy::{
 
 use curfew_policy::audit::Priority;
 
-use crate::activity::{Io, IoDenied, TrafficMeter};
+use crate::activity::{Io, IoDenied, TrafficMeter, NEAR_DEADLINE};
+use crate::procfs::ProcId;
 
 use crate::error::ProcError;
 use crate::members::Members;
@@ -163,6 +164,9 @@ pub trait Host {
     /// activity; when it does not, the I/O counters of a session without a
     /// terminal are not read ([`Io::NotMeasured`]).
     fn observe(&mut self, session: &Session, uid: Option<u32>, traffic: bool) -> Observation;
+    /// The I/O counters of `procs` now (processes of one session, from an
+    /// observation of this pass that did not read them).
+    fn io(&mut self, procs: &[ProcId]) -> Io;
     /// The audit session ids of the running processes, as of the last
     /// refresh.
     fn audit_sessions(&self) -> HashSet<u32>;
@@ -943,14 +947,26 @@ impl<'a, H: Host> Enforcer<'a, H> {
         };
         let counts = eff.activity.value;
         // The I/O counters cost one /proc read per process: read only
-        // when traffic counts, and never for the processes left behind by a
-        // logout (idleness does not apply to them).
-        let obs = self.host.observe(&s, uid, counts.traffic && !after_logout);
+        // when traffic counts, never for the processes left behind by a
+        // logout (idleness does not apply to them), and only when the
+        // meter's rule says so (see TrafficMeter): at every pass near the
+        // idle deadline, otherwise every TRAFFIC_EVERY, and to take a new
+        // process's baseline.
+        let traffic = counts.traffic && !after_logout;
+        let read_now = traffic && (idle_near(&eff, &s, now) || self.traffic.due(&s.id, now));
+        let mut obs = self.host.observe(&s, uid, read_now);
+        if traffic
+            && !read_now
+            && obs.ttys.is_empty()
+            && self.traffic.new_processes(&s.id, &obs.members.procs)
+        {
+            obs.io = self.host.io(&obs.members.procs);
+        }
         let activity = if after_logout {
             Activity::LoggedOut
         } else {
             let moved = match &obs.io {
-                Io::Counts(c) if obs.ttys.is_empty() => Some(self.traffic.moved(&s.id, c)),
+                Io::Counts(c) if obs.ttys.is_empty() => Some(self.traffic.moved(&s.id, c, now)),
                 Io::Denied(_) => None,
                 _ => Some(false),
             };
@@ -1140,6 +1156,19 @@ impl<H: Host> Enforcer<'_, H> {
                     if t.after_logout && observation.members.procs.is_empty() {
                         continue;
                     }
+                    // Idleness was judged by the terminals the light look
+                    // found; if the full look finds others, the next pass
+                    // judges it again on what this one read.
+                    let ttys = |o: &Observation| {
+                        let mut r: Vec<u64> = o.ttys.iter().map(|t| t.rdev).collect();
+                        r.sort_unstable();
+                        r
+                    };
+                    if matches!(t.deny, Deny::Idle { .. })
+                        && ttys(&observation) != ttys(&t.observation)
+                    {
+                        continue;
+                    }
                     let id = t.session.id.clone();
                     match end_verdict(t.session, t.uid, observation, t.deny, t.after_logout) {
                         Ok(Verdict::End(t)) => out.push(*t),
@@ -1162,6 +1191,26 @@ impl<H: Host> Enforcer<'_, H> {
             }
         }
     }
+}
+
+/// Whether session `s` is near its idle deadline at `now` (from
+/// [`NEAR_DEADLINE`] before its warning on), by its record's last activity:
+/// its traffic counters are then read at every pass. The deadline is taken
+/// as early as it can be (a `last_seen` in the future counts as no news, as
+/// the decision takes it), so that it is never thought far when it is near.
+fn idle_near(eff: &curfew_policy::Effective<'_>, s: &Session, now: DateTime<Utc>) -> bool {
+    let started = s.started_at.min(now);
+    let last = time::observed(s.last_seen, now)
+        .unwrap_or(started)
+        .max(started);
+    let deadline = time::add(last, eff.idle_limit(s.remember_me));
+    let window = chrono::Duration::from_std(eff.warn_before.value)
+        .unwrap_or(chrono::Duration::MAX)
+        .checked_add(&NEAR_DEADLINE)
+        .unwrap_or(chrono::Duration::MAX);
+    deadline
+        .checked_sub_signed(window)
+        .is_none_or(|from| now >= from)
 }
 
 /// An end, unless the session's processes cannot be told apart safely from
@@ -1396,6 +1445,13 @@ mod tests {
         /// Per session, whether each observation asked for the traffic
         /// counters, in order.
         traffic_asked: Vec<(String, bool)>,
+        /// The processes whose counters were read on their own
+        /// (`Host::io`).
+        io_asked: Vec<i32>,
+        /// More processes of a session (by id), besides its leader.
+        more_procs: HashMap<String, Vec<i32>>,
+        /// The session (by id) each process was last observed in.
+        observed: HashMap<i32, String>,
     }
 
     impl Host for Scripted {
@@ -1456,13 +1512,19 @@ mod tests {
                 procs: if pid == 0 {
                     vec![]
                 } else {
-                    vec![ProcId {
-                        pid,
-                        start_ticks: 1,
-                    }]
+                    std::iter::once(pid)
+                        .chain(self.more_procs.get(&s.id).into_iter().flatten().copied())
+                        .map(|pid| ProcId {
+                            pid,
+                            start_ticks: 1,
+                        })
+                        .collect()
                 },
                 tty_nrs: vec![],
             };
+            for p in &members.procs {
+                self.observed.insert(p.pid, s.id.clone());
+            }
             let ttys = match self.input.get(&s.id) {
                 Some(last_input) => vec![Tty {
                     path: format!("/dev/pts/{pid}").into(),
@@ -1477,16 +1539,20 @@ mod tests {
                     pid,
                     errno: Some(13),
                 }),
-                (true, Some(n)) => Io::Counts(vec![(
-                    ProcId {
-                        pid,
-                        start_ticks: 1,
-                    },
-                    *n,
-                )]),
+                (true, Some(n)) => Io::Counts(members.procs.iter().map(|p| (*p, *n)).collect()),
                 _ => Io::NotMeasured,
             };
             Observation { members, ttys, io }
+        }
+        fn io(&mut self, procs: &[ProcId]) -> Io {
+            self.io_asked.extend(procs.iter().map(|p| p.pid));
+            // Every process of a session counts what its session does.
+            Io::Counts(
+                procs
+                    .iter()
+                    .filter_map(|p| Some((*p, *self.io.get(self.observed.get(&p.pid)?)?)))
+                    .collect(),
+            )
         }
         fn audit_sessions(&self) -> HashSet<u32> {
             self.present.clone()
@@ -1939,10 +2005,14 @@ mod tests {
         }
         assert_eq!(ended_at.get(&printing), None, "a printing job is busy");
         assert_eq!(ended_at.get(&transfer), None, "moving data is busy");
-        assert_eq!(
-            ended_at.get(&stalls),
-            Some(&(700, EndReason::Idle)),
-            "idle 10 min after its last byte (at 100 s)"
+        // Its counters are read every TRAFFIC_EVERY while its deadline is
+        // far: its last byte (at 100 s) is seen at the first reading after
+        // it, at most TRAFFIC_EVERY (10 s) and one pass (1 s) later.
+        let (at, why) = ended_at[&stalls];
+        assert_eq!(why, EndReason::Idle);
+        assert!(
+            (700..=711).contains(&at),
+            "idle 10 min after its last byte was seen (100 to 111 s): ended at {at}"
         );
         assert_eq!(
             ended_at.get(&faked).map(|e| e.1),
@@ -1953,7 +2023,8 @@ mod tests {
         assert!(!warnings.contains(&printing) && !warnings.contains(&transfer));
         // Activity is written back, so `sessions list` shows it.
         let bob = f.store.session(&transfer).unwrap().unwrap();
-        assert!(bob.last_seen >= t(1498), "{}", bob.last_seen);
+        // (Read every TRAFFIC_EVERY: seen at most 10 s and a pass late.)
+        assert!(bob.last_seen >= t(1489), "{}", bob.last_seen);
         let alice = f.store.session(&printing).unwrap().unwrap();
         assert!(alice.last_seen >= t(1490), "{}", alice.last_seen);
     }
@@ -2086,6 +2157,122 @@ mod tests {
         let asked: Vec<(String, bool)> = f.enforcer.host.traffic_asked.drain(..).collect();
         assert!(asked.contains(&(alice.clone(), false)), "{asked:?}");
         assert!(!asked.iter().any(|(_, t)| *t), "{asked:?}");
+    }
+
+    /// Issue 17: a terminal-less session's counters are read at most every
+    /// TRAFFIC_EVERY while its idle deadline is far, at every pass from
+    /// NEAR_DEADLINE before its warning on, and at the pass a new process
+    /// of it turns up (its baseline).
+    #[test]
+    fn the_counters_are_read_every_pass_only_near_the_idle_deadline() {
+        use crate::activity::TRAFFIC_EVERY;
+        let mut f = fixture();
+        let quiet = login(&mut f, "alice", 100, "here", t(0), false);
+        f.enforcer.host.io.insert(quiet.clone(), 5);
+        let mut read_at = Vec::new();
+        for s in 1..=600 {
+            f.enforcer.pass(t(s));
+            let asked: Vec<(String, bool)> = f.enforcer.host.traffic_asked.drain(..).collect();
+            if asked.contains(&(quiet.clone(), true)) {
+                read_at.push(s);
+            }
+        }
+        // Idle deadline 600 s (10 min from the login), warning 2 min before:
+        // read at every pass from 600 - 120 - 10 = 470 s on.
+        let near = 600 - 120 - NEAR_DEADLINE.num_seconds();
+        let far: Vec<i64> = read_at.iter().copied().filter(|&s| s < near).collect();
+        assert_eq!(far[0], 1, "the first pass takes a baseline");
+        for w in far.windows(2) {
+            assert!(
+                w[1] - w[0] <= TRAFFIC_EVERY.num_seconds() + 1,
+                "never longer apart than TRAFFIC_EVERY and a pass: {far:?}"
+            );
+            assert!(w[1] - w[0] > 1, "not at every pass: {far:?}");
+        }
+        assert!(far.len() <= 1 + (near as usize) / 10, "{far:?}");
+        let close: Vec<i64> = read_at.iter().copied().filter(|&s| s >= near).collect();
+        assert_eq!(
+            close,
+            (near..=600).collect::<Vec<_>>(),
+            "every pass near it"
+        );
+        assert_eq!(
+            ended(&f, &quiet),
+            Some((t(600), EndReason::Idle)),
+            "an idle session still ends on time"
+        );
+
+        // A new process of a session far from its deadline: its counters
+        // are read at the pass it turns up (its baseline), not after.
+        let busy = login(&mut f, "bob", 200, "here", t(600), false);
+        f.enforcer.host.io.insert(busy.clone(), 5);
+        f.enforcer.pass(t(601));
+        f.enforcer.host.io_asked.clear();
+        f.enforcer.host.more_procs.insert(busy.clone(), vec![201]);
+        f.enforcer.pass(t(602));
+        assert_eq!(f.enforcer.host.io_asked, vec![200, 201], "its baseline");
+        f.enforcer.host.io_asked.clear();
+        f.enforcer.pass(t(603));
+        assert!(f.enforcer.host.io_asked.is_empty(), "then as the others");
+    }
+
+    /// Issue 17: data moved between two readings is seen at the second, so
+    /// a session whose counters are read every TRAFFIC_EVERY lives at most
+    /// that (and a pass) longer than one read at every pass, never shorter;
+    /// and one that moves data all along is never warned nor ended.
+    #[test]
+    fn traffic_seen_late_makes_a_session_live_longer_never_shorter() {
+        use crate::activity::TRAFFIC_EVERY;
+        let mut f = fixture();
+        // Each moves data for the last time at its own second.
+        let last_bytes: Vec<i64> = vec![3, 50, 57, 121, 200, 333, 400];
+        let sessions: Vec<String> = last_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                login(
+                    &mut f,
+                    &format!("user{i}"),
+                    100 + i as u32,
+                    "here",
+                    t(0),
+                    false,
+                )
+            })
+            .collect();
+        let steady = login(&mut f, "steady", 900, "here", t(0), false);
+        let mut ended_at = HashMap::new();
+        let mut warned = HashSet::new();
+        for s in 1..=1100 {
+            for (id, last) in sessions.iter().zip(&last_bytes) {
+                f.enforcer.host.io.insert(id.clone(), s.min(*last) as u64);
+            }
+            f.enforcer.host.io.insert(steady.clone(), s as u64);
+            for e in f.enforcer.pass(t(s)).events {
+                match e {
+                    Event::Ended { session, deny, .. } => {
+                        ended_at.insert(session, (s, deny.end_reason()));
+                    }
+                    Event::Warned { session, .. } => {
+                        warned.insert(session);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let late = TRAFFIC_EVERY.num_seconds() + 1;
+        for (id, last) in sessions.iter().zip(&last_bytes) {
+            let (at, why) = ended_at[id];
+            assert_eq!(why, EndReason::Idle);
+            // A meter read at every pass sees the last byte at `last` and
+            // ends the session 600 s later.
+            assert!(
+                at >= last + 600 && at <= last + 600 + late,
+                "last byte at {last}: ended at {at}"
+            );
+        }
+        assert_eq!(ended_at.get(&steady), None);
+        assert!(!warned.contains(&steady), "a busy session is never warned");
     }
 
     /// Issue 17, the fleet: a pass woken by a revocation that names no

@@ -47,14 +47,42 @@ pub struct LinuxHost {
 
 /// How often the enforcer takes a full look at the processes (every
 /// process's `/proc/PID/stat` and `/proc/PID/sessionid`), and always before
-/// it ends a session. The passes in between take a light look: every
-/// process's `stat` (so a process that exited, or a pid reused by a new
-/// process, is seen at once), and `sessionid` only for processes new since
-/// the last look or seen in no audit session. A process's audit session id
-/// changes only when the process itself writes its login uid, which a
-/// process already in an audit session may do only with
-/// `CAP_AUDIT_CONTROL` (root): only such a process can be taken for a
-/// member of a session it has just left, and for no longer than this.
+/// it ends a session. The passes in between take a light look
+/// ([`Procfs::scan_light`]): a `readdir` of /proc, and for a pid whose
+/// directory has the same inode number as at the last look (the same
+/// process, see [`procfs::UNKNOWN_INO`]) nothing more: what the last look
+/// knew of it stands. A new pid, or a pid with a new inode number (a new
+/// process, or a pid reused), is read: its `stat`, and its `sessionid`
+/// unless it is the same process (pid and start time) seen before in an
+/// audit session. So a process that exited and was reaped, or a pid
+/// reused by a new process, is seen at once.
+///
+/// What a light look may get wrong about a process it already knows, for
+/// at most this long (until the next full look), and why that is safe:
+///
+/// - **its audit session id**, when the process itself writes its login
+///   uid, which a process already in an audit session may do only with
+///   `CAP_AUDIT_CONTROL` (root): only such a process can be taken for a
+///   member of a session it has just left;
+/// - **its state**: a process that exited and is not reaped yet (a zombie)
+///   still looks alive (a reaped one leaves the listing at once): its
+///   session looks as if it had one more process;
+/// - **its parent** after it was re-parented (its parent exited): the
+///   ancestry of a process is only used to find a session's processes by
+///   its leader where no audit session names them;
+/// - **its POSIX session and terminal** after it called `setsid` or took a
+///   controlling terminal in place (a new process is read at once, and most
+///   programs fork before `setsid`): the session may be judged by a
+///   terminal it has left, or without one it has just taken.
+///
+/// Nothing is ended or signalled on a light look: before any end the pass
+/// takes a full look ([`crate::enforcer::Host::look_in_full`]), which reads
+/// every process, finds the members again, and drops an end for idleness
+/// if the session's terminals are not those the light look saw (the next
+/// pass decides again on fresh data); the signalling itself reads every
+/// process's `stat` at each of its looks ([`Procfs::scan_with`]). A warning
+/// is written only to a terminal that a member of the session still has,
+/// read again from its `stat` ([`crate::enforcer::Host::notify`]).
 pub const FULL_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 impl LinuxHost {
@@ -155,6 +183,10 @@ impl Host for LinuxHost {
         Observation { members, ttys, io }
     }
 
+    fn io(&mut self, procs: &[procfs::ProcId]) -> Io {
+        activity::sample(&self.procfs, procs)
+    }
+
     fn audit_sessions(&self) -> HashSet<u32> {
         self.snap
             .all()
@@ -169,8 +201,27 @@ impl Host for LinuxHost {
     }
 
     fn notify(&mut self, observation: &Observation, line: &str) -> usize {
+        // After a light look a member's terminal may be one it has left
+        // (FULL_LOOK_EVERY): the terminals the members have now, read
+        // again (a handful of `stat`s, only when there is a notice).
+        let now_ttys: Option<HashSet<u64>> = (!self.full).then(|| {
+            observation
+                .members
+                .procs
+                .iter()
+                .filter_map(|id| self.procfs.read_stat(id.pid).map(|s| (id, s)))
+                .filter(|(id, s)| s.start_ticks == id.start_ticks && s.tty_nr != 0)
+                .map(|(_, s)| {
+                    let (major, minor) = procfs::tty_major_minor(s.tty_nr);
+                    procfs::makedev(major, minor)
+                })
+                .collect()
+        });
         let mut n = 0;
         for t in &observation.ttys {
+            if now_ttys.as_ref().is_some_and(|now| !now.contains(&t.rdev)) {
+                continue;
+            }
             if tty::write_notice(t, line).is_ok() {
                 n += 1;
                 self.notified.insert(t.rdev);
@@ -216,12 +267,17 @@ impl Host for LinuxHost {
 }
 
 impl LinuxHost {
-    /// A look at the processes: a full one reads every process's audit
-    /// session id, a light one only that of processes it has not seen in
-    /// an audit session (see [`Procfs::scan_with`]).
+    /// A look at the processes: a full one reads every process's `stat`
+    /// and audit session id, a light one only what may have changed (see
+    /// [`Procfs::scan_light`] and [`FULL_LOOK_EVERY`]).
     fn look(&mut self, full: bool) -> Result<(), ProcError> {
         let previous = std::mem::take(&mut self.snap);
-        self.snap = match self.procfs.scan_with(&previous, !full) {
+        let scanned = if full {
+            self.procfs.scan_after(&previous)
+        } else {
+            self.procfs.scan_light(&previous)
+        };
+        self.snap = match scanned {
             Ok(snap) => snap,
             Err(e) => {
                 self.snap = previous;

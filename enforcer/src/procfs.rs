@@ -10,6 +10,26 @@ use crate::error::ProcError;
 /// `/proc/PID/sessionid` when no audit session is set.
 pub const NO_AUDIT_SESSION: u32 = u32::MAX;
 
+/// The inode number /proc gives a pid directory it could not set up
+/// (`proc_fill_cache` in the kernel's fs/proc/base.c): it names nothing,
+/// and such a pid is always read.
+///
+/// Every other inode number of a pid directory names one process: the
+/// kernel makes the inode when the directory is first looked up (a
+/// `readdir` of /proc does), holding the process's `struct pid`; it stays,
+/// with its number, as long as the process exists (zombie included); when
+/// the process is reaped its directory entries are flushed, and the pid
+/// reused by a new process (with a new `struct pid`) gets a new inode, with
+/// a new number (`get_next_ino`, a 32-bit counter shared by every such
+/// inode of the system). The only ways to see the same number for another
+/// process: the counter wrapping all the way round between two looks (4
+/// billion inodes made in seconds), or a `readdir` in the instant between
+/// the kernel freeing a pid and flushing its entries, if a new process took
+/// that very pid in that instant (the next look sees the new number). A
+/// number may also change for a process that lives on (its inode dropped
+/// under memory pressure and made again): it is then read again.
+pub const UNKNOWN_INO: u64 = 1;
+
 /// Room for a `/proc/PID/stat` line: 52 numbers of at most 20 digits, and
 /// a command name of at most 64 bytes.
 const STAT_BUF: usize = 1536;
@@ -204,6 +224,12 @@ impl Procfs {
         })
     }
 
+    /// The `stat` of process `pid` now; `None` when it is gone.
+    pub fn read_stat(&self, pid: i32) -> Option<Stat> {
+        let mut buf = [0u8; STAT_BUF];
+        parse_stat(self.read_small(pid, "stat", &mut buf)?)
+    }
+
     /// The real uid of process `pid` now (`/proc/PID/status`).
     fn read_uid(&self, pid: i32) -> Option<u32> {
         let mut buf = [0u8; STATUS_BUF];
@@ -266,26 +292,68 @@ impl Procfs {
     /// the same process (pid and start time) and was in an audit session
     /// then, so that it reads only `stat` for it (see
     /// [`crate::linux::FULL_LOOK_EVERY`] for why that is safe, and for how
-    /// long).
+    /// long). Every process's `stat` is read: its state (a zombie), parent,
+    /// POSIX session and terminal are those of now, as the signalling of
+    /// an end needs ([`crate::signal`]).
     ///
     /// # Errors
     ///
     /// [`ProcError::List`] when /proc cannot be listed.
     pub fn scan_with(&self, previous: &Snapshot, light: bool) -> Result<Snapshot, ProcError> {
+        self.scan_inner(previous, light, false)
+    }
+
+    /// The daemon's light look between its full ones: like a light
+    /// [`Procfs::scan_with`], and moreover a pid whose /proc directory has
+    /// the same inode number as in `previous` is the same process (see
+    /// [`UNKNOWN_INO`] for why): its [`Proc`] is taken from `previous` and
+    /// nothing of it is read. Only new pids, and pids whose inode number
+    /// changed, are read (`stat`, and `sessionid` unless trusted).
+    ///
+    /// What this look may get wrong until the next full one, and why
+    /// nothing is ended or signalled on it, is listed at
+    /// [`crate::linux::FULL_LOOK_EVERY`].
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::List`] when /proc cannot be listed.
+    pub fn scan_light(&self, previous: &Snapshot) -> Result<Snapshot, ProcError> {
+        self.scan_inner(previous, true, true)
+    }
+
+    /// A scan; `keep_same_inode`: see [`Procfs::scan_light`].
+    fn scan_inner(
+        &self,
+        previous: &Snapshot,
+        light: bool,
+        keep_same_inode: bool,
+    ) -> Result<Snapshot, ProcError> {
+        use std::os::unix::fs::DirEntryExt as _;
         let entries = std::fs::read_dir(&self.root).map_err(|source| ProcError::List {
             path: self.root.clone(),
             source,
         })?;
         let mut procs = Vec::with_capacity(previous.procs.len() + 64);
+        let mut inos = HashMap::with_capacity(previous.procs.len() + 64);
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            if let Some(p) = self.read_without_uid(pid, previous.get(pid), light) {
+            let ino = e.ino();
+            let before = previous.get(pid);
+            let unchanged =
+                keep_same_inode && ino != UNKNOWN_INO && previous.inos.get(&pid) == Some(&ino);
+            let proc = match before {
+                Some(b) if unchanged => Some(*b),
+                _ => self.read_without_uid(pid, before, light),
+            };
+            if let Some(p) = proc {
                 procs.push(p);
+                inos.insert(pid, ino);
             }
         }
         let mut snap = Snapshot::new(procs);
+        snap.inos = inos;
         snap.procfs = Some(self.clone());
         Ok(snap)
     }
@@ -325,6 +393,10 @@ pub struct Snapshot {
     by_pid: HashMap<i32, usize>,
     children: HashMap<i32, Vec<i32>>,
     by_audit: HashMap<u32, Vec<usize>>,
+    /// The inode number of each process's /proc directory, as the scan's
+    /// `readdir` gave it (see [`UNKNOWN_INO`]); empty for a snapshot not
+    /// made by a scan.
+    inos: HashMap<i32, u64>,
     /// Where the processes' real uids are read when asked (a scan's /proc).
     procfs: Option<Procfs>,
 }
@@ -347,6 +419,7 @@ impl Snapshot {
             by_pid,
             children,
             by_audit,
+            inos: HashMap::new(),
             procfs: None,
         }
     }
@@ -648,5 +721,105 @@ mod tests {
             full.in_audit(8).map(|p| p.pid).collect::<Vec<_>>(),
             vec![11]
         );
+    }
+
+    /// Issue 17: a light look reads only new pids and pids whose /proc
+    /// directory has a new inode number; a full look reads every process.
+    #[test]
+    fn a_light_look_reads_only_new_pids_and_new_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let stat = |pid: i32, ppid: i32, start: u64| {
+            format!("{pid} (sh) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0")
+        };
+        let fill = |d: &std::path::Path, pid: i32, ppid: i32, start: u64| {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("stat"), stat(pid, ppid, start)).unwrap();
+            std::fs::write(d.join("sessionid"), "7").unwrap();
+            std::fs::write(d.join("loginuid"), "1000").unwrap();
+        };
+        for pid in [10, 11, 12] {
+            fill(&dir.path().join(pid.to_string()), pid, 1, 100);
+        }
+        let fs = Procfs::at(dir.path());
+        let first = fs.scan().unwrap();
+        assert_eq!(first.all().len(), 3);
+        let write = |pid: i32, ppid: i32, start: u64| {
+            let d = dir.path().join(pid.to_string());
+            std::fs::write(d.join("stat"), stat(pid, ppid, start)).unwrap();
+        };
+        // 10: same directory (same inode), its stat changed: not read.
+        write(10, 2, 100);
+        // 11: a new directory (a new inode: made before the old one goes,
+        // so that its number cannot be the old one's), another process.
+        let fresh = dir.path().join("11.new");
+        fill(&fresh, 11, 3, 200);
+        std::fs::rename(dir.path().join("11"), dir.path().join("old-11")).unwrap();
+        std::fs::rename(&fresh, dir.path().join("11")).unwrap();
+        // 12: gone. 13: new.
+        std::fs::rename(dir.path().join("12"), dir.path().join("old-12")).unwrap();
+        fill(&dir.path().join("13"), 13, 1, 300);
+
+        let light = fs.scan_light(&first).unwrap();
+        let pids: std::collections::BTreeSet<i32> = light.all().iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [10, 11, 13].into(), "a gone pid is dropped");
+        assert_eq!(
+            light.get(10).unwrap().ppid,
+            1,
+            "same inode: the last look's process stands, not read"
+        );
+        assert_eq!(
+            (
+                light.get(11).unwrap().ppid,
+                light.get(11).unwrap().start_ticks
+            ),
+            (3, 200),
+            "a changed inode is read"
+        );
+        assert_eq!(light.get(13).unwrap().start_ticks, 300, "a new pid is read");
+        assert_eq!(light.get(13).unwrap().audit_session, Some(7));
+        // A second light look keeps what the first one read.
+        let again = fs.scan_light(&light).unwrap();
+        assert_eq!(again.get(10).unwrap().ppid, 1);
+        assert_eq!(again.get(11).unwrap().ppid, 3);
+
+        // The other scans read every process's stat, as the signalling of
+        // an end needs.
+        for (how, snap) in [
+            ("full", fs.scan_after(&again).unwrap()),
+            ("exact light", fs.scan_with(&again, true).unwrap()),
+        ] {
+            assert_eq!(snap.get(10).unwrap().ppid, 2, "{how} look reads it");
+        }
+        // A pid whose inode number the last look did not know (here /proc
+        // could not set it up then) is read.
+        let mut unknown = fs.scan_after(&again).unwrap();
+        write(10, 4, 100);
+        unknown.inos.insert(10, UNKNOWN_INO);
+        assert_eq!(fs.scan_light(&unknown).unwrap().get(10).unwrap().ppid, 4);
+    }
+
+    /// The kernel's side of the claim: a live process's /proc directory
+    /// keeps its inode number from one `readdir` to the next, and a light
+    /// look keeps it unread.
+    #[test]
+    fn the_real_proc_keeps_a_live_process_inode() {
+        use std::os::unix::fs::DirEntryExt as _;
+        let me = std::process::id().to_string();
+        let ino = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_str() == Some(me.as_str()))
+                .map(|e| e.ino())
+        };
+        let first = ino().expect("this process is listed");
+        assert_ne!(first, UNKNOWN_INO);
+        let fs = Procfs::default();
+        let full = fs.scan().unwrap();
+        let light = fs.scan_light(&full).unwrap();
+        assert_eq!(ino(), Some(first));
+        let me = std::process::id() as i32;
+        assert_eq!(light.get(me), full.get(me));
+        assert_eq!(light.inos.get(&me), Some(&first));
     }
 }
