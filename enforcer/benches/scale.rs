@@ -28,7 +28,14 @@
 //! Needs root (a throwaway user, audit sessions). Everything it starts is
 //! stopped by PID and the user is deleted when it ends, also on a panic.
 //!
+//! The passes measured in process are given times one second apart (round
+//! r at r seconds after the warm-up), as the daemon's at --interval 1s, so
+//! that what the enforcer does only every so many seconds (a session's
+//! traffic readings while its idle deadline is far) falls over the rounds
+//! as over the daemon's passes.
+//!
 //! scripts/bench-enforce-scale [--sizes 100,500,1000] [--seconds 30]
+//!     [--passes 10] [--perf FILE [--perf-seconds 20]]
 
 #![allow(missing_docs)]
 // A benchmark reads the clock: it is its own entry point.
@@ -89,6 +96,13 @@ fn main() {
         eprintln!("the scale bench needs root (a throwaway user, audit sessions); skipped");
         return;
     }
+    // `--perf FILE`: after the last size, `perf record -g` this process
+    // over `--perf-seconds` of light-look passes (the profile in
+    // BENCHMARKS.md).
+    let perf = arg("--perf").map(PathBuf::from);
+    let perf_seconds: u64 = arg("--perf-seconds")
+        .map(|s| s.parse().expect("--perf-seconds: a number"))
+        .unwrap_or(20);
     let mut bench = Bench::new();
     println!(
         "enforcer at scale: {PROCS_PER_SESSION} processes per session, {passes} passes per size, daemon at --interval 1s over {seconds} s"
@@ -96,6 +110,9 @@ fn main() {
     for &n in &sizes {
         bench.grow_to(n);
         bench.measure(n, passes, Duration::from_secs(seconds));
+    }
+    if let Some(out) = perf {
+        bench.profile_light(&out, Duration::from_secs(perf_seconds));
     }
 }
 
@@ -337,31 +354,20 @@ impl Bench {
                 Duration::from_secs(3600),
             ),
         ];
+        let start = Utc::now();
         let mut enforcers: Vec<_> = variants
             .iter()
-            .map(|(_, policy, every)| {
-                let mut enforcer = Enforcer::new(
-                    LinuxHost::new(Grace::default()).with_full_look_every(*every),
-                    PolicySource::new(Some((*policy).clone())),
-                    self.hostname.clone(),
-                    Box::new(|p| curfew_policy::store::open(&p.store)),
-                )
-                .with_machine_id(self.machine_id.clone());
-                // Warm-up pass: opens the store, looks users up, takes the
-                // traffic baseline, and the one full look.
-                let first = enforcer.pass(Utc::now());
-                assert!(
-                    first.complete,
-                    "the first pass was incomplete: {:?}",
-                    first.events
-                );
-                enforcer
-            })
+            .map(|(_, policy, every)| self.enforcer(policy, *every, start))
             .collect();
         let (mut base_cpu, mut base_wall) = (Vec::new(), Vec::new());
         let mut pass_cpu = vec![Vec::new(); variants.len()];
         let mut pass_wall = vec![Vec::new(); variants.len()];
-        for _ in 0..passes {
+        // Round r's passes are given the time `r` seconds after the
+        // warm-up, as the daemon's would be at --interval 1s: what an
+        // enforcer does every so many seconds (its traffic readings) is
+        // spread over the rounds as over the daemon's passes.
+        for round in 0..passes {
+            let now = start + chrono::Duration::seconds(round as i64 + 1);
             let (c, w) = timed(|| {
                 std::hint::black_box(bare_proc_listing());
             });
@@ -369,7 +375,7 @@ impl Bench {
             base_wall.push(w);
             for (i, enforcer) in enforcers.iter_mut().enumerate() {
                 let mut pass = None;
-                let (c, w) = timed(|| pass = Some(enforcer.pass(Utc::now())));
+                let (c, w) = timed(|| pass = Some(enforcer.pass(now)));
                 let pass = pass.expect("a pass");
                 assert!(pass.complete, "an incomplete pass: {:?}", pass.events);
                 assert!(
@@ -448,6 +454,65 @@ impl Bench {
                 rss
             );
         }
+    }
+}
+
+impl Bench {
+    /// An enforcer as the daemon's, taking a full look every `every`,
+    /// after its warm-up pass at `start` (it opens the store, looks users
+    /// up, takes the traffic baseline, and the one full look).
+    fn enforcer(
+        &self,
+        policy: &Path,
+        every: Duration,
+        start: chrono::DateTime<Utc>,
+    ) -> Enforcer<'static, LinuxHost> {
+        let mut enforcer = Enforcer::new(
+            LinuxHost::new(Grace::default()).with_full_look_every(every),
+            PolicySource::new(Some(policy.to_owned())),
+            self.hostname.clone(),
+            Box::new(|p| curfew_policy::store::open(&p.store)),
+        )
+        .with_machine_id(self.machine_id.clone());
+        let first = enforcer.pass(start);
+        assert!(
+            first.complete,
+            "the first pass was incomplete: {:?}",
+            first.events
+        );
+        enforcer
+    }
+
+    /// `perf record -g` of this process (`perf` from PATH) over `window` of
+    /// light-look passes under the default policy, one after the other,
+    /// each given a time one second after the last (as the daemon's at
+    /// --interval 1s), into `out`.
+    fn profile_light(&self, out: &Path, window: Duration) {
+        let start = Utc::now();
+        let mut enforcer = self.enforcer(&self.policy, Duration::from_secs(3600), start);
+        let mut perf = Command::new("perf")
+            .args(["record", "-g", "-o"])
+            .arg(out)
+            .args(["-p", &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run perf record");
+        std::thread::sleep(Duration::from_secs(2));
+        let began = Instant::now();
+        let mut n = 0i64;
+        while began.elapsed() < window {
+            n += 1;
+            let pass = enforcer.pass(start + chrono::Duration::seconds(n));
+            assert!(pass.complete && pass.events.is_empty(), "{:?}", pass.events);
+        }
+        let _ = kill(Pid::from_raw(perf.id() as i32), Signal::SIGINT);
+        let _ = perf.wait();
+        println!(
+            "profile: {n} light-look passes in {:.1} s recorded into {}",
+            window.as_secs_f64(),
+            out.display()
+        );
     }
 }
 

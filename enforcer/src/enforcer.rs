@@ -1442,6 +1442,9 @@ mod tests {
         /// Sessions (by id) whose processes, seen in a full look, are in
         /// another user's audit session (a light look does not see it).
         foreign_in_full: HashSet<String>,
+        /// Sessions (by id) whose processes, seen in a full look, have no
+        /// terminal (they left it: a light look still sees it).
+        no_tty_in_full: HashSet<String>,
         /// Per session, whether each observation asked for the traffic
         /// counters, in order.
         traffic_asked: Vec<(String, bool)>,
@@ -1526,6 +1529,7 @@ mod tests {
                 self.observed.insert(p.pid, s.id.clone());
             }
             let ttys = match self.input.get(&s.id) {
+                _ if self.full && self.no_tty_in_full.contains(&s.id) => vec![],
                 Some(last_input) => vec![Tty {
                     path: format!("/dev/pts/{pid}").into(),
                     rdev: 1,
@@ -2434,6 +2438,36 @@ mod tests {
         revoke_user(&h, "r2", "bob", t(3));
         let pass = h.enforcer.pass_woken(t(3), &[Target::User("bob".into())]);
         assert!(!pass.whole, "nothing of bob's can be left here");
+    }
+
+    /// Issue 17: an end for idleness judged on a light look's terminals is
+    /// dropped when the full look before the end finds other terminals
+    /// (a process left its terminal): the next pass judges it again; on
+    /// the same terminals it ends, on time.
+    #[test]
+    fn an_idle_end_waits_when_the_full_look_sees_other_terminals() {
+        let mut f = fixture();
+        f.enforcer.host.light = true;
+        let alice = login(&mut f, "alice", 100, "here", t(0), true);
+        f.enforcer.host.no_tty_in_full.insert(alice.clone());
+        // Its input at login counts to the end of its 8-second window: idle
+        // from 607 s on.
+        assert!(f.enforcer.pass(t(1)).complete);
+        for s in [610, 611] {
+            let looks = f.enforcer.host.looks;
+            let pass = f.enforcer.pass(t(s));
+            assert!(pass.complete, "{:?}", pass.events);
+            assert_eq!(
+                f.enforcer.host.looks,
+                looks + 2,
+                "decided to end it: a full look"
+            );
+        }
+        assert_eq!(ended(&f, &alice), None, "not on terminals it has left");
+        assert!(f.log.lock().unwrap().ended.is_empty());
+        f.enforcer.host.no_tty_in_full.clear();
+        f.enforcer.pass(t(612));
+        assert_eq!(ended(&f, &alice), Some((t(612), EndReason::Idle)));
     }
 
     /// Issue 17: a pass that took a light look at the processes takes a
