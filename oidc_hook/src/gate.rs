@@ -209,6 +209,16 @@ pub struct Gate {
     inner: Arc<Inner>,
 }
 
+/// What the store holds of one session, as [`Gate::resume`] read it.
+enum Record {
+    /// The record.
+    Found(Box<Session>),
+    /// The store knows no such session.
+    Unknown,
+    /// The store was unavailable and the policy goes on without it.
+    Unread,
+}
+
 /// The store's reads for one decision; empty where the store was
 /// unavailable and the policy allows going on without it.
 struct Reads {
@@ -486,6 +496,19 @@ impl Gate {
         started_at: Option<DateTime<Utc>>,
         remote: Option<IpAddr>,
     ) -> Result<Granted, Refusal> {
+        self.start_with(p, id, started_at, remote, None)
+    }
+
+    /// [`Gate::start`], deciding on `reads` when the caller has read them
+    /// already (for the same user, client and session id), else reading.
+    fn start_with(
+        &self,
+        p: &Principal<'_>,
+        id: Option<&str>,
+        started_at: Option<DateTime<Utc>>,
+        remote: Option<IpAddr>,
+        reads: Option<Reads>,
+    ) -> Result<Granted, Refusal> {
         let policy = self.inner.policy.current();
         let now = self.now();
         let eff = policy.effective(&self.subject(p));
@@ -496,7 +519,10 @@ impl Gate {
             ..SessionState::login(p.user, Some(p.client_id), now)
         };
         let who = self.who(p);
-        let reads = self.reads(&policy, p, &who.revocation_keys(state.id))?;
+        let reads = match reads {
+            Some(r) => r,
+            None => self.reads(&policy, p, &who.revocation_keys(state.id))?,
+        };
         let allow = decide_oidc(&eff, &who, &state, &reads, policy.store.on_unavailable, now)?;
         let lifetime = allow.token_lifetime;
         let mut session = Session::start(SessionKind::Oidc, p.user, now, lifetime)
@@ -537,16 +563,106 @@ impl Gate {
         activity: Activity,
     ) -> Result<Granted, Refusal> {
         let policy = self.inner.policy.current();
+        let (record, reads) = self.session_reads(&policy, p, id)?;
+        let record = match record {
+            Record::Unknown => return Err(Refusal::UnknownSession(id.to_owned())),
+            Record::Found(s) => Some(*s),
+            Record::Unread => None,
+        };
+        self.resume_read(&policy, id, p, known, activity, record, reads)
+    }
+
+    /// Resumes session `id` of `p`, recording activity (a token request of
+    /// a login); if the store knows no such session and `start` is given,
+    /// starts it instead, with id `id`, started at `start`'s time (or now),
+    /// deciding on the same reads: one read of the store either way (the
+    /// token hook's path). Says how the tokens are granted:
+    /// [`Grant::Refresh`] for a resumed session, [`Grant::Issue`] for one
+    /// started now. Without `start`, an unknown session is
+    /// [`Refusal::UnknownSession`].
+    pub fn resume_or_start(
+        &self,
+        id: &str,
+        p: &Principal<'_>,
+        known: &Known,
+        start: Option<Option<DateTime<Utc>>>,
+    ) -> (Result<Granted, Refusal>, Grant) {
+        let policy = self.inner.policy.current();
+        let (record, reads) = match self.session_reads(&policy, p, id) {
+            Ok(r) => r,
+            Err(e) => return (Err(e), Grant::Refresh),
+        };
+        let record = match (record, start) {
+            (Record::Unknown, None) => {
+                return (Err(Refusal::UnknownSession(id.to_owned())), Grant::Refresh)
+            }
+            (Record::Unknown, Some(started_at)) => {
+                return (
+                    self.start_with(p, Some(id), started_at, None, Some(reads)),
+                    Grant::Issue,
+                )
+            }
+            (Record::Found(s), _) => Some(*s),
+            (Record::Unread, _) => None,
+        };
+        (
+            self.resume_read(&policy, id, p, known, Activity::Record, record, reads),
+            Grant::Refresh,
+        )
+    }
+
+    /// Reads session `id` and what deciding it needs, in one store call
+    /// ([`Store::session_reads`]); a failure is degraded or refused as
+    /// [`Gate::degrade`] says.
+    fn session_reads(
+        &self,
+        policy: &Policy,
+        p: &Principal<'_>,
+        id: &str,
+    ) -> Result<(Record, Reads), Refusal> {
+        let keys = self.who(p).revocation_keys(Some(id));
+        match self.store().session_reads(id, &keys) {
+            Ok(r) => Ok((
+                match r.session {
+                    Some(s) => Record::Found(Box::new(s)),
+                    None => Record::Unknown,
+                },
+                Reads {
+                    preference: r.preference,
+                    revocations: r.revocations,
+                    degraded: false,
+                },
+            )),
+            Err(e) => {
+                self.degrade(policy, p, "reading a session", e)?;
+                Ok((
+                    Record::Unread,
+                    Reads {
+                        preference: None,
+                        revocations: RevocationSet::new(),
+                        degraded: true,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The decision of [`Gate::resume`] once the store was read: `record`
+    /// is the session (`None`: the store was unavailable and the policy
+    /// goes on without it).
+    #[allow(clippy::too_many_arguments)]
+    fn resume_read(
+        &self,
+        policy: &Policy,
+        id: &str,
+        p: &Principal<'_>,
+        known: &Known,
+        activity: Activity,
+        record: Option<Session>,
+        mut reads: Reads,
+    ) -> Result<Granted, Refusal> {
         let now = self.now();
         let store = &self.store();
-        let record = match store.session(id) {
-            Ok(Some(s)) => Some(s),
-            Ok(None) => return Err(Refusal::UnknownSession(id.to_owned())),
-            Err(e) => {
-                self.degrade(&policy, p, "reading a session", e)?;
-                None
-            }
-        };
         if let Some(s) = &record {
             if s.user != p.user || s.client_id.as_deref() != Some(p.client_id) {
                 return Err(Refusal::Mismatch(id.to_owned()));
@@ -570,7 +686,6 @@ impl Gate {
         };
         let eff = policy.effective(&self.subject(p));
         let who = self.who(p);
-        let mut reads = self.reads(&policy, p, &who.revocation_keys(state.id))?;
         reads.degraded |= record.is_none();
         let on_unavailable = policy.store.on_unavailable;
         let mut allow = match decide_oidc(&eff, &who, &state, &reads, on_unavailable, now) {
@@ -600,7 +715,7 @@ impl Gate {
                         })
                     }
                     Err(e) => {
-                        self.degrade(&policy, p, "recording activity", e)?;
+                        self.degrade(policy, p, "recording activity", e)?;
                         reads.degraded = true;
                     }
                 }

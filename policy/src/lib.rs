@@ -77,4 +77,4 @@ pub use policy::{
 pub use revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 pub use session::{EndReason, Session, SessionKind};
 pub use status::Status;
-pub use store::{SessionFilter, SessionListing, Store, StoreError, UnreadableRecord};
+pub use store::{SessionFilter, SessionListing, SessionReads, Store, StoreError, UnreadableRecord};

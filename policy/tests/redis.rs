@@ -212,6 +212,18 @@ fn unavailable_without_password_then_recovers_without_reopening() {
         }),
         Err(StoreError::Unavailable { .. })
     ));
+    // The hook's one-trip read fails as a whole, as unavailable.
+    assert!(matches!(
+        s.session_reads(
+            "a",
+            &RevocationKeys {
+                session: Some("a"),
+                user: "alice",
+                client: None
+            }
+        ),
+        Err(StoreError::Unavailable { .. })
+    ));
 
     server.restart().unwrap();
     // The same store object, no reopen: works again (the restarted server

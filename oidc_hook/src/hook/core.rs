@@ -30,7 +30,7 @@ use curfew_policy::{EndReason, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::claims::SessionClaims;
-use crate::gate::{Activity, Gate, Granted, Known, Principal, Refusal};
+use crate::gate::{Gate, Granted, Known, Principal, Refusal};
 
 /// How far in the future a server's clock may be ahead of ours before a
 /// time it reports is treated as wrong (and clamped to our `now`): 60 s.
@@ -537,27 +537,16 @@ pub fn decide(gate: &Gate, req: &TokenRequest) -> Outcome {
         started_at: started_at.unwrap_or(now),
         last_activity: now,
     };
-    let resume = || {
-        (
-            gate.resume(&sid, &p, &known, Activity::Record),
-            Grant::Refresh,
-        )
-    };
     // The first request of a login is its token issue; later ones
     // (refreshes, or a second code exchange of the same login) renew it.
-    let (granted, grant) = match resume() {
-        // A refresh needs the session it refreshes: one the store does not
-        // know (a forged or stale `curfew_sid`, a record already removed) is
-        // refused, never started anew with a caller-chosen id.
-        (Err(Refusal::UnknownSession(id)), _) if req.grant == GrantKind::Refresh => {
-            (Err(Refusal::UnknownSession(id)), Grant::Refresh)
-        }
-        (Err(Refusal::UnknownSession(_)), _) => {
-            match gate.start(&p, Some(&sid), started_at, None) {
-                // Another request of the same login recorded it first.
-                Err(Refusal::Store(StoreError::Duplicate(_))) => resume(),
-                r => (r, Grant::Issue),
-            }
+    // A refresh needs the session it refreshes: one the store does not
+    // know (a forged or stale `curfew_sid`, a record already removed) is
+    // refused, never started anew with a caller-chosen id.
+    let start = (req.grant != GrantKind::Refresh).then_some(started_at);
+    let (granted, grant) = match gate.resume_or_start(&sid, &p, &known, start) {
+        // Another request of the same login recorded it first.
+        (Err(Refusal::Store(StoreError::Duplicate(_))), Grant::Issue) => {
+            gate.resume_or_start(&sid, &p, &known, None)
         }
         r => r,
     };

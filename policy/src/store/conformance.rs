@@ -69,6 +69,7 @@ pub fn run(make: &dyn Fn() -> Box<dyn Store>) {
     unrevoke_lifts_the_lock_and_keeps_the_dead_dead(make().as_ref());
     revocations_for_selects_by_key(make().as_ref());
     preferences(make().as_ref());
+    session_reads_are_the_three_reads(make().as_ref());
     duplicates_refused(make().as_ref());
     odd_bytes_survive(make().as_ref());
 }
@@ -352,6 +353,60 @@ fn preferences(s: &dyn Store) {
     assert_eq!(s.timeout_preference("bob").unwrap(), None, "per user");
     s.set_timeout_preference("alice", None).unwrap();
     assert_eq!(s.timeout_preference("alice").unwrap(), None, "cleared");
+}
+
+fn session_reads_are_the_three_reads(s: &dyn Store) {
+    let keys = RevocationKeys {
+        session: Some("s1"),
+        user: "alice",
+        client: Some("web"),
+    };
+    // Nothing stored: no session, no preference, no revocation.
+    let none = s.session_reads("s1", &keys).unwrap();
+    assert!(none.session.is_none());
+    assert_eq!(none.preference, None);
+    assert!(none.revocations.is_empty());
+
+    let mut a = session("s1", "alice", 5);
+    a.client_id = Some("web".into());
+    s.create_session(&a).unwrap();
+    s.create_session(&session("s2", "alice", 6)).unwrap();
+    s.set_timeout_preference("alice", Some(Duration::from_secs(600)))
+        .unwrap();
+    s.set_timeout_preference("bob", Some(Duration::from_secs(900)))
+        .unwrap();
+    for r in [
+        revocation("u", Target::User("alice".into()), 10, None),
+        revocation("ub", Target::User("bob".into()), 10, None),
+        revocation("s", Target::Session("s1".into()), 10, None),
+        revocation("s2", Target::Session("s2".into()), 10, None),
+        revocation("c", Target::Client("web".into()), 10, None),
+        revocation("all", Target::All, 10, None),
+    ] {
+        s.add_revocation(&r).unwrap();
+    }
+    let got = s.session_reads("s1", &keys).unwrap();
+    assert_eq!(got.session, s.session("s1").unwrap());
+    assert_eq!(got.session.as_ref().map(|x| x.id.as_str()), Some("s1"));
+    assert_eq!(got.preference, Some(Duration::from_secs(600)), "alice's");
+    assert_eq!(
+        got.revocations.len(),
+        s.revocations_for(&keys).unwrap().len()
+    );
+    assert_eq!(got.revocations.len(), 4, "session, user, client and all");
+    let k = RevocationKeys {
+        session: Some("s1"),
+        user: "alice",
+        client: Some("web"),
+    };
+    assert!(
+        got.revocations.find(&k, t(5), t(12)).is_some(),
+        "the revocations are usable"
+    );
+    // An unknown session with a known user: the user's reads still come.
+    let other = s.session_reads("nope", &keys).unwrap();
+    assert!(other.session.is_none());
+    assert_eq!(other.preference, Some(Duration::from_secs(600)));
 }
 
 fn duplicates_refused(s: &dyn Store) {

@@ -85,7 +85,7 @@ use redis::{Client, Connection, RedisError, RedisResult, Script};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EventStream, Lift, SessionFilter, SessionListing, Store, StoreError, StoreEvent,
+    EventStream, Lift, SessionFilter, SessionListing, SessionReads, Store, StoreError, StoreEvent,
     UnreadableRecord,
 };
 use crate::policy::REMEMBER_ME_CEILING;
@@ -229,7 +229,26 @@ end
 return out
 ";
 
+const SESSION_READS: &str = r"
+-- What one decision reads, in one round trip (Store::session_reads).
+-- KEYS: 1 session hash, 2 preferences hash, 3 revocations hash, 4.. target
+-- sets; ARGV[1] user. Returns {session fields and values, preference or
+-- nil, revocation records}; drops index entries whose record was purged,
+-- as REVOCATIONS_FOR does.
+local session = redis.call('HGETALL', KEYS[1])
+local preference = redis.call('HGET', KEYS[2], ARGV[1])
+local out = {}
+for i = 4, #KEYS do
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    local v = redis.call('HGET', KEYS[3], id)
+    if v then out[#out + 1] = v else redis.call('SREM', KEYS[i], id) end
+  end
+end
+return {session, preference, out}
+";
+
 struct Scripts {
+    session_reads: Script,
     create_session: Script,
     touch_session: Script,
     request_termination: Script,
@@ -243,6 +262,7 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
+        session_reads: Script::new(SESSION_READS),
         create_session: Script::new(CREATE_SESSION),
         touch_session: Script::new(TOUCH_SESSION),
         request_termination: Script::new(REQUEST_TERMINATION),
@@ -623,6 +643,36 @@ impl RedisStore {
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
+    }
+
+    /// The index sets of the revocations that could apply to `keys`.
+    fn revocation_sets(&self, keys: &RevocationKeys<'_>) -> Vec<String> {
+        let k = &self.keys;
+        let mut targets = Vec::with_capacity(4);
+        if let Some(s) = keys.session {
+            targets.push(k.revoked(&Target::Session(s.to_owned())));
+        }
+        targets.push(k.revoked(&Target::User(keys.user.to_owned())));
+        if let Some(c) = keys.client {
+            targets.push(k.revoked(&Target::Client(c.to_owned())));
+        }
+        targets.push(k.revoked(&Target::All));
+        targets
+    }
+
+    /// A user's stored token lifetime, read as `HGET` returned it.
+    fn decode_preference(
+        &self,
+        user: &str,
+        v: Option<String>,
+    ) -> Result<Option<Duration>, StoreError> {
+        v.map(|s| {
+            s.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                self.ctx
+                    .corrupt(format!("the preference of {user:?} is {s:?}"))
+            })
+        })
+        .transpose()
     }
 
     fn event(&self, e: &StoreEvent) -> String {
@@ -1182,15 +1232,7 @@ impl Store for RedisStore {
 
     fn revocations_for(&self, keys: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
         let k = &self.keys;
-        let mut targets = Vec::with_capacity(4);
-        if let Some(s) = keys.session {
-            targets.push(k.revoked(&Target::Session(s.to_owned())));
-        }
-        targets.push(k.revoked(&Target::User(keys.user.to_owned())));
-        if let Some(c) = keys.client {
-            targets.push(k.revoked(&Target::Client(c.to_owned())));
-        }
-        targets.push(k.revoked(&Target::All));
+        let targets = self.revocation_sets(keys);
         let records: Vec<String> = self.run(|c| {
             let mut inv = scripts().revocations_for.key(k.revocations());
             for t in &targets {
@@ -1228,13 +1270,39 @@ impl Store for RedisStore {
                 .arg(user)
                 .query(c)
         })?;
-        v.map(|s| {
-            s.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                self.ctx
-                    .corrupt(format!("the preference of {user:?} is {s:?}"))
-            })
+        self.decode_preference(user, v)
+    }
+
+    /// The three reads in one round trip: one script (`SESSION_READS`),
+    /// which also makes them one state of the store.
+    fn session_reads(
+        &self,
+        id: &str,
+        keys: &RevocationKeys<'_>,
+    ) -> Result<SessionReads, StoreError> {
+        let k = &self.keys;
+        let targets = self.revocation_sets(keys);
+        type Reply = (HashMap<String, String>, Option<String>, Vec<String>);
+        let (session, preference, records): Reply = self.run(|c| {
+            let mut inv = scripts().session_reads.key(k.session(id));
+            inv.key(k.preferences()).key(k.revocations());
+            for t in &targets {
+                inv.key(t);
+            }
+            inv.arg(keys.user).invoke(c)
+        })?;
+        Ok(SessionReads {
+            session: if session.is_empty() {
+                None
+            } else {
+                Some(self.decode_session(session)?)
+            },
+            preference: self.decode_preference(keys.user, preference)?,
+            revocations: records
+                .iter()
+                .map(|rec| self.decode_revocation(rec))
+                .collect::<Result<_, _>>()?,
         })
-        .transpose()
     }
 
     fn watch(&self) -> Result<Option<Box<dyn EventStream>>, StoreError> {

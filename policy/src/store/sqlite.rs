@@ -32,7 +32,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use super::{Lifetime, Lift, SessionFilter, SessionListing, Store, StoreError, UnreadableRecord};
+use super::{
+    Lifetime, Lift, SessionFilter, SessionListing, SessionReads, Store, StoreError,
+    UnreadableRecord,
+};
 use crate::revocation::{Revocation, RevocationKeys, RevocationSet, Target};
 use crate::session::{EndReason, Session, SessionKind};
 
@@ -462,6 +465,16 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// A user's token lifetime, read on `c` (the store's connection, or a
+    /// transaction on it).
+    fn preference_on(&self, c: &Connection, user: &str) -> Result<Option<Duration>, StoreError> {
+        c.prepare_cached("SELECT timeout_secs FROM preferences WHERE user = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![user], |r| r.get::<_, i64>(0)))
+            .optional()
+            .map(|v| v.map(|s| Duration::from_secs(s.max(0) as u64)))
+            .map_err(|e| self.err(e))
+    }
+
     fn execute_raw(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<usize> {
         let c = self.lock();
         let mut stmt = c.prepare_cached(sql)?;
@@ -472,6 +485,18 @@ impl SqliteStore {
         self.execute_raw(sql, args).map_err(|e| self.err(e))
     }
 }
+
+/// One session by id: `SELECT` [`SESSION_COLUMNS`].
+fn session_by_id_sql() -> String {
+    format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1")
+}
+
+/// The revocations of a session's keys: `?1` session, `?2` user, `?3` client.
+const REVOCATIONS_FOR_SQL: &str = "SELECT * FROM revocations
+     WHERE (target_kind = 'session' AND target = ?1)
+        OR (target_kind = 'user' AND target = ?2)
+        OR (target_kind = 'client' AND target = ?3)
+        OR target_kind = 'all'";
 
 /// A column's read error, naming the column of [`SESSION_COLUMNS`]:
 /// "pid: Integer -1 out of range at index 9".
@@ -562,10 +587,7 @@ impl Store for SqliteStore {
 
     fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(self
-            .query_sessions(
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
-                params![id],
-            )?
+            .query_sessions(&session_by_id_sql(), params![id])?
             .pop())
     }
 
@@ -688,14 +710,7 @@ impl Store for SqliteStore {
 
     fn revocations_for(&self, k: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
         Ok(self
-            .query_revocations(
-                "SELECT * FROM revocations
-                 WHERE (target_kind = 'session' AND target = ?1)
-                    OR (target_kind = 'user' AND target = ?2)
-                    OR (target_kind = 'client' AND target = ?3)
-                    OR target_kind = 'all'",
-                params![k.session, k.user, k.client],
-            )?
+            .query_revocations(REVOCATIONS_FOR_SQL, params![k.session, k.user, k.client])?
             .into_iter()
             .collect())
     }
@@ -717,12 +732,49 @@ impl Store for SqliteStore {
     }
 
     fn timeout_preference(&self, user: &str) -> Result<Option<Duration>, StoreError> {
-        let c = self.lock();
-        c.prepare_cached("SELECT timeout_secs FROM preferences WHERE user = ?1")
-            .and_then(|mut stmt| stmt.query_row(params![user], |r| r.get::<_, i64>(0)))
-            .optional()
-            .map(|v| v.map(|s| Duration::from_secs(s.max(0) as u64)))
-            .map_err(|e| self.err(e))
+        self.preference_on(&self.lock(), user)
+    }
+
+    /// The three reads on one connection, in one read transaction: one
+    /// lock of the connection and one WAL read snapshot instead of three.
+    fn session_reads(
+        &self,
+        id: &str,
+        keys: &RevocationKeys<'_>,
+    ) -> Result<SessionReads, StoreError> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.err(e))?;
+        let session = {
+            let mut stmt = tx
+                .prepare_cached(&session_by_id_sql())
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query(params![id]).map_err(|e| self.err(e))?;
+            match rows.next().map_err(|e| self.err(e))? {
+                Some(row) => Some(self.session_from_row(row)?),
+                None => None,
+            }
+        };
+        let preference = self.preference_on(&tx, keys.user)?;
+        let revocations = {
+            let mut stmt = tx
+                .prepare_cached(REVOCATIONS_FOR_SQL)
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt
+                .query(params![keys.session, keys.user, keys.client])
+                .map_err(|e| self.err(e))?;
+            let mut set = RevocationSet::new();
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                set.insert(self.revocation_from_row(row)?);
+            }
+            set
+        };
+        // A read transaction: ending it releases the snapshot.
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(SessionReads {
+            session,
+            preference,
+            revocations,
+        })
     }
 }
 
