@@ -1,6 +1,10 @@
 //! Store throughput: operations per second of the calls on the login and
 //! logout paths, for SQLite (one host) and Redis (a fleet; unix socket and
-//! loopback TCP), each op on one thread, one after the other.
+//! loopback TCP), each op on one thread, one after the other, each store
+//! beside its baseline in the same run: for SQLite a bare `rusqlite` table
+//! (one key, one value) in WAL mode with `synchronous=NORMAL`, one insert
+//! and one read by key; for Redis one `PING` round trip on a plain
+//! connection (the floor of any call).
 //!
 //! `cargo bench -p curfew-policy --bench store` (needs `redis-server`; the
 //! bench starts its own on a temporary socket and port and stops it).
@@ -115,18 +119,71 @@ fn propagation(c: &mut Criterion, name: &str, url: &str) {
     g.finish();
 }
 
+/// SQLite's floor: a one-table database with the store's journal settings,
+/// one autocommitted insert and one read by primary key.
+fn sqlite_baseline(c: &mut Criterion, path: &std::path::Path) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mode: String = db
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    db.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    db.execute("CREATE TABLE t (id TEXT PRIMARY KEY, v TEXT)", [])
+        .unwrap();
+    db.execute("INSERT INTO t VALUES ('alice', 'x')", [])
+        .unwrap();
+    let next = AtomicU64::new(0);
+    let mut g = c.benchmark_group("sqlite");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g.bench_function("baseline: bare insert", |b| {
+        b.iter(|| {
+            let id = format!("b{}", next.fetch_add(1, Ordering::Relaxed));
+            db.execute("INSERT INTO t VALUES (?1, 'x')", [&id]).unwrap()
+        })
+    });
+    g.bench_function("baseline: bare read by key", |b| {
+        b.iter(|| {
+            let v: String = db
+                .query_row("SELECT v FROM t WHERE id = 'alice'", [], |r| r.get(0))
+                .unwrap();
+            v
+        })
+    });
+    g.finish();
+}
+
+/// Redis's floor: one `PING` round trip on a plain connection.
+fn redis_baseline(c: &mut Criterion, name: &str, url: &str) {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g.bench_function("baseline: PING round trip", |b| {
+        b.iter(|| redis::cmd("PING").query::<String>(&mut con).unwrap())
+    });
+    g.finish();
+}
+
 fn stores(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
+    sqlite_baseline(c, &dir.path().join("baseline.db"));
     let sqlite = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     bench_one(c, "sqlite", &sqlite);
 
     let unix = RedisServer::start().expect("start redis-server");
     let store = RedisStore::open(&unix.url(), "bench:").unwrap();
+    redis_baseline(c, "redis-unix", &unix.url());
     bench_one(c, "redis-unix", &store);
     propagation(c, "redis-unix", &unix.url());
 
     let tcp = RedisServer::start_loopback().expect("start redis-server");
     let store = RedisStore::open(&tcp.url(), "bench:").unwrap();
+    redis_baseline(c, "redis-tcp", &tcp.url());
     bench_one(c, "redis-tcp", &store);
     propagation(c, "redis-tcp", &tcp.url());
 }
