@@ -10,7 +10,7 @@ use clap::Subcommand;
 use curfew_oidc::hook::hydra_admin::HydraAdminConfig;
 use curfew_oidc::hook::{HookConfig, HookOptions, HydraOptions, RememberMe, ServiceLimits};
 use curfew_oidc::{Gate, PolicyCell, SystemClock};
-use curfew_policy::policy::DEFAULT_POLICY_PATH;
+use curfew_policy::policy::{StoreBackend, DEFAULT_POLICY_PATH};
 use curfew_policy::{Policy, Store};
 
 use crate::context::{self, Context};
@@ -54,6 +54,14 @@ pub enum HookCommand {
         /// Serve at most this many connections at once (further ones wait).
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// Threads for store calls (decisions, the sweep, policy reloads);
+        /// requests beyond them wait in a queue. Default: 2 on a SQLite
+        /// store (its one connection serves every call, so more threads
+        /// only queue on its lock, each hand-over a context switch), 8 on
+        /// Redis (its pool of idle connections), as the policy at start
+        /// names. Measured in BENCHMARKS.md (issue 17).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
+        store_threads: Option<u16>,
         /// How often the sessions this hook allowed are decided at now, to
         /// end and report the ones revoked, terminated, idle or too old
         /// (0: only at their next token request).
@@ -88,6 +96,7 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         header_timeout,
         body_timeout,
         max_connections,
+        store_threads,
         sweep_interval,
         hydra_admin_url,
         hydra_admin_token_file,
@@ -119,6 +128,12 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
             Policy::builtin()
         }
     };
+    let store_threads = store_threads
+        .map(usize::from)
+        .unwrap_or(match policy.store.backend {
+            StoreBackend::Sqlite { .. } => 2,
+            StoreBackend::Redis { .. } => 8,
+        });
     let store: Arc<dyn Store> = Arc::from(ctx.store(&policy)?);
     let gate = Gate::new(PolicyCell::new(policy), store, Arc::new(SystemClock))
         .with_host(context::hostname());
@@ -144,6 +159,7 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         hydra_admin,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(store_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

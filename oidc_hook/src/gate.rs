@@ -704,7 +704,14 @@ impl Gate {
             Err(other) => return Err(other),
         };
         if activity == Activity::Record {
-            if !reads.degraded {
+            // A touch that would store the `last_seen` already stored (a
+            // request within the same millisecond as the last one, at
+            // SQLite's and Redis's precision) is not made: the record would
+            // not change, and the session was live when it was just read.
+            let unchanged = record
+                .as_ref()
+                .is_some_and(|s| stores_nothing_new(s.last_seen, now, store.time_precision()));
+            if !reads.degraded && !unchanged {
                 match store.touch_session(id, now) {
                     Ok(true) => {}
                     // Ended between our read and now (a logout, the enforcer).
@@ -742,6 +749,25 @@ impl Gate {
     pub fn end(&self, id: &str, reason: EndReason) -> Result<bool, StoreError> {
         self.store().end_session(id, self.now(), reason)
     }
+}
+
+/// Whether recording activity at `now` in a store that keeps times at
+/// `precision` would leave a stored `last_seen` as it is: `now`, cut down
+/// to the precision, is not after it.
+fn stores_nothing_new(
+    last_seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+    precision: std::time::Duration,
+) -> bool {
+    use chrono::DurationRound;
+    let stored = match chrono::TimeDelta::from_std(precision) {
+        Ok(p) if !p.is_zero() => match now.duration_trunc(p) {
+            Ok(t) => t,
+            Err(_) => return false,
+        },
+        _ => now,
+    };
+    stored <= last_seen
 }
 
 /// The admission kernel's decision for an OIDC session whose store reads
@@ -906,6 +932,60 @@ rules:
             .resume(&g.session_id, &alice("web"), &known(), Activity::Record)
             .unwrap_err();
         assert!(matches!(e, Refusal::Ended { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_touch_is_skipped_only_when_it_would_store_nothing_new() {
+        let ms = std::time::Duration::from_millis(1);
+        let exact = std::time::Duration::ZERO;
+        let stored = t0() + CDuration::milliseconds(1); // x.001 as stored
+        let at = t0() + CDuration::microseconds(1_400); // x.0014
+        assert!(stores_nothing_new(stored, at, ms), "the same millisecond");
+        assert!(
+            !stores_nothing_new(stored, at + CDuration::microseconds(600), ms),
+            "the next millisecond is stored"
+        );
+        assert!(
+            !stores_nothing_new(stored, at, exact),
+            "a store keeping times as given moves to x.0014"
+        );
+        assert!(stores_nothing_new(at, at, exact));
+        assert!(
+            stores_nothing_new(stored + CDuration::seconds(1), at, ms),
+            "last_seen never moves back"
+        );
+    }
+
+    /// Two refreshes within one millisecond on SQLite (millisecond times):
+    /// the second writes nothing, and its deadlines still count from its
+    /// own moment; the next millisecond's refresh is recorded.
+    #[test]
+    fn refreshes_within_a_millisecond_record_the_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(curfew_policy::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let clock = Arc::new(ManualClock::new(t0()));
+        let policy = Policy::parse(POLICY, "policy.yaml").unwrap();
+        let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
+        let g = gate.start(&alice("web"), None, None, None).unwrap();
+        let resume = || {
+            gate.resume(&g.session_id, &alice("web"), &known(), Activity::Record)
+                .unwrap()
+        };
+        let last_seen = || store.session(&g.session_id).unwrap().unwrap().last_seen;
+        clock.set(t0() + CDuration::microseconds(5_000_200));
+        resume();
+        assert_eq!(last_seen(), t0() + CDuration::milliseconds(5_000));
+        clock.set(t0() + CDuration::microseconds(5_000_900));
+        let r = resume();
+        assert_eq!(last_seen(), t0() + CDuration::milliseconds(5_000));
+        assert_eq!(
+            r.allow.idle_deadline,
+            t0() + CDuration::microseconds(5_000_900) + CDuration::minutes(10)
+        );
+        clock.set(t0() + CDuration::microseconds(5_001_100));
+        resume();
+        assert_eq!(last_seen(), t0() + CDuration::milliseconds(5_001));
     }
 
     #[test]

@@ -1305,6 +1305,11 @@ impl Store for RedisStore {
         })
     }
 
+    /// Times are stored in whole milliseconds.
+    fn time_precision(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
     fn watch(&self) -> Result<Option<Box<dyn EventStream>>, StoreError> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));

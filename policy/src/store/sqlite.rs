@@ -537,6 +537,11 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
+    /// Times are stored in whole milliseconds.
+    fn time_precision(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
     fn revalidate(&self) -> Result<(), StoreError> {
         let now = check_files(&self.path)?;
         if now.is_some() && now == self.identity {
