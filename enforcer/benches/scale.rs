@@ -11,7 +11,7 @@
 //!   of /proc and a read of each `/proc/PID/stat` (what any tool that
 //!   lists processes pays);
 //! - **one pass**: `Enforcer::pass` with the daemon's own `LinuxHost`, CPU
-//!   time of the thread (`getrusage(RUSAGE_THREAD)`) and wall time,
+//!   time of the thread (`CLOCK_THREAD_CPUTIME_ID`) and wall time,
 //!   interleaved with the baseline round by round, three ways: with a full
 //!   look at /proc at every pass (every process's `stat` and `sessionid`),
 //!   with the light look the daemon takes between its full looks (see
@@ -55,7 +55,6 @@ use curfew_enforce::linux::LinuxHost;
 use curfew_enforce::signal::Grace;
 use curfew_policy::policy_source::PolicySource;
 use curfew_policy::{Session, SessionKind, Store};
-use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -538,14 +537,15 @@ impl Drop for Bench {
     }
 }
 
-/// CPU and wall time of `f` on this thread.
+/// CPU and wall time of `f` on this thread. The CPU time is the
+/// scheduler's own count of the thread's run time
+/// (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds): `getrusage`'s user and system
+/// times are counted in scheduler ticks (4 ms here), too coarse for a pass
+/// of a few milliseconds.
 fn timed(f: impl FnOnce()) -> (Duration, Duration) {
     let cpu = || {
-        let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
-        let t = |tv: nix::sys::time::TimeVal| {
-            Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
-        };
-        t(u.user_time()) + t(u.system_time())
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     };
     let (c0, w0) = (cpu(), Instant::now());
     f();
