@@ -14,7 +14,8 @@
 //!   time of the thread (`CLOCK_THREAD_CPUTIME_ID`) and wall time,
 //!   interleaved with the baseline round by round, three ways: with a full
 //!   look at /proc at every pass (every process's `stat` and `sessionid`),
-//!   with the light look the daemon takes between its full looks (see
+//!   with the light look the daemon takes at every timer pass, its turn
+//!   of the rolling full look included (see
 //!   `curfew_enforce::linux::FULL_LOOK_EVERY`), and the light look under a
 //!   policy where traffic does not count (`activity: [input, output]`: no
 //!   `/proc/PID/io` reads);
@@ -23,7 +24,7 @@
 //!   --interval 1s` runs), its user+system CPU read from `/proc/PID/stat`
 //!   over a window of `--seconds` seconds after a warm-up, as a share of
 //!   one core, under each of the two policies (a window of 30 s or more
-//!   includes the daemon's full look every 30 s).
+//!   holds a whole round of the rolling full look).
 //!
 //! Needs root (a throwaway user, audit sessions). Everything it starts is
 //! stopped by PID and the user is deleted when it ends, also on a panic.
@@ -345,12 +346,12 @@ impl Bench {
             (
                 "pass, light look (daemon)",
                 &self.policy,
-                Duration::from_secs(3600),
+                curfew_enforce::linux::FULL_LOOK_EVERY,
             ),
             (
                 "pass, light, no traffic",
                 &self.no_traffic,
-                Duration::from_secs(3600),
+                curfew_enforce::linux::FULL_LOOK_EVERY,
             ),
         ];
         let start = Utc::now();
@@ -488,7 +489,8 @@ impl Bench {
     /// --interval 1s), into `out`.
     fn profile_light(&self, out: &Path, window: Duration) {
         let start = Utc::now();
-        let mut enforcer = self.enforcer(&self.policy, Duration::from_secs(3600), start);
+        let mut enforcer =
+            self.enforcer(&self.policy, curfew_enforce::linux::FULL_LOOK_EVERY, start);
         let mut perf = Command::new("perf")
             .args(["record", "-g", "-o"])
             .arg(out)

@@ -116,7 +116,7 @@ pub fn run(
     };
     let path = options.policy_path.clone();
     let mut enforcer = Enforcer::new(
-        LinuxHost::new(Grace::default()),
+        LinuxHost::new(Grace::default()).with_interval(options.interval),
         PolicySource::new(path.clone()),
         hostname.clone(),
         open_store,

@@ -39,16 +39,32 @@ pub struct LinuxHost {
     own_output: HashMap<u64, (DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// Whether the last look at the processes was a full one.
     full: bool,
-    /// When the last full look was taken.
+    /// When every process was last read in full: the last full look, or
+    /// the end of the last round of the rolling full look.
     last_full: Option<Instant>,
-    /// How often a full look is taken.
+    /// Within how long every process is read in full again.
     full_every: Duration,
+    /// The daemon's interval between passes: the rolling full look's round
+    /// is `full_every / interval` light looks.
+    interval: Duration,
+    /// Light looks taken since the last full look (the rolling full look's
+    /// turn).
+    light_looks: u64,
 }
 
-/// How often the enforcer takes a full look at the processes (every
-/// process's `/proc/PID/stat` and `/proc/PID/sessionid`), and always before
-/// it ends a session. The passes in between take a light look
-/// ([`Procfs::scan_light`]): a `readdir` of /proc, and for a pid whose
+/// Within how long the enforcer reads every process in full again (its
+/// `/proc/PID/stat` and `/proc/PID/sessionid`); it also reads every
+/// process in full at its first pass and before it ends a session (a full
+/// look). The reading is rolling: each pass's light look also reads in full
+/// the known processes whose turn it is, the pids spread by a hash over
+/// the `FULL_LOOK_EVERY / --interval` passes of a round (30 at the default
+/// 1 s), so that every process is read in full once a round and no timer
+/// pass reads them all at once ([`Procfs::scan_rolling`]). Should the
+/// passes fall behind (each slower than the interval), a full look is
+/// taken once twice this time has gone by without a complete round.
+///
+/// Besides its turn, a light look
+/// ([`Procfs::scan_light`]) is a `readdir` of /proc, and for a pid whose
 /// directory has the same inode number as at the last look (the same
 /// process, see [`procfs::UNKNOWN_INO`]) nothing more: what the last look
 /// knew of it stands. A new pid, or a pid with a new inode number (a new
@@ -57,8 +73,9 @@ pub struct LinuxHost {
 /// audit session. So a process that exited and was reaped, or a pid
 /// reused by a new process, is seen at once.
 ///
-/// What a light look may get wrong about a process it already knows, for
-/// at most this long (until the next full look), and why that is safe:
+/// What a light look may get wrong about a process it already knows, until
+/// the process's turn in the rolling full look (at most this long at the
+/// daemon's interval) or the next full look, and why that is safe:
 ///
 /// - **its audit session id**, when the process itself writes its login
 ///   uid, which a process already in an audit session may do only with
@@ -102,6 +119,8 @@ impl LinuxHost {
             full: false,
             last_full: None,
             full_every: FULL_LOOK_EVERY,
+            interval: Duration::from_secs(1),
+            light_looks: 0,
         }
     }
 }
@@ -109,9 +128,13 @@ impl LinuxHost {
 impl Host for LinuxHost {
     fn refresh(&mut self) -> Result<(), ProcError> {
         self.notified.clear();
-        let full = self
-            .last_full
-            .is_none_or(|at| at.elapsed() >= self.full_every);
+        // A full look at the first pass, and when the rolling one fell
+        // behind (passes slower than the interval): never more than twice
+        // `full_every` without every process read again.
+        let full = self.full_every.is_zero()
+            || self
+                .last_full
+                .is_none_or(|at| at.elapsed() >= 2 * self.full_every);
         self.look(full)
     }
 
@@ -266,16 +289,25 @@ impl Host for LinuxHost {
     }
 }
 
+/// Which light look of a round of `round` reads process `pid` in full
+/// (Fibonacci hashing: consecutive pids fall in different turns).
+fn rolling_turn(pid: i32, round: u64) -> u64 {
+    (u64::from(pid as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % round
+}
+
 impl LinuxHost {
     /// A look at the processes: a full one reads every process's `stat`
     /// and audit session id, a light one only what may have changed (see
     /// [`Procfs::scan_light`] and [`FULL_LOOK_EVERY`]).
     fn look(&mut self, full: bool) -> Result<(), ProcError> {
         let previous = std::mem::take(&mut self.snap);
+        let round = self.rolling_round();
+        let turn = self.light_looks % round;
         let scanned = if full {
             self.procfs.scan_after(&previous)
         } else {
-            self.procfs.scan_light(&previous)
+            self.procfs
+                .scan_rolling(&previous, &|pid| rolling_turn(pid, round) == turn)
         };
         self.snap = match scanned {
             Ok(snap) => snap,
@@ -293,8 +325,30 @@ impl LinuxHost {
         self.full = full;
         if full {
             self.last_full = Some(Instant::now());
+            self.light_looks = 0;
+        } else {
+            self.light_looks += 1;
+            if self.light_looks.is_multiple_of(round) {
+                // A round of the rolling full look is complete.
+                self.last_full = Some(Instant::now());
+            }
         }
         Ok(())
+    }
+
+    /// Light looks in one round of the rolling full look: `full_every`
+    /// divided by the interval, rounded up (at least 1).
+    fn rolling_round(&self) -> u64 {
+        let interval = self.interval.as_millis().max(1);
+        (self.full_every.as_millis().div_ceil(interval) as u64).max(1)
+    }
+
+    /// The interval between the daemon's passes (default 1 s): the rolling
+    /// full look reads every process again within `full_every` when the
+    /// passes come this often.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
     }
 
     /// How often a pass takes a full look at the processes (see
@@ -315,5 +369,51 @@ impl LinuxHost {
         self.accounts
             .insert(user.to_owned(), (Instant::now(), a.clone()));
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rolling full look's round follows the interval, and its turns
+    /// spread consecutive pids evenly.
+    #[test]
+    fn the_rolling_full_look_spreads_every_pid_over_one_round() {
+        let host =
+            |ms: u64| LinuxHost::new(Grace::default()).with_interval(Duration::from_millis(ms));
+        assert_eq!(host(1000).rolling_round(), 30);
+        assert_eq!(host(100).rolling_round(), 300);
+        assert_eq!(host(7000).rolling_round(), 5, "rounded up: within 30 s");
+        assert_eq!(host(60_000).rolling_round(), 1, "every pass reads all");
+        let mut per_turn = [0u32; 30];
+        for pid in 1..=30_000 {
+            per_turn[rolling_turn(pid, 30) as usize] += 1;
+        }
+        assert!(
+            per_turn.iter().all(|&n| (800..=1200).contains(&n)),
+            "{per_turn:?}"
+        );
+    }
+
+    /// On the real /proc: the first look is full, the next ones light, and
+    /// a round of light looks reads every known process again (the clock
+    /// of the last complete reading moves).
+    #[test]
+    fn a_round_of_light_looks_reads_every_process_in_full_once() {
+        let mut host = LinuxHost::new(Grace::default()).with_interval(Duration::from_secs(10));
+        assert_eq!(host.rolling_round(), 3);
+        host.refresh().unwrap();
+        assert!(host.full);
+        let first = host.last_full.unwrap();
+        host.refresh().unwrap();
+        host.refresh().unwrap();
+        assert!(!host.full);
+        assert_eq!(host.last_full, Some(first), "the round is not complete");
+        host.refresh().unwrap();
+        assert!(!host.full);
+        assert!(host.last_full.unwrap() > first, "a complete round");
+        let me = std::process::id() as i32;
+        assert!(host.snap.get(me).is_some());
     }
 }

@@ -300,7 +300,7 @@ impl Procfs {
     ///
     /// [`ProcError::List`] when /proc cannot be listed.
     pub fn scan_with(&self, previous: &Snapshot, light: bool) -> Result<Snapshot, ProcError> {
-        self.scan_inner(previous, light, false)
+        self.scan_inner(previous, light, None)
     }
 
     /// The daemon's light look between its full ones: like a light
@@ -318,15 +318,34 @@ impl Procfs {
     ///
     /// [`ProcError::List`] when /proc cannot be listed.
     pub fn scan_light(&self, previous: &Snapshot) -> Result<Snapshot, ProcError> {
-        self.scan_inner(previous, true, true)
+        self.scan_inner(previous, true, Some(&|_| false))
     }
 
-    /// A scan; `keep_same_inode`: see [`Procfs::scan_light`].
+    /// A light look, [`Procfs::scan_light`], that moreover reads in full
+    /// (`stat` and `sessionid`, as a full look does) every process it
+    /// already knows whose pid `reread` picks: the daemon's rolling full
+    /// look, which spreads the re-reading of every process over a number
+    /// of passes instead of reading them all in one (see
+    /// [`crate::linux::FULL_LOOK_EVERY`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcError::List`] when /proc cannot be listed.
+    pub fn scan_rolling(
+        &self,
+        previous: &Snapshot,
+        reread: &dyn Fn(i32) -> bool,
+    ) -> Result<Snapshot, ProcError> {
+        self.scan_inner(previous, true, Some(reread))
+    }
+
+    /// A scan; `keep_same_inode`: see [`Procfs::scan_light`], `Some` with
+    /// the pids to read in full nevertheless ([`Procfs::scan_rolling`]).
     fn scan_inner(
         &self,
         previous: &Snapshot,
         light: bool,
-        keep_same_inode: bool,
+        keep_same_inode: Option<&dyn Fn(i32) -> bool>,
     ) -> Result<Snapshot, ProcError> {
         use std::os::unix::fs::DirEntryExt as _;
         let entries = std::fs::read_dir(&self.root).map_err(|source| ProcError::List {
@@ -341,10 +360,15 @@ impl Procfs {
             };
             let ino = e.ino();
             let before = previous.get(pid);
-            let unchanged =
-                keep_same_inode && ino != UNKNOWN_INO && previous.inos.get(&pid) == Some(&ino);
-            let proc = match before {
-                Some(b) if unchanged => Some(*b),
+            let unchanged = keep_same_inode.is_some()
+                && ino != UNKNOWN_INO
+                && previous.inos.get(&pid) == Some(&ino);
+            let proc = match (before, keep_same_inode) {
+                // Its turn in the rolling full look: read as a full look does.
+                (Some(_), Some(reread)) if unchanged && reread(pid) => {
+                    self.read_without_uid(pid, before, false)
+                }
+                (Some(b), _) if unchanged => Some(*b),
                 _ => self.read_without_uid(pid, before, light),
             };
             if let Some(p) = proc {
@@ -781,6 +805,14 @@ mod tests {
         let again = fs.scan_light(&light).unwrap();
         assert_eq!(again.get(10).unwrap().ppid, 1);
         assert_eq!(again.get(11).unwrap().ppid, 3);
+        // The rolling full look reads the pids whose turn it is (stat and
+        // audit session), and keeps the others.
+        std::fs::write(dir.path().join("13").join("sessionid"), "8").unwrap();
+        write(11, 5, 200);
+        let rolled = fs.scan_rolling(&again, &|pid| pid != 11).unwrap();
+        assert_eq!(rolled.get(10).unwrap().ppid, 2, "its turn: read");
+        assert_eq!(rolled.get(13).unwrap().audit_session, Some(8), "in full");
+        assert_eq!(rolled.get(11).unwrap().ppid, 3, "not its turn: kept");
 
         // The other scans read every process's stat, as the signalling of
         // an end needs.
