@@ -1183,6 +1183,132 @@ rules:
         assert!(!g.recorded);
     }
 
+    /// A store whose sessions and preferences read, and whose revocations
+    /// do not (with `error`).
+    struct NoRevocations {
+        inner: MemoryStore,
+        error: StoreError,
+    }
+    impl Store for NoRevocations {
+        fn location(&self) -> String {
+            "half".into()
+        }
+        fn create_session(&self, s: &Session) -> Result<(), StoreError> {
+            self.inner.create_session(s)
+        }
+        fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+            self.inner.session(id)
+        }
+        fn list_sessions(
+            &self,
+            f: &curfew_policy::SessionFilter,
+        ) -> Result<Vec<Session>, StoreError> {
+            self.inner.list_sessions(f)
+        }
+        fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+            self.inner.touch_session(id, at)
+        }
+        fn request_termination(
+            &self,
+            id: &str,
+            at: DateTime<Utc>,
+            by: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            self.inner.request_termination(id, at, by)
+        }
+        fn end_session(
+            &self,
+            id: &str,
+            at: DateTime<Utc>,
+            r: EndReason,
+        ) -> Result<bool, StoreError> {
+            self.inner.end_session(id, at, r)
+        }
+        fn add_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+            self.inner.add_revocation(r)
+        }
+        fn remove_revocation(&self, id: &str) -> Result<Option<Revocation>, StoreError> {
+            self.inner.remove_revocation(id)
+        }
+        fn lift_revocation(
+            &self,
+            id: &str,
+            at: DateTime<Utc>,
+        ) -> Result<Option<curfew_policy::store::Lift>, StoreError> {
+            self.inner.lift_revocation(id, at)
+        }
+        fn list_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+            Err(self.error.clone())
+        }
+        fn revocations_for(&self, _: &RevocationKeys<'_>) -> Result<RevocationSet, StoreError> {
+            Err(self.error.clone())
+        }
+        fn set_timeout_preference(
+            &self,
+            user: &str,
+            t: Option<std::time::Duration>,
+        ) -> Result<(), StoreError> {
+            self.inner.set_timeout_preference(user, t)
+        }
+        fn timeout_preference(
+            &self,
+            user: &str,
+        ) -> Result<Option<std::time::Duration>, StoreError> {
+            self.inner.timeout_preference(user)
+        }
+    }
+
+    /// Issue 17: the one read of a decision (`Store::session_reads`) fails
+    /// as a whole when any part of it fails: a refresh and a first login
+    /// whose revocations cannot be read are refused (nothing recorded, no
+    /// activity), and a read error that is no outage (a corrupt record) is
+    /// refused even with `on_unavailable: allow`.
+    #[test]
+    fn a_decision_whose_revocations_cannot_be_read_fails_closed() {
+        let corrupt = StoreError::Corrupt {
+            location: "half".into(),
+            detail: "revocation r1: not JSON".into(),
+        };
+        let allow = format!("{POLICY}store: {{ backend: sqlite, path: /nonexistent/x.db, on_unavailable: allow }}\n");
+        for (policy, error) in [(POLICY.to_owned(), down()), (allow, corrupt)] {
+            let clock = Arc::new(ManualClock::new(t0()));
+            let inner = MemoryStore::new();
+            let mut s = Session::start(
+                SessionKind::Oidc,
+                "alice",
+                t0(),
+                std::time::Duration::from_secs(300),
+            )
+            .unwrap();
+            s.client_id = Some("web".into());
+            inner.create_session(&s).unwrap();
+            let store = Arc::new(NoRevocations { inner, error });
+            let policy = Policy::parse(&policy, "p.yaml").unwrap();
+            let gate = Gate::new(PolicyCell::new(policy), store.clone(), clock.clone());
+            clock.advance(CDuration::minutes(1));
+            let (r, grant) = gate.resume_or_start(&s.id, &alice("web"), &known(), None);
+            assert!(matches!(r, Err(Refusal::Store(_))), "refresh: {r:?}");
+            assert_eq!(grant, Grant::Refresh);
+            assert_eq!(
+                store.session(&s.id).unwrap().unwrap().last_seen,
+                t0(),
+                "no activity recorded"
+            );
+            let (r, grant) = gate.resume_or_start(
+                "0123456789abcdef0123456789abcdef",
+                &alice("web"),
+                &known(),
+                Some(None),
+            );
+            assert!(matches!(r, Err(Refusal::Store(_))), "first login: {r:?}");
+            assert_ne!(grant, Grant::Issue, "refused before a session is started");
+            assert!(store
+                .session("0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .is_none());
+        }
+    }
+
     /// Issue 11: a changed `store` section is followed the way the enforcer
     /// follows it: the new store is opened and used; one that cannot be
     /// opened replaces the old one with its failure (never the old store),
