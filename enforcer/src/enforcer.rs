@@ -1158,13 +1158,18 @@ impl<H: Host> Enforcer<'_, H> {
                     }
                     // Idleness was judged by the terminals the light look
                     // found; if the full look finds others, the next pass
-                    // judges it again on what this one read.
+                    // judges it again on what this one read. Not an end
+                    // already under way (signalled, a process survived): it
+                    // is carried out whatever this pass decides, or a
+                    // survivor switching terminals would never be signalled
+                    // again, not even once revoked.
                     let ttys = |o: &Observation| {
                         let mut r: Vec<u64> = o.ttys.iter().map(|t| t.rdev).collect();
                         r.sort_unstable();
                         r
                     };
                     if matches!(t.deny, Deny::Idle { .. })
+                        && !self.ending.contains_key(&t.session.id)
                         && ttys(&observation) != ttys(&t.observation)
                     {
                         continue;
@@ -2186,12 +2191,16 @@ mod tests {
         let near = 600 - 120 - NEAR_DEADLINE.num_seconds();
         let far: Vec<i64> = read_at.iter().copied().filter(|&s| s < near).collect();
         assert_eq!(far[0], 1, "the first pass takes a baseline");
-        for w in far.windows(2) {
+        for (i, w) in far.windows(2).enumerate() {
             assert!(
                 w[1] - w[0] <= TRAFFIC_EVERY.num_seconds() + 1,
                 "never longer apart than TRAFFIC_EVERY and a pass: {far:?}"
             );
-            assert!(w[1] - w[0] > 1, "not at every pass: {far:?}");
+            // The first gap is the share of TRAFFIC_EVERY the (random)
+            // session id hashes to, which may be under a second.
+            if i > 0 {
+                assert!(w[1] - w[0] > 1, "not at every pass: {far:?}");
+            }
         }
         assert!(far.len() <= 1 + (near as usize) / 10, "{far:?}");
         let close: Vec<i64> = read_at.iter().copied().filter(|&s| s >= near).collect();
@@ -2468,6 +2477,40 @@ mod tests {
         f.enforcer.host.no_tty_in_full.clear();
         f.enforcer.pass(t(612));
         assert_eq!(ended(&f, &alice), Some((t(612), EndReason::Idle)));
+    }
+
+    /// Issue 17 review: an idle end already under way (a process survived
+    /// its signals) is carried out at the next passes even when the full
+    /// look finds other terminals than the light one: the terminal check is
+    /// for a fresh decision only. Otherwise a survivor that keeps changing
+    /// its controlling terminal would never be signalled again, not even
+    /// once revoked (a carried end keeps its reason, whatever the pass
+    /// decides).
+    #[test]
+    fn an_idle_end_under_way_is_carried_out_whatever_terminals_the_full_look_sees() {
+        let mut f = fixture();
+        f.enforcer.host.light = true;
+        let alice = login(&mut f, "alice", 100, "here", t(0), true);
+        f.enforcer.host.stubborn.insert(100);
+        assert!(f.enforcer.pass(t(1)).complete);
+        f.enforcer.pass(t(610));
+        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"], "idle: signalled");
+        assert_eq!(ended(&f, &alice), None, "a process survived: not recorded");
+        // The survivor leaves its terminal (or keeps switching terminals):
+        // the full look before each end sees others than the light one.
+        f.enforcer.host.no_tty_in_full.insert(alice.clone());
+        revoke_user(&f, "r1", "alice", t(611));
+        for s in [612, 613] {
+            f.enforcer.pass(t(s));
+        }
+        assert_eq!(
+            f.log.lock().unwrap().ended,
+            vec!["pid 100"; 3],
+            "the end under way goes on at every pass"
+        );
+        f.enforcer.host.stubborn.clear();
+        f.enforcer.pass(t(614));
+        assert_eq!(ended(&f, &alice), Some((t(614), EndReason::Idle)));
     }
 
     /// Issue 17: a pass that took a light look at the processes takes a

@@ -94,12 +94,14 @@ pub struct LinuxHost {
 ///
 /// Nothing is ended or signalled on a light look: before any end the pass
 /// takes a full look ([`crate::enforcer::Host::look_in_full`]), which reads
-/// every process, finds the members again, and drops an end for idleness
-/// if the session's terminals are not those the light look saw (the next
-/// pass decides again on fresh data); the signalling itself reads every
-/// process's `stat` at each of its looks ([`Procfs::scan_with`]). A warning
-/// is written only to a terminal that a member of the session still has,
-/// read again from its `stat` ([`crate::enforcer::Host::notify`]).
+/// every process, finds the members again, and drops a newly decided end
+/// for idleness if the session's terminals are not those the light look
+/// saw (the next pass decides again on fresh data; an end already under
+/// way is carried out whatever the terminals); the signalling itself
+/// reads every process's `stat` at each of its looks
+/// ([`Procfs::scan_with`]). A warning is written only to a terminal that a
+/// member of the session still has, read again from its `stat`
+/// ([`crate::enforcer::Host::notify`]).
 pub const FULL_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 impl LinuxHost {
