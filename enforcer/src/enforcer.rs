@@ -2217,15 +2217,39 @@ mod tests {
 
         // A new process of a session far from its deadline: its counters
         // are read at the pass it turns up (its baseline), not after.
+        // (It turns up the pass after a reading: the session is not due
+        // then, whatever share of TRAFFIC_EVERY its random id hashes to.)
         let busy = login(&mut f, "bob", 200, "here", t(600), false);
         f.enforcer.host.io.insert(busy.clone(), 5);
         f.enforcer.pass(t(601));
+        let mut s = 601;
+        loop {
+            s += 1;
+            f.enforcer.host.traffic_asked.clear();
+            f.enforcer.pass(t(s));
+            if f.enforcer
+                .host
+                .traffic_asked
+                .contains(&(busy.clone(), true))
+            {
+                break;
+            }
+            assert!(s < 601 + TRAFFIC_EVERY.num_seconds() + 1, "read again");
+        }
         f.enforcer.host.io_asked.clear();
+        f.enforcer.host.traffic_asked.clear();
         f.enforcer.host.more_procs.insert(busy.clone(), vec![201]);
-        f.enforcer.pass(t(602));
+        f.enforcer.pass(t(s + 1));
+        assert!(
+            !f.enforcer
+                .host
+                .traffic_asked
+                .contains(&(busy.clone(), true)),
+            "not due by time"
+        );
         assert_eq!(f.enforcer.host.io_asked, vec![200, 201], "its baseline");
         f.enforcer.host.io_asked.clear();
-        f.enforcer.pass(t(603));
+        f.enforcer.pass(t(s + 2));
         assert!(f.enforcer.host.io_asked.is_empty(), "then as the others");
     }
 
@@ -2494,7 +2518,11 @@ mod tests {
         f.enforcer.host.stubborn.insert(100);
         assert!(f.enforcer.pass(t(1)).complete);
         f.enforcer.pass(t(610));
-        assert_eq!(f.log.lock().unwrap().ended, vec!["pid 100"], "idle: signalled");
+        assert_eq!(
+            f.log.lock().unwrap().ended,
+            vec!["pid 100"],
+            "idle: signalled"
+        );
         assert_eq!(ended(&f, &alice), None, "a process survived: not recorded");
         // The survivor leaves its terminal (or keeps switching terminals):
         // the full look before each end sees others than the light one.
