@@ -57,9 +57,11 @@ pub enum HookCommand {
         /// Threads for store calls (decisions, the sweep, policy reloads);
         /// requests beyond them wait in a queue. Default: 2 on a SQLite
         /// store (its one connection serves every call, so more threads
-        /// only queue on its lock, each hand-over a context switch), 8 on
-        /// Redis (its pool of idle connections), as the policy at start
-        /// names. Measured in BENCHMARKS.md (issue 17).
+        /// only queue on its lock, each hand-over a context switch), 512 on
+        /// Redis (tokio's default: a Redis that stops answering holds each
+        /// call up to its 2 s timeout, and fewer threads would queue every
+        /// other request behind those), as the policy at start names.
+        /// Measured in BENCHMARKS.md (issue 17).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
         store_threads: Option<u16>,
         /// How often the sessions this hook allowed are decided at now, to
@@ -132,7 +134,7 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
         .map(usize::from)
         .unwrap_or(match policy.store.backend {
             StoreBackend::Sqlite { .. } => 2,
-            StoreBackend::Redis { .. } => 8,
+            StoreBackend::Redis { .. } => 512,
         });
     let store: Arc<dyn Store> = Arc::from(ctx.store(&policy)?);
     let gate = Gate::new(PolicyCell::new(policy), store, Arc::new(SystemClock))
