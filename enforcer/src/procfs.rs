@@ -365,7 +365,9 @@ impl Procfs {
                 && previous.inos.get(&pid) == Some(&ino);
             let proc = match (before, keep_same_inode) {
                 // Its turn in the rolling full look: read as a full look does.
-                (Some(_), Some(reread)) if unchanged && reread(pid) => {
+                // (Whether or not its inode number changed: a pid whose
+                // inode is made again at every look is read in full too.)
+                (Some(_), Some(reread)) if reread(pid) => {
                     self.read_without_uid(pid, before, false)
                 }
                 (Some(b), _) if unchanged => Some(*b),
