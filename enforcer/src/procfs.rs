@@ -367,9 +367,7 @@ impl Procfs {
                 // Its turn in the rolling full look: read as a full look does.
                 // (Whether or not its inode number changed: a pid whose
                 // inode is made again at every look is read in full too.)
-                (Some(_), Some(reread)) if reread(pid) => {
-                    self.read_without_uid(pid, before, false)
-                }
+                (Some(_), Some(reread)) if reread(pid) => self.read_without_uid(pid, before, false),
                 (Some(b), _) if unchanged => Some(*b),
                 _ => self.read_without_uid(pid, before, light),
             };

@@ -521,3 +521,45 @@ fn an_unreadable_session_record_is_reported_and_the_others_listed() {
         .collect();
     assert_eq!(plain, ["good1", "good2"]);
 }
+
+/// A revocation whose stored value is not UTF-8 (planted by someone who
+/// can write to Redis) is a corrupt store, never an outage: an outage with
+/// `on_unavailable: allow` would skip the revocations, a corrupt store
+/// denies whatever that says. Found by review (issue 17).
+#[test]
+fn a_reply_that_is_not_utf8_is_corrupt_not_unavailable() {
+    let server = RedisServer::start().unwrap();
+    let s = RedisStore::open(&server.url(), "b:").unwrap();
+    let r = revocation("r1", Target::User("mallory".into()), 0, None);
+    s.add_revocation(&r).unwrap();
+    s.create_session(&session("s1", "mallory", 0)).unwrap();
+    let mut c = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg("b:revocations")
+        .arg("r1")
+        .arg(&b"\xff\xfe"[..])
+        .query(&mut c)
+        .unwrap();
+    let keys = RevocationKeys {
+        session: Some("s1"),
+        user: "mallory",
+        client: None,
+    };
+    for (call, got) in [
+        ("revocations_for", s.revocations_for(&keys).map(|_| ())),
+        ("session_reads", s.session_reads("s1", &keys).map(|_| ())),
+        ("list_revocations", s.list_revocations().map(|_| ())),
+    ] {
+        match got {
+            Err(StoreError::Corrupt { detail, .. }) => {
+                assert!(detail.contains("cannot read"), "{call}: {detail}")
+            }
+            other => panic!("{call}: expected a corrupt store, got {other:?}"),
+        }
+    }
+    // The store itself still answers.
+    assert!(s.session("s1").unwrap().is_some());
+}

@@ -363,6 +363,24 @@ impl ErrorContext {
             detail: self.scrub(detail.to_string()),
         }
     }
+
+    /// A command that failed: a reply that cannot be read as what curfew
+    /// stored (not UTF-8, another type: redis' `Parse` and
+    /// `UnexpectedReturnType`) is the store's
+    /// data gone bad, [`StoreError::Corrupt`], which denies whatever
+    /// `on_unavailable` says; anything else (the connection, the server)
+    /// is [`StoreError::Unavailable`]. Otherwise a value planted in Redis
+    /// could make a revocation look like an outage, which `allow` skips.
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        if matches!(
+            e.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+        ) {
+            self.corrupt(format!("a reply curfew cannot read: {e}"))
+        } else {
+            self.unavailable(e)
+        }
+    }
 }
 
 /// The keys of one store, under its prefix.
@@ -630,11 +648,13 @@ impl RedisStore {
                 // pooled ones are just as dead.
                 self.idle().clear();
                 let mut conn = self.connect()?;
-                let v = f(&mut conn).map_err(|e| self.ctx.unavailable(e))?;
+                let v = f(&mut conn).map_err(|e| self.ctx.failed(e))?;
                 self.give_back(conn);
                 Ok(v)
             }
-            Err(e) => Err(self.ctx.unavailable(e)),
+            // The connection is dropped either way: after a reply it
+            // could not parse, its stream may be out of step.
+            Err(e) => Err(self.ctx.failed(e)),
         }
     }
 
