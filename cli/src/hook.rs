@@ -156,6 +156,7 @@ pub fn run(ctx: &Context, cmd: HookCommand) -> Result<Outcome> {
             header_timeout,
             body_timeout,
             max_connections,
+            store_calls: store_threads,
         },
         sweep_interval,
         hydra_admin,

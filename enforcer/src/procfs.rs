@@ -813,6 +813,18 @@ mod tests {
         assert_eq!(rolled.get(10).unwrap().ppid, 2, "its turn: read");
         assert_eq!(rolled.get(13).unwrap().audit_session, Some(8), "in full");
         assert_eq!(rolled.get(11).unwrap().ppid, 3, "not its turn: kept");
+        // 13 again under a new inode (the same process, its inode made
+        // again): its turn reads its audit session anew, otherwise a light
+        // read trusts the one it knew.
+        let fresh = dir.path().join("13.new");
+        fill(&fresh, 13, 1, 300);
+        std::fs::write(fresh.join("sessionid"), "9").unwrap();
+        std::fs::rename(dir.path().join("13"), dir.path().join("old-13")).unwrap();
+        std::fs::rename(&fresh, dir.path().join("13")).unwrap();
+        let kept = fs.scan_rolling(&rolled, &|_| false).unwrap();
+        assert_eq!(kept.get(13).unwrap().audit_session, Some(8), "trusted");
+        let turn = fs.scan_rolling(&rolled, &|pid| pid == 13).unwrap();
+        assert_eq!(turn.get(13).unwrap().audit_session, Some(9), "read in full");
 
         // The other scans read every process's stat, as the signalling of
         // an end needs.

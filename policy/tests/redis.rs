@@ -562,4 +562,32 @@ fn a_reply_that_is_not_utf8_is_corrupt_not_unavailable() {
     }
     // The store itself still answers.
     assert!(s.session("s1").unwrap().is_some());
+
+    // A key of curfew's holding another kind of value (WRONGTYPE inside
+    // the scripts), and a schema version that is not text (read by every
+    // new connection): corrupt too.
+    let () = redis::cmd("SET")
+        .arg("b:revocations")
+        .arg("a string")
+        .query(&mut c)
+        .unwrap();
+    for (call, got) in [
+        ("revocations_for", s.revocations_for(&keys).map(|_| ())),
+        ("session_reads", s.session_reads("s1", &keys).map(|_| ())),
+    ] {
+        assert!(
+            matches!(got, Err(StoreError::Corrupt { .. })),
+            "{call}: {got:?}"
+        );
+    }
+    let () = redis::cmd("SET")
+        .arg("b:schema")
+        .arg(&b"\xff"[..])
+        .query(&mut c)
+        .unwrap();
+    let again = RedisStore::open(&server.url(), "b:").and_then(|s| s.session("s1").map(|_| ()));
+    assert!(
+        matches!(again, Err(StoreError::Corrupt { .. })),
+        "{again:?}"
+    );
 }

@@ -106,6 +106,11 @@ pub struct ServiceLimits {
     /// listen backlog until one closes. Lowered at start to what the open
     /// file limit allows.
     pub max_connections: usize,
+    /// At most this many store calls at once (`--store-threads`): each may
+    /// hold a store connection of its own (Redis keeps 8 idle ones and a
+    /// call that finds none opens one), a file descriptor that
+    /// `max_connections` leaves room for.
+    pub store_calls: usize,
 }
 
 impl Default for ServiceLimits {
@@ -114,6 +119,7 @@ impl Default for ServiceLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            store_calls: 8,
         }
     }
 }
@@ -675,9 +681,18 @@ pub fn router(state: HookState) -> Router {
 }
 
 /// The open-file limit (soft), if it can be read.
-fn open_file_limit() -> Option<u64> {
-    let (soft, _) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+/// The open-file limit, raised first toward `want` descriptors (up to the
+/// hard limit, as systemd asks of services that need more than its default
+/// soft limit of 1024): the soft limit after that, `None` if unreadable.
+fn open_file_limit(want: u64) -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < want {
+        let raised = want.min(hard);
+        if raised > soft && setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_ok() {
+            return Some(raised);
+        }
+    }
     Some(soft)
 }
 
@@ -738,15 +753,18 @@ pub async fn serve(
         eprintln!("{w}");
     }
     let mut max_connections = config.limits.max_connections.max(1);
-    if let Some(limit) = open_file_limit() {
-        // Leave room for the store, the policy file, logs and the runtime.
-        let room = usize::try_from(limit.saturating_sub(64))
+    // Room for the store's connections (one per store call at most), the
+    // policy file, logs and the runtime.
+    let reserved = 64 + config.limits.store_calls as u64;
+    if let Some(limit) = open_file_limit(max_connections as u64 + reserved) {
+        let room = usize::try_from(limit.saturating_sub(reserved))
             .unwrap_or(usize::MAX)
             .max(1);
         if room < max_connections {
             eprintln!(
                 "curfew hook: note: serving at most {room} connections at once \
-                 (the open-file limit is {limit}; raise LimitNOFILE for more)"
+                 (the open-file limit is {limit}, {reserved} kept for the store's \
+                 connections and the rest; raise LimitNOFILE or lower --store-threads for more)"
             );
             max_connections = room;
         }

@@ -366,7 +366,8 @@ impl ErrorContext {
 
     /// A command that failed: a reply that cannot be read as what curfew
     /// stored (not UTF-8, another type: redis' `Parse` and
-    /// `UnexpectedReturnType`) is the store's
+    /// `UnexpectedReturnType`), or a key of curfew's holding another kind
+    /// of value (the server's `WRONGTYPE`), is the store's
     /// data gone bad, [`StoreError::Corrupt`], which denies whatever
     /// `on_unavailable` says; anything else (the connection, the server)
     /// is [`StoreError::Unavailable`]. Otherwise a value planted in Redis
@@ -375,7 +376,8 @@ impl ErrorContext {
         if matches!(
             e.kind(),
             redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
-        ) {
+        ) || e.code() == Some("WRONGTYPE")
+        {
             self.corrupt(format!("a reply curfew cannot read: {e}"))
         } else {
             self.unavailable(e)
@@ -611,7 +613,7 @@ impl RedisStore {
             .cmd("GET")
             .arg(&key)
             .query(c)
-            .map_err(|e| self.ctx.unavailable(e))?;
+            .map_err(|e| self.ctx.failed(e))?;
         let found: i64 = found.parse().map_err(|_| {
             self.ctx
                 .corrupt(format!("{key} holds {found:?}, not a version"))
