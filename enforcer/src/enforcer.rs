@@ -1204,10 +1204,7 @@ impl<H: Host> Enforcer<'_, H> {
 /// as early as it can be (a `last_seen` in the future counts as no news, as
 /// the decision takes it), so that it is never thought far when it is near.
 fn idle_near(eff: &curfew_policy::Effective<'_>, s: &Session, now: DateTime<Utc>) -> bool {
-    let started = s.started_at.min(now);
-    let last = time::observed(s.last_seen, now)
-        .unwrap_or(started)
-        .max(started);
+    let last = crate::timeline::recorded_activity(s, now);
     let deadline = time::add(last, eff.idle_limit(s.remember_me));
     let window = chrono::Duration::from_std(eff.warn_before.value)
         .unwrap_or(chrono::Duration::MAX)

@@ -236,10 +236,7 @@ impl Host for LinuxHost {
                 .iter()
                 .filter_map(|id| self.procfs.read_stat(id.pid).map(|s| (id, s)))
                 .filter(|(id, s)| s.start_ticks == id.start_ticks && s.tty_nr != 0)
-                .map(|(_, s)| {
-                    let (major, minor) = procfs::tty_major_minor(s.tty_nr);
-                    procfs::makedev(major, minor)
-                })
+                .map(|(_, s)| procfs::tty_rdev(s.tty_nr))
                 .collect()
         });
         let mut n = 0;
@@ -274,10 +271,7 @@ impl Host for LinuxHost {
                     .tty_nrs
                     .iter()
                     .copied()
-                    .filter(|&nr| {
-                        let (major, minor) = procfs::tty_major_minor(nr);
-                        notified.contains(&procfs::makedev(major, minor))
-                    })
+                    .filter(|&nr| notified.contains(&procfs::tty_rdev(nr)))
                     .collect(),
             })
             .collect();

@@ -511,6 +511,12 @@ pub fn tty_major_minor(tty_nr: u32) -> (u32, u32) {
     (major, minor)
 }
 
+/// The device number (`st_rdev`) of the terminal a /proc `tty_nr` names.
+pub fn tty_rdev(tty_nr: u32) -> u64 {
+    let (major, minor) = tty_major_minor(tty_nr);
+    makedev(major, minor)
+}
+
 /// A device number as `stat(2)` reports it (`st_rdev`, glibc's encoding).
 pub fn makedev(major: u32, minor: u32) -> u64 {
     let (major, minor) = (u64::from(major), u64::from(minor));

@@ -99,6 +99,16 @@ pub struct Step {
     pub touch: Option<DateTime<Utc>>,
 }
 
+/// The last activity a session's record holds at `now`: its `last_seen`
+/// as [`time::observed`] takes it (a time in the future is no news), and
+/// never before its start (itself at most `now`).
+pub fn recorded_activity(session: &Session, now: DateTime<Utc>) -> DateTime<Utc> {
+    let started = session.started_at.min(now);
+    time::observed(session.last_seen, now)
+        .unwrap_or(started)
+        .max(started)
+}
+
 /// Decides what to do with `session` at `now`, through the admission
 /// kernel ([`admit_effective`]): `eff` is the policy for `who` (the
 /// session's user, groups, service and this host) and `store` the store's
@@ -122,9 +132,7 @@ pub fn step(
     warned: Option<Warned>,
     now: DateTime<Utc>,
 ) -> Step {
-    let last_seen = time::observed(session.last_seen, now)
-        .unwrap_or_else(|| session.started_at.min(now))
-        .max(session.started_at.min(now));
+    let last_seen = recorded_activity(session, now);
     let (last_activity, touch) = match activity {
         Activity::Traffic { at } => (
             at,

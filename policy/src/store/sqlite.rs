@@ -401,7 +401,16 @@ impl SqliteStore {
         sql: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<Session>, StoreError> {
-        let c = self.lock();
+        self.query_sessions_on(&self.lock(), sql, args)
+    }
+
+    /// [`Self::query_sessions`] on connection (or transaction) `c`.
+    fn query_sessions_on(
+        &self,
+        c: &Connection,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Session>, StoreError> {
         let mut stmt = c.prepare_cached(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query(args).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -442,7 +451,16 @@ impl SqliteStore {
         sql: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<Revocation>, StoreError> {
-        let c = self.lock();
+        self.query_revocations_on(&self.lock(), sql, args)
+    }
+
+    /// [`Self::query_revocations`] on connection (or transaction) `c`.
+    fn query_revocations_on(
+        &self,
+        c: &Connection,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Revocation>, StoreError> {
         let mut stmt = c.prepare_cached(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query(args).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -749,30 +767,19 @@ impl Store for SqliteStore {
     ) -> Result<SessionReads, StoreError> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.err(e))?;
-        let session = {
-            let mut stmt = tx
-                .prepare_cached(&session_by_id_sql())
-                .map_err(|e| self.err(e))?;
-            let mut rows = stmt.query(params![id]).map_err(|e| self.err(e))?;
-            match rows.next().map_err(|e| self.err(e))? {
-                Some(row) => Some(self.session_from_row(row)?),
-                None => None,
-            }
-        };
+        let session = self
+            .query_sessions_on(&tx, &session_by_id_sql(), params![id])?
+            .into_iter()
+            .next();
         let preference = self.preference_on(&tx, keys.user)?;
-        let revocations = {
-            let mut stmt = tx
-                .prepare_cached(REVOCATIONS_FOR_SQL)
-                .map_err(|e| self.err(e))?;
-            let mut rows = stmt
-                .query(params![keys.session, keys.user, keys.client])
-                .map_err(|e| self.err(e))?;
-            let mut set = RevocationSet::new();
-            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-                set.insert(self.revocation_from_row(row)?);
-            }
-            set
-        };
+        let revocations = self
+            .query_revocations_on(
+                &tx,
+                REVOCATIONS_FOR_SQL,
+                params![keys.session, keys.user, keys.client],
+            )?
+            .into_iter()
+            .collect();
         // A read transaction: ending it releases the snapshot.
         tx.commit().map_err(|e| self.err(e))?;
         Ok(SessionReads {
